@@ -1,0 +1,49 @@
+//! The archive format (docs/FORMAT.md, "Archive"): a tar stream whose entry names start with
+//! the index of their root path, zstd-compressed, followed by a footer carrying its blake3.
+
+pub mod footer;
+pub mod pack;
+pub mod place;
+pub mod unpack;
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("writing {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("archive stream: {0}")]
+    Stream(#[source] io::Error),
+    #[error("archive entry `{name}` refused: {why}")]
+    Refused { name: String, why: &'static str },
+    #[error("archive is corrupt: {0}")]
+    Corrupt(String),
+    #[error("unpack worker panicked")]
+    WorkerPanic,
+}
+
+impl crate::error::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Refused { .. } | Error::Corrupt(_) => Some(
+                "nothing was restored; delete or overwrite this entry (`cachectl save --overwrite`)"
+                    .into(),
+            ),
+            Error::Write { .. } => Some("check free space and permissions where the cache is restored".into()),
+            _ => None,
+        }
+    }
+}
+
+/// The tar entry name of a path inside root `index`: `3`, or `3/lib/a.js`.
+pub(crate) fn entry_name(index: usize, rel: &[u8]) -> Vec<u8> {
+    let mut name = index.to_string().into_bytes();
+    if !rel.is_empty() {
+        name.push(b'/');
+        name.extend_from_slice(rel);
+    }
+    name
+}

@@ -1,0 +1,262 @@
+//! Save side: walk each root (never following symlinks) and write a deterministic PAX tar.
+
+use super::{entry_name, Error};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use tar::{EntryType, Header};
+
+#[derive(Debug, Default, Clone)]
+pub struct PackStats {
+    /// Tar entries written (PAX headers not counted).
+    pub entries: u64,
+    /// Bytes of regular-file content.
+    pub file_bytes: u64,
+    /// Bytes of the uncompressed tar stream.
+    pub tar_bytes: u64,
+    /// Sockets, FIFOs and devices left out.
+    pub skipped_special: u64,
+    /// Files that changed size while being read (their entry is padded or cut to the stat size).
+    pub changed_while_reading: u64,
+}
+
+/// Counts the bytes of the tar stream on their way to the compressor.
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes the tar stream for `roots` (index in the path set, absolute path) into `out`.
+///
+/// Roots that do not exist are skipped (the caller reports them). Returns `out` so the caller
+/// can finish the compressor behind it.
+pub fn pack<W: Write>(roots: &[(usize, PathBuf)], out: W) -> Result<(W, PackStats), Error> {
+    let mut w = Packer {
+        out: Counting {
+            inner: io::BufWriter::with_capacity(256 * 1024, out),
+            count: 0,
+        },
+        stats: PackStats::default(),
+        links: HashMap::new(),
+        buf: vec![0u8; 1024 * 1024],
+    };
+    for (index, root) in roots {
+        w.pack_root(*index, root)?;
+    }
+    // Two zero blocks end a tar stream.
+    w.out.write_all(&[0u8; 1024]).map_err(Error::Stream)?;
+    w.stats.tar_bytes = w.out.count;
+    let stats = w.stats;
+    let inner = w
+        .out
+        .inner
+        .into_inner()
+        .map_err(|e| Error::Stream(e.into_error()))?;
+    Ok((inner, stats))
+}
+
+struct Packer<W: Write> {
+    out: Counting<io::BufWriter<W>>,
+    stats: PackStats,
+    /// (dev, inode) of multiply-linked files already written -> their entry name.
+    links: HashMap<(u64, u64), Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> Packer<W> {
+    fn pack_root(&mut self, index: usize, root: &Path) -> Result<(), Error> {
+        // sort_by_file_name makes the stream deterministic: same tree, same bytes.
+        let walk = walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .sort_by_file_name();
+        for entry in walk {
+            let entry = entry.map_err(|e| Error::Read {
+                path: e.path().unwrap_or(root).to_path_buf(),
+                source: e.into(),
+            })?;
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .expect("walk stays under its root");
+            let name = entry_name(index, rel.as_os_str().as_bytes());
+            let md = entry.path().symlink_metadata().map_err(|source| Error::Read {
+                path: entry.path().to_path_buf(),
+                source,
+            })?;
+            self.append(entry.path(), name, &md)?;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, path: &Path, mut name: Vec<u8>, md: &fs::Metadata) -> Result<(), Error> {
+        let ft = md.file_type();
+        let mode = md.mode() & 0o7777;
+        let mtime = md.mtime().max(0) as u64;
+        if ft.is_dir() {
+            name.push(b'/');
+            self.header(&name, EntryType::Directory, mode, mtime, 0, None)
+        } else if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(|source| Error::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            self.header(
+                &name,
+                EntryType::Symlink,
+                0o777,
+                mtime,
+                0,
+                Some(target.as_os_str().as_bytes()),
+            )
+        } else if ft.is_file() {
+            if md.nlink() > 1 {
+                let id = (md.dev(), md.ino());
+                if let Some(first) = self.links.get(&id).cloned() {
+                    return self.header(&name, EntryType::Link, mode, mtime, 0, Some(&first));
+                }
+                self.links.insert(id, name.clone());
+            }
+            self.header(&name, EntryType::Regular, mode, mtime, md.len(), None)?;
+            self.content(path, md.len())
+        } else {
+            self.stats.skipped_special += 1;
+            Ok(())
+        }
+    }
+
+    fn content(&mut self, path: &Path, len: u64) -> Result<(), Error> {
+        let read_err = |source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(read_err)?;
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = file.read(&mut self.buf[..want]).map_err(read_err)?;
+            if n == 0 {
+                // Shrank since stat: keep the header's promise with zeros.
+                self.stats.changed_while_reading += 1;
+                let zeros = vec![0u8; left as usize];
+                self.out.write_all(&zeros).map_err(Error::Stream)?;
+                break;
+            }
+            self.out.write_all(&self.buf[..n]).map_err(Error::Stream)?;
+            left -= n as u64;
+        }
+        self.stats.file_bytes += len;
+        pad(&mut self.out, len).map_err(Error::Stream)
+    }
+
+    fn header(
+        &mut self,
+        name: &[u8],
+        kind: EntryType,
+        mode: u32,
+        mtime: u64,
+        size: u64,
+        link: Option<&[u8]>,
+    ) -> Result<(), Error> {
+        let mut pax = Vec::new();
+        // ustar holds 100-byte ASCII names and 8 GiB sizes; PAX records carry anything longer.
+        if name.len() > 100 || !name.is_ascii() {
+            pax_record(&mut pax, "path", name);
+        }
+        if let Some(l) = link {
+            if l.len() > 100 || !l.is_ascii() {
+                pax_record(&mut pax, "linkpath", l);
+            }
+        }
+        if size > 0o77777777777 {
+            pax_record(&mut pax, "size", size.to_string().as_bytes());
+        }
+        if !pax.is_empty() {
+            let mut h = Header::new_ustar();
+            h.set_entry_type(EntryType::XHeader);
+            set_bytes(&mut h.as_ustar_mut().expect("ustar").name, b"PaxHeader");
+            h.set_size(pax.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            h.set_cksum();
+            self.out.write_all(h.as_bytes()).map_err(Error::Stream)?;
+            self.out.write_all(&pax).map_err(Error::Stream)?;
+            pad(&mut self.out, pax.len() as u64).map_err(Error::Stream)?;
+        }
+        let mut h = Header::new_ustar();
+        h.set_entry_type(kind);
+        {
+            let u = h.as_ustar_mut().expect("ustar");
+            set_bytes(&mut u.name, name);
+            if let Some(l) = link {
+                set_bytes(&mut u.linkname, l);
+            }
+        }
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(mtime);
+        h.set_size(size);
+        h.set_cksum();
+        self.out.write_all(h.as_bytes()).map_err(Error::Stream)?;
+        self.stats.entries += 1;
+        Ok(())
+    }
+}
+
+/// Copies what fits; the full value travels in a PAX record when it does not.
+fn set_bytes(field: &mut [u8], value: &[u8]) {
+    let n = value.len().min(field.len());
+    field[..n].copy_from_slice(&value[..n]);
+}
+
+/// `"<len> <key>=<value>\n"`, where `<len>` counts the whole record including itself.
+fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let body = key.len() + value.len() + 3; // space, '=', '\n'
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    out.extend_from_slice(format!("{len} {key}=").as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+fn pad<W: Write>(w: &mut W, len: u64) -> io::Result<()> {
+    let rem = (len % 512) as usize;
+    if rem != 0 {
+        w.write_all(&[0u8; 512][..512 - rem])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_record_lengths_count_themselves() {
+        for value_len in [0usize, 1, 5, 90, 95, 96, 994, 995, 9990] {
+            let mut out = Vec::new();
+            pax_record(&mut out, "path", &vec![b'a'; value_len]);
+            let (len, _) = std::str::from_utf8(&out[..6])
+                .unwrap()
+                .split_once(' ')
+                .unwrap();
+            assert_eq!(len.parse::<usize>().unwrap(), out.len(), "value_len {value_len}");
+        }
+    }
+}

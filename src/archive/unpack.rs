@@ -1,0 +1,379 @@
+//! Restore side: read a tar stream into staging directories, creating files from several
+//! threads, refusing any entry that could land outside its root.
+//!
+//! Order of work, chosen so no entry can ever be written through a symlink:
+//! 1. directories are created and regular files written (small files by a worker pool);
+//! 2. hard links, once every file exists;
+//! 3. symlinks, last, so nothing is ever written below one;
+//! 4. directory modes and mtimes, deepest first, once nothing more is written inside.
+
+use super::Error;
+use crossbeam_channel as channel;
+use filetime::FileTime;
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+
+/// Files up to this size are read into memory and handed to a worker; larger ones are
+/// streamed to disk by the reading thread (memory stays bounded by queue x this size).
+const SMALL_FILE_BYTES: u64 = 512 * 1024;
+const QUEUE_JOBS: usize = 64;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UnpackStats {
+    pub entries: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub file_bytes: u64,
+    /// Devices, FIFOs and other types we never restore.
+    pub skipped: u64,
+}
+
+struct FileJob {
+    path: PathBuf,
+    data: Vec<u8>,
+    mode: u32,
+    mtime: FileTime,
+}
+
+/// Unpacks `tar` into `roots[i]` for entries named `i/...`. A root of `None` (a path that is
+/// not part of this restore) makes its entries an error.
+pub fn unpack<R: Read>(tar: R, roots: &[PathBuf], workers: usize) -> Result<UnpackStats, Error> {
+    let (tx, rx) = channel::bounded::<FileJob>(QUEUE_JOBS);
+    let first_err: Mutex<Option<Error>> = Mutex::new(None);
+    let result = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                let rx = rx.clone();
+                let first_err = &first_err;
+                s.spawn(move || {
+                    for job in rx {
+                        if let Err(e) = write_file(&job.path, &job.data, job.mode, job.mtime) {
+                            first_err.lock().expect("error slot").get_or_insert(e);
+                            // Keep draining so the reader never blocks on a full queue.
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(rx);
+        let read = read_entries(tar, roots, &tx, &first_err);
+        drop(tx);
+        let mut panicked = false;
+        for h in handles {
+            panicked |= h.join().is_err();
+        }
+        if panicked {
+            return Err(Error::WorkerPanic);
+        }
+        read
+    });
+    let (mut stats, deferred) = result?;
+    if let Some(e) = first_err.into_inner().expect("error slot") {
+        return Err(e);
+    }
+    deferred.finish(&mut stats)?;
+    Ok(stats)
+}
+
+/// Work that must wait until every regular file exists.
+#[derive(Default)]
+struct Deferred {
+    hardlinks: Vec<(PathBuf, PathBuf, String)>,
+    symlinks: Vec<(PathBuf, PathBuf, FileTime, String)>,
+    symlink_paths: HashSet<PathBuf>,
+    dirs: Vec<(PathBuf, u32, FileTime)>,
+}
+
+impl Deferred {
+    /// Refuses a path with a (to be created) symlink at or above it.
+    fn check_not_below_symlink(&self, path: &Path, name: &str) -> Result<(), Error> {
+        if self.symlink_paths.is_empty() {
+            return Ok(());
+        }
+        let mut p = path;
+        while let Some(parent) = p.parent() {
+            if self.symlink_paths.contains(p) {
+                return Err(refused(name, "it would be written through a symlink"));
+            }
+            p = parent;
+        }
+        Ok(())
+    }
+
+    fn finish(self, stats: &mut UnpackStats) -> Result<(), Error> {
+        let symlink_targets: std::collections::HashMap<&Path, &Path> = self
+            .symlinks
+            .iter()
+            .map(|(p, t, _, _)| (p.as_path(), t.as_path()))
+            .collect();
+        for (path, target, name) in &self.hardlinks {
+            let res = match symlink_targets.get(target.as_path()) {
+                // A hard link to a symlink entry: its target does not exist yet; copy the link.
+                Some(t) => std::os::unix::fs::symlink(t, path),
+                None => {
+                    remove_if_file(path);
+                    fs::hard_link(target, path)
+                }
+            };
+            res.map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    refused(name, "it is a hard link to an entry the archive does not contain")
+                } else {
+                    write_err(path, e)
+                }
+            })?;
+            stats.hardlinks += 1;
+        }
+        for (path, target, mtime, name) in &self.symlinks {
+            std::os::unix::fs::symlink(target, path).map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    refused(name, "a symlink collides with another entry of the archive")
+                } else {
+                    write_err(path, e)
+                }
+            })?;
+            let _ = filetime::set_symlink_file_times(path, *mtime, *mtime);
+            stats.symlinks += 1;
+        }
+        // Deepest first: archive order lists parents before children.
+        for (path, mode, mtime) in self.dirs.iter().rev() {
+            fs::set_permissions(path, Permissions::from_mode(*mode)).map_err(|e| write_err(path, e))?;
+            filetime::set_file_mtime(path, *mtime).map_err(|e| write_err(path, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn refused(name: &str, why: &'static str) -> Error {
+    Error::Refused {
+        name: name.to_owned(),
+        why,
+    }
+}
+
+fn write_err(path: &Path, source: io::Error) -> Error {
+    Error::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `i/rel/path` -> `roots[i]/rel/path`, refusing anything that could leave the root.
+fn resolve(roots: &[PathBuf], raw: &[u8], name: &str) -> Result<PathBuf, Error> {
+    if raw.first() == Some(&b'/') {
+        return Err(refused(name, "its path is absolute"));
+    }
+    let mut comps = Path::new(OsStr::from_bytes(raw)).components();
+    let root = match comps.next() {
+        Some(Component::Normal(first)) => first
+            .to_str()
+            .and_then(|s| s.parse::<usize>().ok())
+            .and_then(|i| roots.get(i))
+            .ok_or_else(|| refused(name, "it does not start with the index of a cached path"))?,
+        _ => return Err(refused(name, "it does not start with the index of a cached path")),
+    };
+    let mut out = root.clone();
+    for c in comps {
+        match c {
+            Component::Normal(c) => out.push(c),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(refused(name, "its path contains `..`")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(refused(name, "its path is absolute"))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_entries<R: Read>(
+    tar: R,
+    roots: &[PathBuf],
+    tx: &channel::Sender<FileJob>,
+    first_err: &Mutex<Option<Error>>,
+) -> Result<(UnpackStats, Deferred), Error> {
+    let mut archive = tar::Archive::new(tar);
+    let mut stats = UnpackStats::default();
+    let mut deferred = Deferred::default();
+    let mut made_dirs: HashSet<PathBuf> = HashSet::new();
+    // The staging roots' parents exist; everything below is ours to create.
+    for r in roots {
+        if let Some(p) = r.parent() {
+            made_dirs.insert(p.to_path_buf());
+        }
+    }
+    let entries = archive.entries().map_err(Error::Stream)?;
+    for entry in entries {
+        if first_err.lock().expect("error slot").is_some() {
+            break; // a worker failed; its error is reported by the caller
+        }
+        let mut entry = entry.map_err(Error::Stream)?;
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+            continue;
+        }
+        stats.entries += 1;
+        let path = resolve(roots, &raw, &name)?;
+        deferred.check_not_below_symlink(&path, &name)?;
+        let mode = entry.header().mode().map_err(Error::Stream)? & 0o777;
+        let mtime = FileTime::from_unix_time(entry.header().mtime().map_err(Error::Stream)? as i64, 0);
+        match kind {
+            tar::EntryType::Directory => {
+                ensure_dir(&path, &mut made_dirs)?;
+                deferred.dirs.push((path, mode, mtime));
+                stats.dirs += 1;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if let Some(parent) = path.parent() {
+                    ensure_dir(parent, &mut made_dirs)?;
+                }
+                let size = entry.size();
+                stats.files += 1;
+                stats.file_bytes += size;
+                if size <= SMALL_FILE_BYTES {
+                    let mut data = Vec::with_capacity(size as usize);
+                    entry.read_to_end(&mut data).map_err(Error::Stream)?;
+                    if tx.send(FileJob { path, data, mode, mtime }).is_err() {
+                        break;
+                    }
+                } else {
+                    stream_file(&mut entry, &path, mode, mtime)?;
+                }
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| refused(&name, "it is a symlink without a target"))?
+                    .into_owned();
+                if let Some(parent) = path.parent() {
+                    ensure_dir(parent, &mut made_dirs)?;
+                }
+                deferred.symlink_paths.insert(path.clone());
+                deferred
+                    .symlinks
+                    .push((path, PathBuf::from(OsStr::from_bytes(&target)), mtime, name));
+            }
+            tar::EntryType::Link => {
+                let raw_target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| refused(&name, "it is a hard link without a target"))?
+                    .into_owned();
+                let target = resolve(roots, &raw_target, &name)?;
+                deferred.check_not_below_symlink(&target, &name)?;
+                if let Some(parent) = path.parent() {
+                    ensure_dir(parent, &mut made_dirs)?;
+                }
+                deferred.hardlinks.push((path, target, name));
+            }
+            _ => stats.skipped += 1,
+        }
+    }
+    Ok((stats, deferred))
+}
+
+/// Creates `dir` and its missing parents once; a cache of what exists saves a syscall per file.
+fn ensure_dir(dir: &Path, made: &mut HashSet<PathBuf>) -> Result<(), Error> {
+    if made.contains(dir) {
+        return Ok(());
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // Only ever a real directory: the staging tree holds no symlinks yet.
+            let md = fs::symlink_metadata(dir).map_err(|e| write_err(dir, e))?;
+            if !md.is_dir() {
+                return Err(Error::Refused {
+                    name: dir.display().to_string(),
+                    why: "a directory entry collides with a file entry",
+                });
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = dir.parent().ok_or_else(|| write_err(dir, e))?;
+            ensure_dir(parent, made)?;
+            fs::create_dir(dir).map_err(|e| write_err(dir, e))?;
+        }
+        Err(e) => return Err(write_err(dir, e)),
+    }
+    made.insert(dir.to_path_buf());
+    Ok(())
+}
+
+fn open_for_write(path: &Path, mode: u32) -> io::Result<fs::File> {
+    // O_NOFOLLOW: even if something put a symlink here, we never write through it.
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Applies the archived mode exactly: `open(2)`'s mode is filtered through the umask.
+fn finish_file(file: &fs::File, path: &Path, mode: u32, mtime: FileTime) -> Result<(), Error> {
+    file.set_permissions(Permissions::from_mode(mode))
+        .map_err(|e| write_err(path, e))?;
+    filetime::set_file_handle_times(file, None, Some(mtime)).map_err(|e| write_err(path, e))
+}
+
+fn remove_if_file(path: &Path) {
+    if fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
+        let _ = fs::remove_file(path);
+    }
+}
+
+fn write_file(path: &Path, data: &[u8], mode: u32, mtime: FileTime) -> Result<(), Error> {
+    let mut f = open_for_write(path, mode).map_err(|e| write_err(path, e))?;
+    f.write_all(data).map_err(|e| write_err(path, e))?;
+    finish_file(&f, path, mode, mtime)
+}
+
+fn stream_file<R: Read>(src: &mut R, path: &Path, mode: u32, mtime: FileTime) -> Result<(), Error> {
+    let mut f = open_for_write(path, mode).map_err(|e| write_err(path, e))?;
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = src.read(&mut buf).map_err(Error::Stream)?;
+        if n == 0 {
+            break;
+        }
+        f.write_all(&buf[..n]).map_err(|e| write_err(path, e))?;
+    }
+    finish_file(&f, path, mode, mtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_table() {
+        let roots = vec![PathBuf::from("/s/0"), PathBuf::from("/s/1")];
+        let ok: &[(&str, &str)] = &[
+            ("0", "/s/0"),
+            ("0/", "/s/0"),
+            ("1/a/b.js", "/s/1/a/b.js"),
+            ("0/./a", "/s/0/a"),
+        ];
+        for (name, want) in ok {
+            assert_eq!(resolve(&roots, name.as_bytes(), name).unwrap(), PathBuf::from(want), "{name}");
+        }
+        let bad = ["/etc/passwd", "0/../x", "0/a/../../x", "2/a", "x/a", "../0/a", "", "-1/a"];
+        for name in bad {
+            assert!(
+                matches!(resolve(&roots, name.as_bytes(), name), Err(Error::Refused { .. })),
+                "{name} should be refused"
+            );
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! One `run` per subcommand; each returns the process exit status.
+
+pub mod hash_files;
+pub mod restore;
+pub mod save;
+
+use crate::error::{chain, Hint};
+use crate::store::{Store, StoreUrl};
+use crate::{env, key};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A failure flattened for the report: the error chain on one line, and how to fix it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub cause: String,
+    pub hint: Option<String>,
+}
+
+impl<E: std::error::Error + Hint + 'static> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            cause: chain(&e),
+            hint: e.hint(),
+        }
+    }
+}
+
+impl Failure {
+    pub fn message(&self) -> String {
+        match &self.hint {
+            Some(h) => format!("{} (fix: {h})", self.cause),
+            None => self.cause.clone(),
+        }
+    }
+}
+
+impl Hint for key::Error {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Hint for crate::transfer::Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            crate::transfer::Error::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// Working directory and home, the two anchors of every `--path`.
+pub fn anchors() -> (PathBuf, Option<PathBuf>) {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let home = std::env::var_os(env::HOME)
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    (cwd, home)
+}
+
+pub async fn open_store(raw: Option<&str>) -> Result<Arc<dyn Store>, Failure> {
+    let xdg = std::env::var(env::XDG_CACHE_HOME).ok();
+    let home = std::env::var(env::HOME).ok();
+    let url = StoreUrl::parse(raw, xdg.as_deref(), home.as_deref())?;
+    Ok(url.open().await)
+}
+
+/// Threads that create files on restore: file creation is syscall-bound, so more threads than
+/// cores still help, most of all on disks where each create waits on the journal.
+pub fn unpack_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 2).clamp(4, 16)
+}

@@ -1,0 +1,16 @@
+//! cachectl: dependency caches for AWS CodeBuild, kept as zstd tarballs in S3 or a local directory.
+//!
+//! The library exists so `tests/` and `benches/` reach the internals; `main.rs` is a thin shell.
+#![forbid(unsafe_code)]
+
+pub mod archive;
+pub mod cli;
+pub mod cmd;
+pub mod env;
+pub mod error;
+pub mod hash;
+pub mod key;
+pub mod output;
+pub mod store;
+pub mod time;
+pub mod transfer;

@@ -1,0 +1,28 @@
+//! Entry point: parse the command line, build the one runtime, run the command.
+#![forbid(unsafe_code)]
+
+use cachectl::cli::{Cli, Command};
+use cachectl::cmd;
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::HashFiles(args) = &cli.command {
+        return cmd::hash_files::run(args);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(cachectl::error::code::BUG);
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Save(args) => cmd::save::run(args).await,
+            Command::Restore(args) => cmd::restore::run(args).await,
+            Command::HashFiles(_) => unreachable!("handled above"),
+        }
+    })
+}

@@ -1,0 +1,119 @@
+//! What a command reports: one JSON object on stdout (`--json`), one summary line on stderr.
+
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreOutcome {
+    Hit,
+    Partial,
+    Miss,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaveOutcome {
+    Saved,
+    Skipped,
+    Error,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RestoreReport {
+    pub outcome: RestoreOutcome,
+    pub key: String,
+    pub matched_key: Option<String>,
+    /// Archive bytes transferred (the object's size).
+    pub bytes: u64,
+    /// Tar entries restored: files, directories and links.
+    pub files: u64,
+    /// Bytes of file content restored.
+    pub unpacked_bytes: u64,
+    pub seconds: f64,
+    pub store: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SaveReport {
+    pub outcome: SaveOutcome,
+    pub key: String,
+    /// Archive bytes uploaded (0 when skipped).
+    pub bytes: u64,
+    /// Tar entries saved: files, directories and links.
+    pub files: u64,
+    /// Bytes of file content packed.
+    pub unpacked_bytes: u64,
+    pub seconds: f64,
+    pub store: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `21340` -> `21,340`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn rate(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
+}
+
+/// Prints the JSON line if asked; always one human line on stderr.
+pub fn emit<T: Serialize>(json: bool, report: &T, human: &str) {
+    eprintln!("{human}");
+    if json {
+        println!("{}", serde_json::to_string(report).expect("report serializes"));
+    }
+}
+
+/// One loud line, the cause and the fix, for store trouble that does not fail the build.
+pub fn warn(what: &str, cause: &str, hint: Option<&str>) {
+    match hint {
+        Some(h) => eprintln!("warning: {what}: {cause} (fix: {h})"),
+        None => eprintln!("warning: {what}: {cause}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(21340), "21,340");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(312 * 1024 * 1024), "312.0 MiB");
+    }
+}

@@ -1,0 +1,321 @@
+//! The local-directory store: `<root>/v1/<pathset>/<escaped key>` plus a `%meta` sidecar.
+//!
+//! Uploads go to `<root>/tmp/` and appear under their name with one `link` (no clobber) or
+//! `rename` (overwrite), so a reader never sees a half-written archive.
+
+use super::{EntryInfo, EntryMeta, Error, PutOutcome, Store, Upload};
+use crate::key::{EntryName, FORMAT_DIR};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::fs::{self, File};
+use std::io;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Sidecar suffix; cannot occur in an escaped name (every escaped `%` is followed by hex).
+pub const META_SUFFIX: &str = "%meta";
+/// Longest file name most filesystems take.
+const MAX_NAME_BYTES: usize = 255;
+
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+/// `%` -> `%25`, `/` -> `%2F`, a leading `.` -> `%2E`; prefix-preserving (docs/FORMAT.md).
+pub fn escape(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for (i, c) in key.char_indices() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            '.' if i == 0 => out.push_str("%2E"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn unescape(name: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(name.len());
+    let b = name.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = name.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+fn blocking_err(what: &str, e: tokio::task::JoinError) -> Error {
+    Error::Other {
+        what: what.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl LocalStore {
+    pub fn new(root: PathBuf) -> Self {
+        LocalStore { root }
+    }
+
+    fn dir(&self, pathset: &str) -> PathBuf {
+        self.root.join(FORMAT_DIR).join(pathset)
+    }
+
+    fn data_path(&self, name: &EntryName) -> Result<PathBuf, Error> {
+        let escaped = escape(&name.key);
+        if escaped.len() + META_SUFFIX.len() > MAX_NAME_BYTES {
+            return Err(Error::Other {
+                what: format!("key `{}`", name.key),
+                source: format!(
+                    "escaped key is {} bytes; a local store file name holds {}",
+                    escaped.len(),
+                    MAX_NAME_BYTES - META_SUFFIX.len()
+                )
+                .into(),
+            });
+        }
+        Ok(self.dir(&name.pathset).join(escaped))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        self.root
+            .join("tmp")
+            .join(format!("{}-{nanos:08x}-{n}.part", std::process::id()))
+    }
+}
+
+fn info_from(name: EntryName, md: &fs::Metadata) -> EntryInfo {
+    EntryInfo {
+        name,
+        size: md.len(),
+        modified: md.modified().unwrap_or(std::time::UNIX_EPOCH),
+    }
+}
+
+fn meta_path(data: &Path) -> PathBuf {
+    let mut s = data.as_os_str().to_owned();
+    s.push(META_SUFFIX);
+    PathBuf::from(s)
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn head(&self, name: &EntryName) -> Result<Option<EntryInfo>, Error> {
+        let path = self.data_path(name)?;
+        match fs::metadata(&path) {
+            Ok(md) => Ok(Some(info_from(name.clone(), &md))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(format!("stat {}", path.display()))(e)),
+        }
+    }
+
+    async fn list(&self, pathset: &str, key_prefix: &str) -> Result<Vec<EntryInfo>, Error> {
+        let dir = self.dir(pathset);
+        let prefix = escape(key_prefix);
+        let what = || format!("list {}", dir.display());
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(what())(e)),
+        };
+        let mut out = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(io_err(what()))?;
+            let fname = ent.file_name();
+            let Some(fname) = fname.to_str() else { continue };
+            if !fname.starts_with(&prefix) || fname.ends_with(META_SUFFIX) {
+                continue;
+            }
+            let Some(key) = unescape(fname) else { continue };
+            // A file removed between readdir and stat is simply not listed.
+            let Ok(md) = ent.metadata() else { continue };
+            if !md.is_file() {
+                continue;
+            }
+            out.push(info_from(
+                EntryName {
+                    pathset: pathset.to_owned(),
+                    key,
+                },
+                &md,
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn get_range(&self, name: &EntryName, range: Range<u64>) -> Result<Bytes, Error> {
+        let path = self.data_path(name)?;
+        tokio::task::spawn_blocking(move || {
+            let what = || format!("read {} bytes {range:?}", path.display());
+            let file = File::open(&path).map_err(io_err(what()))?;
+            let mut buf = vec![0u8; (range.end - range.start) as usize];
+            file.read_exact_at(&mut buf, range.start)
+                .map_err(io_err(what()))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .map_err(|e| blocking_err("read", e))?
+    }
+
+    async fn put(
+        &self,
+        name: &EntryName,
+        meta: &EntryMeta,
+        data: Bytes,
+        overwrite: bool,
+    ) -> Result<PutOutcome, Error> {
+        let up = self.create_upload(name, meta, overwrite).await?;
+        if let Err(e) = up.put_part(1, 0, data).await {
+            let _ = up.abort().await;
+            return Err(e);
+        }
+        up.complete().await
+    }
+
+    async fn create_upload(
+        &self,
+        name: &EntryName,
+        meta: &EntryMeta,
+        overwrite: bool,
+    ) -> Result<Box<dyn Upload>, Error> {
+        let dest = self.data_path(name)?;
+        let tmp = self.temp_path();
+        let meta_json = serde_json::to_vec_pretty(meta).expect("metadata serializes");
+        let file = tokio::task::spawn_blocking({
+            let tmp = tmp.clone();
+            move || {
+                let parent = tmp.parent().expect("temp path has a parent");
+                fs::create_dir_all(parent)
+                    .map_err(io_err(format!("create {}", parent.display())))?;
+                File::create(&tmp).map_err(io_err(format!("create {}", tmp.display())))
+            }
+        })
+        .await
+        .map_err(|e| blocking_err("create upload", e))??;
+        Ok(Box::new(LocalUpload {
+            file: Arc::new(file),
+            tmp,
+            dest,
+            meta_json,
+            overwrite,
+        }))
+    }
+}
+
+struct LocalUpload {
+    file: Arc<File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    meta_json: Vec<u8>,
+    overwrite: bool,
+}
+
+#[async_trait]
+impl Upload for LocalUpload {
+    async fn put_part(&self, part_number: u32, offset: u64, data: Bytes) -> Result<(), Error> {
+        let file = Arc::clone(&self.file);
+        let what = format!("write part {part_number} to {}", self.tmp.display());
+        tokio::task::spawn_blocking(move || file.write_all_at(&data, offset).map_err(io_err(what)))
+            .await
+            .map_err(|e| blocking_err("write part", e))?
+    }
+
+    async fn complete(&self) -> Result<PutOutcome, Error> {
+        let (tmp, dest, meta_json, overwrite) = (
+            self.tmp.clone(),
+            self.dest.clone(),
+            self.meta_json.clone(),
+            self.overwrite,
+        );
+        tokio::task::spawn_blocking(move || {
+            let parent = dest.parent().expect("entry path has a parent");
+            fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
+            let publish = if overwrite {
+                fs::rename(&tmp, &dest)
+            } else {
+                // link(2) fails if the name exists: the no-clobber publish S3 does with If-None-Match.
+                fs::hard_link(&tmp, &dest).and_then(|()| fs::remove_file(&tmp))
+            };
+            match publish {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let _ = fs::remove_file(&tmp);
+                    return Ok(PutOutcome::AlreadyExists);
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(io_err(format!("publish {}", dest.display()))(e));
+                }
+            }
+            // The sidecar follows the data: restore never needs it, `ls` and prune tolerate its absence.
+            let meta = meta_path(&dest);
+            let meta_tmp = meta_path(&tmp);
+            fs::write(&meta_tmp, &meta_json)
+                .and_then(|()| fs::rename(&meta_tmp, &meta))
+                .map_err(io_err(format!("write {}", meta.display())))?;
+            Ok(PutOutcome::Created)
+        })
+        .await
+        .map_err(|e| blocking_err("complete upload", e))?
+    }
+
+    async fn abort(&self) -> Result<(), Error> {
+        match fs::remove_file(&self.tmp) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(format!("remove {}", self.tmp.display()))(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_round_trips_and_preserves_prefixes() {
+        let cases = [
+            ("npm-linux-abc", "npm-linux-abc"),
+            ("a/b", "a%2Fb"),
+            ("100%", "100%25"),
+            (".hidden", "%2Ehidden"),
+            ("..", "%2E."),
+            ("a.b", "a.b"),
+            ("ключ", "ключ"),
+        ];
+        for (key, want) in cases {
+            assert_eq!(escape(key), want, "key {key}");
+            assert_eq!(unescape(&escape(key)).as_deref(), Some(key));
+            assert!(!escape(key).contains(META_SUFFIX));
+        }
+        for (key, prefix) in [("a/b/c", "a/"), (".x-1", ".x"), ("100%-x", "100%")] {
+            assert!(escape(key).starts_with(&escape(prefix)), "{key} / {prefix}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests: drive the `cachectl` binary against a local store and `moto_server` S3.
+//!
+//! One test binary (`cargo test --test it`). `support` holds the harness: temp sandboxes on
+//! tmpfs, the command builder, the shared moto servers, the tree generator and snapshots, and
+//! hand-made archives per docs/FORMAT.md. The other modules hold the tests.
+
+mod support;
+
+mod archive_safety;
+mod harness;
+mod hash_files;
+mod s3_errors;
+mod store;
