@@ -4,7 +4,7 @@ use super::{parse_object_name, BoxError, EntryInfo, EntryMeta, Error, PutOutcome
 use crate::env;
 use crate::key::EntryName;
 use async_trait::async_trait;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::config::http::HttpResponse;
@@ -35,22 +35,28 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
-    let region = aws_config::meta::region::RegionProviderChain::default_provider()
-        .or_else(aws_config::Region::from_static("us-east-1"));
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .region(region)
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .read_timeout(READ_TIMEOUT)
-                .build(),
-        )
-        .retry_config(
-            aws_config::retry::RetryConfig::standard()
-                .with_max_attempts(MAX_ATTEMPTS)
-                .with_initial_backoff(Duration::from_millis(200)),
-        )
+    let loader = || {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http.clone())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .read_timeout(READ_TIMEOUT)
+                    .build(),
+            )
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(Duration::from_millis(200)),
+            )
+    };
+    let conf = loader().load().await;
+    if conf.region().is_some() {
+        return conf;
+    }
+    // S3 needs some region to sign with; outside AWS with none configured, us-east-1 is S3's home.
+    loader()
+        .region(aws_config::Region::from_static("us-east-1"))
         .load()
         .await
 }
@@ -95,9 +101,13 @@ where
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().map(str::to_owned);
     let is_transport = matches!(err, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
-    // DisplayErrorContext walks the SDK's whole chain: "dispatch failure: io error: Connection refused".
-    let source: BoxError = DisplayErrorContext(&err).to_string().into();
+    let text = describe(&err);
+    // The SDK reports a failed credential chain as a dispatch failure with no typed cause;
+    // its text is the only thing that tells it apart from an unreachable endpoint.
+    let no_credentials = is_transport && text.contains("loading credentials");
+    let source: BoxError = text.into();
     match (status, code.as_deref()) {
+        _ if no_credentials => Error::NoCredentials { what, source },
         _ if is_transport => Error::Unreachable { what, source },
         (_, Some("NoSuchBucket")) => Error::NoBucket {
             what,
@@ -115,6 +125,33 @@ where
         (Some(503), _) | (_, Some("SlowDown")) => Error::Throttled { what, source },
         _ => Error::Other { what, source },
     }
+}
+
+/// One readable line: `AccessDenied: Access Denied`, or the transport chain
+/// `dispatch failure: io error: ...: Connection refused (os error 111)`.
+fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let SdkError::ServiceError(se) = err {
+        let e = se.err();
+        return match (e.code(), e.message()) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c.to_owned(),
+            _ => format!("HTTP {}", se.raw().status().as_u16()),
+        };
+    }
+    let mut out = err.to_string();
+    let mut cur = std::error::Error::source(err);
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (metadata must be ASCII).

@@ -30,10 +30,7 @@ fn saved_then_replaced(f: &Fixture, key: &str, mutate: impl FnOnce(Vec<u8>) -> V
     small_tree(&deps, "legit");
     // Enough incompressible data that the middle of the object is inside the zstd frames.
     write(&deps.join("random.bin"), Prng::new(3).bytes(256 * 1024));
-    f.save(key, &src)
-        .paths(["deps"])
-        .run()
-        .expect(0, "saved");
+    f.save(key, &src).paths(["deps"]).run().expect(0, "saved");
     let object = f.read_object(key);
     f.replace_object(key, &mutate(object));
     f.dir("deep/a/b/work")
@@ -44,6 +41,7 @@ fn assert_refused(f: &Fixture, key: &str, cwd: &Path) {
     let run = f.restore(key, cwd).paths(["deps"]).run();
     let json = run.expect(0, "error");
     assert!(json["matched_key"].is_null(), "{}", run.context());
+    eprintln!("[refused] {key}: {}", json["message"]);
     assert!(
         !run.stderr.trim().is_empty(),
         "no warning on stderr\n{}",
@@ -150,7 +148,11 @@ fn hostile_hardlink_to_outside_is_refused(f: Fixture) {
         .object();
     let cwd = saved_then_replaced(&f, "hardlink", |_| object);
     assert_refused(&f, "hardlink", &cwd);
-    assert_eq!(fs::metadata(&secret).unwrap().nlink(), 1, "secret.txt got a hard link");
+    assert_eq!(
+        fs::metadata(&secret).unwrap().nlink(),
+        1,
+        "secret.txt got a hard link"
+    );
     assert_eq!(fs::read_to_string(&secret).unwrap(), "secret\n");
 }
 

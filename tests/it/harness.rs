@@ -31,11 +31,23 @@ fn generated_tree_survives_cp_a_unchanged() {
     assert!(kinds(Kind::Dir) >= 15);
     assert_eq!(kinds(Kind::Symlink), 5);
     assert_eq!(kinds(Kind::Other), 1, "the FIFO");
-    assert_eq!(snap["hard/two.txt"].hardlink_group.as_deref(), Some("hard/one.txt"));
-    assert_eq!(snap["other/three.txt"].hardlink_group.as_deref(), Some("hard/one.txt"));
-    assert_eq!(snap["hard/exec-b"].hardlink_group.as_deref(), Some("hard/exec-a"));
+    assert_eq!(
+        snap["hard/two.txt"].hardlink_group.as_deref(),
+        Some("hard/one.txt")
+    );
+    assert_eq!(
+        snap["other/three.txt"].hardlink_group.as_deref(),
+        Some("hard/one.txt")
+    );
+    assert_eq!(
+        snap["hard/exec-b"].hardlink_group.as_deref(),
+        Some("hard/exec-a")
+    );
     assert_eq!(snap["modes/setuid"].mode, 0o4755);
-    assert_eq!(snap[".bin/x"].symlink_target.as_deref(), Some("../pkg/bin.js"));
+    assert_eq!(
+        snap[".bin/x"].symlink_target.as_deref(),
+        Some("../pkg/bin.js")
+    );
     let (long_dir, long_file) = tree::long_names();
     assert!(format!("{long_dir}/{long_file}").len() > 255);
     assert!(snap.contains_key(&format!("{long_dir}/{long_file}")));
@@ -114,7 +126,10 @@ fn snapshot_diff_names_every_kind_of_change() {
         "empty-dir",
         "extra.txt",
     ] {
-        assert!(text.contains(&format!("{path:?}")), "{path} not in diff:\n{text}");
+        assert!(
+            text.contains(&format!("{path:?}")),
+            "{path} not in diff:\n{text}"
+        );
     }
 }
 
@@ -206,7 +221,10 @@ fn format_helpers_match_the_spec_examples() {
     assert_eq!(format::escape_local_key("é-ok"), "é-ok");
     let set = format::pathset(&["~/.npm", "node_modules"]);
     assert_eq!(set.len(), 16);
-    assert_eq!(set, format::pathset(&["node_modules", "~/.npm", "node_modules"]));
+    assert_eq!(
+        set,
+        format::pathset(&["node_modules", "~/.npm", "node_modules"])
+    );
     let expected = blake3::hash(b"cachectl-paths-v1\nnode_modules\n~/.npm").to_hex();
     assert_eq!(set, expected[..16]);
 }

@@ -6,11 +6,7 @@ use std::path::Path;
 use crate::support::{write, Fixture, Run};
 
 fn hash_files(f: &Fixture, dir: &Path, patterns: &[&str]) -> Run {
-    f.cachectl()
-        .cwd(dir)
-        .arg("hash-files")
-        .args(patterns)
-        .run()
+    f.cachectl().cwd(dir).arg("hash-files").args(patterns).run()
 }
 
 /// The digest: exit 0 and stdout exactly one line of 64 lowercase hex characters.
@@ -77,7 +73,11 @@ fn hash_files_is_deterministic_across_runs_locations_creation_order_and_mtimes()
     }
     let a = digest(&f, &first, LOCKS);
     assert_eq!(a, digest(&f, &first, LOCKS), "same tree twice");
-    assert_eq!(a, digest(&f, &second, LOCKS), "shuffled creation order, other dir");
+    assert_eq!(
+        a,
+        digest(&f, &second, LOCKS),
+        "shuffled creation order, other dir"
+    );
     let reversed: Vec<&str> = LOCKS.iter().rev().copied().collect();
     assert_eq!(a, digest(&f, &first, &reversed), "pattern order");
 }
@@ -95,9 +95,17 @@ fn hash_files_changes_with_content_rename_and_new_matched_file() {
     assert_eq!(base, digest(&f, &dir, LOCKS), "content restored");
 
     fs::create_dir_all(dir.join("crates/b")).unwrap();
-    fs::rename(dir.join("crates/a/Cargo.lock"), dir.join("crates/b/Cargo.lock")).unwrap();
+    fs::rename(
+        dir.join("crates/a/Cargo.lock"),
+        dir.join("crates/b/Cargo.lock"),
+    )
+    .unwrap();
     assert_ne!(base, digest(&f, &dir, LOCKS), "rename to another dir");
-    fs::rename(dir.join("crates/b/Cargo.lock"), dir.join("crates/a/Cargo.lock")).unwrap();
+    fs::rename(
+        dir.join("crates/b/Cargo.lock"),
+        dir.join("crates/a/Cargo.lock"),
+    )
+    .unwrap();
     assert_eq!(base, digest(&f, &dir, LOCKS), "renamed back");
 
     write(&dir.join("new/Cargo.lock"), "# new\n");
@@ -105,7 +113,11 @@ fn hash_files_changes_with_content_rename_and_new_matched_file() {
     fs::remove_file(dir.join("new/Cargo.lock")).unwrap();
 
     write(&dir.join("new/notes.txt"), "not matched\n");
-    assert_eq!(base, digest(&f, &dir, LOCKS), "new file that no pattern matches");
+    assert_eq!(
+        base,
+        digest(&f, &dir, LOCKS),
+        "new file that no pattern matches"
+    );
 
     write(&dir.join("empty.lock"), "");
     assert_ne!(base, digest(&f, &dir, LOCKS), "new empty matched file");
@@ -125,8 +137,16 @@ fn hash_files_binds_each_content_to_its_path() {
     write(&three.join("b.lock"), "");
     let patterns = &["*.lock"];
     let d1 = digest(&f, &one, patterns);
-    assert_ne!(d1, digest(&f, &two, patterns), "contents swapped between files");
-    assert_ne!(d1, digest(&f, &three, patterns), "content moved across the file boundary");
+    assert_ne!(
+        d1,
+        digest(&f, &two, patterns),
+        "contents swapped between files"
+    );
+    assert_ne!(
+        d1,
+        digest(&f, &three, patterns),
+        "content moved across the file boundary"
+    );
 }
 
 #[test]
@@ -135,11 +155,19 @@ fn hash_files_exclusion_drops_matches() {
     let dir = project(&f, "p", &[0, 1, 2, 3, 4, 5, 6]);
     let patterns = &["**/*.lock", "!vendor/**"];
     let base = digest(&f, &dir, patterns);
-    assert_ne!(base, digest(&f, &dir, &["**/*.lock"]), "the exclusion removed nothing");
+    assert_ne!(
+        base,
+        digest(&f, &dir, &["**/*.lock"]),
+        "the exclusion removed nothing"
+    );
 
     write(&dir.join("vendor/x/Cargo.lock"), "# vendored, changed\n");
     write(&dir.join("vendor/y/Cargo.lock"), "# vendored, new\n");
-    assert_eq!(base, digest(&f, &dir, patterns), "excluded files changed the digest");
+    assert_eq!(
+        base,
+        digest(&f, &dir, patterns),
+        "excluded files changed the digest"
+    );
 
     write(&dir.join("Cargo.lock"), "version = 5\n");
     assert_ne!(base, digest(&f, &dir, patterns), "included file ignored");
@@ -150,7 +178,10 @@ fn hash_files_double_star_recurses() {
     let f = Fixture::bare();
     let dir = project(&f, "p", &[0, 1, 2, 3, 4, 5, 6]);
     let base = digest(&f, &dir, &["**/Cargo.lock"]);
-    write(&dir.join("crates/a/deep/er/Cargo.lock"), "# deep, changed\n");
+    write(
+        &dir.join("crates/a/deep/er/Cargo.lock"),
+        "# deep, changed\n",
+    );
     assert_ne!(base, digest(&f, &dir, &["**/Cargo.lock"]), "4 levels down");
     let base = digest(&f, &dir, &["crates/**/Cargo.lock"]);
     write(&dir.join("crates/a/deep/er/Cargo.lock"), "# deep\n");
@@ -165,13 +196,25 @@ fn hash_files_star_and_question_mark_match_within_a_name() {
     write(&dir.join("file10.txt"), "ten");
     let base = digest(&f, &dir, &["file?.txt"]);
     write(&dir.join("file10.txt"), "ten, changed");
-    assert_eq!(base, digest(&f, &dir, &["file?.txt"]), "? matched two characters");
+    assert_eq!(
+        base,
+        digest(&f, &dir, &["file?.txt"]),
+        "? matched two characters"
+    );
     write(&dir.join("file1.txt"), "one, changed");
-    assert_ne!(base, digest(&f, &dir, &["file?.txt"]), "? did not match one");
+    assert_ne!(
+        base,
+        digest(&f, &dir, &["file?.txt"]),
+        "? did not match one"
+    );
 
     let star = digest(&f, &dir, &["file*.txt"]);
     write(&dir.join("file10.txt"), "ten, changed again");
-    assert_ne!(star, digest(&f, &dir, &["file*.txt"]), "* did not match file10.txt");
+    assert_ne!(
+        star,
+        digest(&f, &dir, &["file*.txt"]),
+        "* did not match file10.txt"
+    );
 }
 
 #[test]

@@ -94,9 +94,15 @@ fn assert_mentions_denied(messages: &[String]) {
     for message in messages {
         let lower = message.to_lowercase();
         assert!(
-            ["denied", "403", "forbidden", "invalidaccesskeyid", "access key"]
-                .iter()
-                .any(|word| lower.contains(word)),
+            [
+                "denied",
+                "403",
+                "forbidden",
+                "invalidaccesskeyid",
+                "access key"
+            ]
+            .iter()
+            .any(|word| lower.contains(word)),
             "the message does not say access was denied: {message:?}"
         );
     }
@@ -150,7 +156,11 @@ fn missing_bucket_save_is_error() {
     let f = missing_bucket_fixture("missing-bucket-save");
     let bucket = f.bucket.clone().unwrap();
     assert_mentions_bucket(&assert_fails_open_or_strict(&f, Op::Save));
-    assert_eq!(moto::moto().list_status(&bucket), Err(404), "save created the bucket");
+    assert_eq!(
+        moto::moto().list_status(&bucket),
+        Err(404),
+        "save created the bucket"
+    );
 }
 
 #[test]

@@ -123,8 +123,15 @@ fn round_trip_of_generated_tree_with_big_file_relative_path(f: Fixture) {
     assert_matched(&restore, &json, "rt-big");
     assert_counts_positive(&restore, &json);
     timing(&f, "restore of the 50 MB tree", &restore);
-    tree::assert_same_tree(&tree::expected_after_restore(&saved), &dst.join("node_modules"));
-    assert_eq!(list_dir(&dst), ["node_modules"], "leftovers next to the restore");
+    tree::assert_same_tree(
+        &tree::expected_after_restore(&saved),
+        &dst.join("node_modules"),
+    );
+    assert_eq!(
+        list_dir(&dst),
+        ["node_modules"],
+        "leftovers next to the restore"
+    );
 }
 
 fn round_trip_of_generated_tree_via_home_path(f: Fixture) {
@@ -364,8 +371,16 @@ fn resave_is_skipped_and_overwrite_replaces(f: Fixture) {
     let save = f.save("resave", &src).paths(["deps"]).run();
     let json = save.expect(0, "skipped");
     let reason = json["reason"].as_str().unwrap_or_default().to_lowercase();
-    assert!(reason.contains("exist"), "reason {reason:?}\n{}", save.context());
-    assert_eq!(f.read_object("resave"), object, "a skipped save changed the object");
+    assert!(
+        reason.contains("exist"),
+        "reason {reason:?}\n{}",
+        save.context()
+    );
+    assert_eq!(
+        f.read_object("resave"),
+        object,
+        "a skipped save changed the object"
+    );
 
     let dst = f.dir("dst1");
     f.restore("resave", &dst)
@@ -393,10 +408,7 @@ fn different_path_set_is_a_different_entry(f: Fixture) {
     let src = f.dir("src");
     small_tree(&src.join("a"), "tree a");
     small_tree(&src.join("b"), "tree b");
-    f.save("paths", &src)
-        .paths(["a"])
-        .run()
-        .expect(0, "saved");
+    f.save("paths", &src).paths(["a"]).run().expect(0, "saved");
 
     let dst = f.dir("dst");
     f.restore("paths", &dst)
@@ -415,18 +427,9 @@ fn different_path_set_is_a_different_entry(f: Fixture) {
     assert_empty(&dst, "a miss");
 
     // The same key with another path set is another entry: saved, not skipped.
-    f.save("paths", &src)
-        .paths(["b"])
-        .run()
-        .expect(0, "saved");
-    f.restore("paths", &dst)
-        .paths(["a"])
-        .run()
-        .expect(0, "hit");
-    f.restore("paths", &dst)
-        .paths(["b"])
-        .run()
-        .expect(0, "hit");
+    f.save("paths", &src).paths(["b"]).run().expect(0, "saved");
+    f.restore("paths", &dst).paths(["a"]).run().expect(0, "hit");
+    f.restore("paths", &dst).paths(["b"]).run().expect(0, "hit");
     assert_eq!(read(&dst.join("a/a.txt")), "tree a a\n");
     assert_eq!(read(&dst.join("b/a.txt")), "tree b a\n");
 }
@@ -617,7 +620,11 @@ fn saved_object_follows_format(f: Fixture) {
             let meta: Value = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
             assert_eq!(meta["format"], 1, "{meta}");
             assert_eq!(meta["key"], key, "{meta}");
-            assert_eq!(meta["paths"], serde_json::json!(["deps", "~/.npm"]), "{meta}");
+            assert_eq!(
+                meta["paths"],
+                serde_json::json!(["deps", "~/.npm"]),
+                "{meta}"
+            );
             for field in ["family", "created", "cachectl"] {
                 assert!(meta[field].is_string(), "`{field}` in {meta}");
             }
@@ -627,7 +634,7 @@ fn saved_object_follows_format(f: Fixture) {
             let bucket = f.bucket.as_ref().unwrap();
             let name = format!("v1/{pathset}/{key}");
             let names = moto::moto().list(bucket, "");
-            assert_eq!(names, [name.clone()], "S3 object names");
+            assert_eq!(names, std::slice::from_ref(&name), "S3 object names");
             let metadata = moto::moto().metadata(bucket, &name);
             let fields: Vec<&str> = metadata.iter().map(|(k, _)| k.as_str()).collect();
             for field in ["format", "key", "paths", "family", "created", "version"] {
@@ -642,7 +649,11 @@ fn saved_object_follows_format(f: Fixture) {
 
     let (body, footer) = format::split_object(&object).unwrap();
     assert_eq!((footer.version, footer.flags), (1, 0));
-    assert_eq!(&footer.digest, blake3::hash(body).as_bytes(), "footer digest");
+    assert_eq!(
+        &footer.digest,
+        blake3::hash(body).as_bytes(),
+        "footer digest"
+    );
     let tar = format::decompress(body);
     assert_eq!(footer.tar_len, tar.len() as u64, "footer tar length");
     let mut archive = tar::Archive::new(&tar[..]);
@@ -691,10 +702,20 @@ fn hand_written_entry_restores(f: Fixture) {
     let deps = dst.join("deps");
     assert_eq!(read(&deps.join("hand.txt")), "written by hand\n");
     assert_eq!(read(&deps.join("sub/x.txt")), "x\n");
-    assert_eq!(fs::read_link(deps.join("link")).unwrap(), Path::new("hand.txt"));
+    assert_eq!(
+        fs::read_link(deps.join("link")).unwrap(),
+        Path::new("hand.txt")
+    );
     let inode = |p: &str| fs::metadata(deps.join(p)).unwrap().ino();
-    assert_eq!(inode("hard.txt"), inode("hand.txt"), "hard link restored as a copy");
-    assert!(!deps.join("a.txt").exists(), "content of the replaced object");
+    assert_eq!(
+        inode("hard.txt"),
+        inode("hand.txt"),
+        "hard link restored as a copy"
+    );
+    assert!(
+        !deps.join("a.txt").exists(),
+        "content of the replaced object"
+    );
 }
 
 #[test]

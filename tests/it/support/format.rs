@@ -78,7 +78,10 @@ pub fn split_object(object: &[u8]) -> Result<(&[u8], Footer), String> {
         return Err(format!("footer payload length is {}", u32_at(4)));
     }
     if &raw[8..16] != b"CACHECTL" {
-        return Err(format!("footer tag is {:?}", String::from_utf8_lossy(&raw[8..16])));
+        return Err(format!(
+            "footer tag is {:?}",
+            String::from_utf8_lossy(&raw[8..16])
+        ));
     }
     Ok((
         body,
@@ -159,7 +162,10 @@ impl RawTar {
         old.name = [0; 100];
         old.name[..name.len()].copy_from_slice(name.as_bytes());
         if let Some(link) = link {
-            assert!(link.len() < 100, "raw link names must fit the 100-byte field");
+            assert!(
+                link.len() < 100,
+                "raw link names must fit the 100-byte field"
+            );
             old.linkname = [0; 100];
             old.linkname[..link.len()].copy_from_slice(link.as_bytes());
         }

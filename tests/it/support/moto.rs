@@ -149,7 +149,11 @@ wait "$pid""#;
     pub fn create_bucket(&self, bucket: &str) {
         let result = RUNTIME.block_on(self.client.create_bucket().bucket(bucket).send());
         if let Err(e) = result {
-            panic!("create bucket {bucket} on {}: {}", self.endpoint, describe(&e));
+            panic!(
+                "create bucket {bucket} on {}: {}",
+                self.endpoint,
+                describe(&e)
+            );
         }
     }
 

@@ -109,7 +109,11 @@ pub fn generate(root: &Path, options: TreeOptions) {
         format!("#!/usr/bin/env node\nconsole.log({seed});\n").as_bytes(),
         0o755,
     );
-    file("pkg/package.json", br#"{"name":"pkg","bin":"bin.js"}"#, 0o644);
+    file(
+        "pkg/package.json",
+        br#"{"name":"pkg","bin":"bin.js"}"#,
+        0o644,
+    );
     file("data/medium.bin", &rng.bytes(300 * 1024), 0o644);
 
     // node_modules/.bin style: relative links that must stay links.
@@ -123,7 +127,11 @@ pub fn generate(root: &Path, options: TreeOptions) {
     file("hard/one.txt", format!("hard {seed}\n").as_bytes(), 0o644);
     hard("hard/one.txt", "hard/two.txt");
     hard("hard/one.txt", "other/three.txt");
-    file("hard/exec-a", format!("#!/bin/sh\necho {seed}\n").as_bytes(), 0o755);
+    file(
+        "hard/exec-a",
+        format!("#!/bin/sh\necho {seed}\n").as_bytes(),
+        0o755,
+    );
     hard("hard/exec-a", "hard/exec-b");
 
     file("modes/private.txt", b"secret\n", 0o600);
@@ -145,9 +153,17 @@ pub fn generate(root: &Path, options: TreeOptions) {
         b"a path longer than 255 bytes\n",
         0o644,
     );
-    file(&format!("long/{}", "g".repeat(255)), b"255-byte name\n", 0o644);
+    file(
+        &format!("long/{}", "g".repeat(255)),
+        b"255-byte name\n",
+        0o644,
+    );
 
-    file("unicode/ünïcødé/日本語.txt", "こんにちは\n".as_bytes(), 0o644);
+    file(
+        "unicode/ünïcødé/日本語.txt",
+        "こんにちは\n".as_bytes(),
+        0o644,
+    );
     file("unicode/emoji-🦀.rs", b"fn main() {}\n", 0o644);
     dir("unicode/Ωmega");
     file("special/with space & $dollar.txt", b"space\n", 0o644);
@@ -256,10 +272,19 @@ pub struct EntryInfo {
 
 impl fmt::Display for EntryInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} mode {:o} mtime {}", self.kind, self.mode, self.mtime_secs)?;
+        write!(
+            f,
+            "{:?} mode {:o} mtime {}",
+            self.kind, self.mode, self.mtime_secs
+        )?;
         if self.kind == Kind::File {
             let hash = self.blake3.as_deref().unwrap_or("-");
-            write!(f, " size {} blake3 {}", self.size, &hash[..hash.len().min(12)])?;
+            write!(
+                f,
+                " size {} blake3 {}",
+                self.size,
+                &hash[..hash.len().min(12)]
+            )?;
         }
         if let Some(target) = &self.symlink_target {
             write!(f, " -> {target:?}")?;
@@ -296,8 +321,8 @@ fn visit(
     snap: &mut Snapshot,
     inodes: &mut HashMap<(u64, u64), Vec<String>>,
 ) {
-    let meta = fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    let meta =
+        fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
     let rel = match path.strip_prefix(root).unwrap() {
         p if p.as_os_str().is_empty() => ".".to_owned(),
         p => p.to_string_lossy().into_owned(),
@@ -350,9 +375,7 @@ fn visit(
 
 fn hash_file(path: &Path) -> String {
     let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader(fs::File::open(path).unwrap())
-        .unwrap();
+    hasher.update_reader(fs::File::open(path).unwrap()).unwrap();
     hasher.finalize().to_hex().to_string()
 }
 
@@ -376,9 +399,9 @@ pub fn diff(expected: &Snapshot, actual: &Snapshot) -> Vec<String> {
     for (path, want) in expected {
         match actual.get(path) {
             None => lines.push(format!("- missing  {path:?}: {want}")),
-            Some(got) if got != want => {
-                lines.push(format!("~ differs  {path:?}\n      want {want}\n      got  {got}"))
-            }
+            Some(got) if got != want => lines.push(format!(
+                "~ differs  {path:?}\n      want {want}\n      got  {got}"
+            )),
             Some(_) => {}
         }
     }
