@@ -287,15 +287,24 @@ mod tests {
         let dir = tree(&[("a.txt", "x")]);
         let err = hash_patterns(dir.path(), &["missing.lock", "other/**"]).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("`missing.lock`") && msg.contains("`other/**`"), "{msg}");
+        assert!(
+            msg.contains("`missing.lock`") && msg.contains("`other/**`"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn rejects_bad_patterns() {
-        assert!(matches!(Patterns::new(&["/etc/passwd"]), Err(Error::Absolute(_))));
+        assert!(matches!(
+            Patterns::new(&["/etc/passwd"]),
+            Err(Error::Absolute(_))
+        ));
         assert!(matches!(Patterns::new(&["../x"]), Err(Error::Parent(_))));
         assert!(matches!(Patterns::new(&["!a"]), Err(Error::OnlyExcludes)));
-        assert!(matches!(Patterns::new(&["a[".to_owned()]), Err(Error::Glob { .. })));
+        assert!(matches!(
+            Patterns::new(&["a[".to_owned()]),
+            Err(Error::Glob { .. })
+        ));
     }
 
     #[test]

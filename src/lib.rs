@@ -11,6 +11,7 @@ pub mod error;
 pub mod hash;
 pub mod key;
 pub mod output;
+pub mod signal;
 pub mod store;
 pub mod time;
 pub mod transfer;

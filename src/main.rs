@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use cachectl::cli::{Cli, Command};
-use cachectl::cmd;
+use cachectl::{cmd, signal};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -11,7 +11,10 @@ fn main() -> ExitCode {
     if let Command::HashFiles(args) = &cli.command {
         return cmd::hash_files::run(args);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -19,10 +22,20 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match cli.command {
-            Command::Save(args) => cmd::save::run(args).await,
-            Command::Restore(args) => cmd::restore::run(args).await,
-            Command::HashFiles(_) => unreachable!("handled above"),
+        let command = async move {
+            match cli.command {
+                Command::Save(args) => cmd::save::run(args).await,
+                Command::Restore(args) => cmd::restore::run(args).await,
+                Command::HashFiles(_) => unreachable!("handled above"),
+            }
+        };
+        tokio::select! {
+            status = command => status,
+            status = signal::interrupted() => {
+                eprintln!("cachectl: interrupted; aborting open uploads");
+                signal::abort_open_uploads().await;
+                ExitCode::from(status)
+            }
         }
     })
 }

@@ -73,7 +73,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -90,7 +90,10 @@ pub fn rate(bytes: u64, elapsed: Duration) -> String {
 pub fn emit<T: Serialize>(json: bool, report: &T, human: &str) {
     eprintln!("{human}");
     if json {
-        println!("{}", serde_json::to_string(report).expect("report serializes"));
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("report serializes")
+        );
     }
 }
 

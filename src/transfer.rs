@@ -99,7 +99,9 @@ impl PartWriter {
                 .blocking_send(Chunk::Part(last))
                 .map_err(|_| upload_gone())?;
         }
-        self.tx.blocking_send(Chunk::End).map_err(|_| upload_gone())?;
+        self.tx
+            .blocking_send(Chunk::End)
+            .map_err(|_| upload_gone())?;
         Ok(self.written)
     }
 }
@@ -148,6 +150,7 @@ pub async fn upload(
         None => return Err(Error::PackingFailed),
     };
     let upload: Arc<dyn Upload> = Arc::from(store.create_upload(name, meta, overwrite).await?);
+    let _abort_on_signal = crate::signal::register(&upload);
     match upload_parts(&upload, [first, second], &mut rx, concurrency).await {
         Ok(()) => Ok(upload.complete().await?),
         Err(e) => {
@@ -246,7 +249,9 @@ async fn fetch_range(
         };
         let retryable = matches!(
             err,
-            store::Error::Unreachable { .. } | store::Error::Throttled { .. } | store::Error::Other { .. }
+            store::Error::Unreachable { .. }
+                | store::Error::Throttled { .. }
+                | store::Error::Other { .. }
         );
         if !retryable || attempt >= RANGE_ATTEMPTS {
             return Err(err);
@@ -334,7 +339,10 @@ mod tests {
         assert_eq!(part_size(1000, base), base);
         assert_eq!(part_size(1001, base), 2 * base);
         let total: u128 = (1..=10_000u32).map(|n| part_size(n, base) as u128).sum();
-        assert!(total > 5 * (1u128 << 40), "10,000 parts hold more than S3's 5 TiB object limit");
+        assert!(
+            total > 5 * (1u128 << 40),
+            "10,000 parts hold more than S3's 5 TiB object limit"
+        );
     }
 
     #[test]
@@ -378,7 +386,9 @@ mod tests {
         let mut w = PartWriter::new(tx, 1 << 20);
         w.write_all(&[5u8; 10_000]).unwrap();
         let size = w.finish(0, 0).unwrap();
-        let Some(Chunk::Part(b)) = rx.try_recv().ok() else { panic!("one part") };
+        let Some(Chunk::Part(b)) = rx.try_recv().ok() else {
+            panic!("one part")
+        };
         let mut bad = b.to_vec();
         bad[1234] ^= 0x40;
         let (tx2, rx2) = mpsc::channel(10);

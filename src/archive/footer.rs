@@ -41,7 +41,9 @@ impl Footer {
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         if u32_at(0) != MAGIC || u32_at(4) != PAYLOAD_LEN || &b[8..16] != TAG {
-            return Err(bad("missing: this object was not written by cachectl (or was truncated)"));
+            return Err(bad(
+                "missing: this object was not written by cachectl (or was truncated)",
+            ));
         }
         if u32_at(16) != VERSION {
             return Err(bad("has an unknown version; upgrade cachectl"));

@@ -93,10 +93,13 @@ impl<W: Write> Packer<W> {
                 .strip_prefix(root)
                 .expect("walk stays under its root");
             let name = entry_name(index, rel.as_os_str().as_bytes());
-            let md = entry.path().symlink_metadata().map_err(|source| Error::Read {
-                path: entry.path().to_path_buf(),
-                source,
-            })?;
+            let md = entry
+                .path()
+                .symlink_metadata()
+                .map_err(|source| Error::Read {
+                    path: entry.path().to_path_buf(),
+                    source,
+                })?;
             self.append(entry.path(), name, &md)?;
         }
         Ok(())
@@ -256,7 +259,11 @@ mod tests {
                 .unwrap()
                 .split_once(' ')
                 .unwrap();
-            assert_eq!(len.parse::<usize>().unwrap(), out.len(), "value_len {value_len}");
+            assert_eq!(
+                len.parse::<usize>().unwrap(),
+                out.len(),
+                "value_len {value_len}"
+            );
         }
     }
 }

@@ -12,10 +12,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const STAGING_PREFIX: &str = ".cachectl-staging-";
 
 /// One destination and the staging directory that feeds it.
+/// Dropping it without `commit` removes the staging directory (an error, a panic, a signal).
 #[derive(Debug)]
 pub struct Staged {
     pub dest: PathBuf,
     dir: PathBuf,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // Gone already after commit; NotFound is the normal case then.
+        let _ = fs::remove_dir_all(&self.dir);
+    }
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -43,17 +51,12 @@ impl Staged {
     /// staged entries replace what they collide with and other existing files are kept.
     pub fn commit(self) -> Result<(), Error> {
         let root = self.root();
-        let res = if fs::symlink_metadata(&root).is_ok() {
+        if fs::symlink_metadata(&root).is_ok() {
             move_into(&root, &self.dest)
         } else {
             Ok(()) // the archive had nothing for this path
-        };
-        let _ = fs::remove_dir_all(&self.dir);
-        res
-    }
-
-    pub fn discard(self) {
-        let _ = fs::remove_dir_all(&self.dir);
+        }
+        // Drop removes the (now empty) staging directory.
     }
 }
 

@@ -125,7 +125,10 @@ impl Deferred {
             };
             res.map_err(|e| {
                 if e.kind() == io::ErrorKind::NotFound {
-                    refused(name, "it is a hard link to an entry the archive does not contain")
+                    refused(
+                        name,
+                        "it is a hard link to an entry the archive does not contain",
+                    )
                 } else {
                     write_err(path, e)
                 }
@@ -145,7 +148,8 @@ impl Deferred {
         }
         // Deepest first: archive order lists parents before children.
         for (path, mode, mtime) in self.dirs.iter().rev() {
-            fs::set_permissions(path, Permissions::from_mode(*mode)).map_err(|e| write_err(path, e))?;
+            fs::set_permissions(path, Permissions::from_mode(*mode))
+                .map_err(|e| write_err(path, e))?;
             filetime::set_file_mtime(path, *mtime).map_err(|e| write_err(path, e))?;
         }
         Ok(())
@@ -178,7 +182,12 @@ fn resolve(roots: &[PathBuf], raw: &[u8], name: &str) -> Result<PathBuf, Error> 
             .and_then(|s| s.parse::<usize>().ok())
             .and_then(|i| roots.get(i))
             .ok_or_else(|| refused(name, "it does not start with the index of a cached path"))?,
-        _ => return Err(refused(name, "it does not start with the index of a cached path")),
+        _ => {
+            return Err(refused(
+                name,
+                "it does not start with the index of a cached path",
+            ))
+        }
     };
     let mut out = root.clone();
     for c in comps {
@@ -226,7 +235,8 @@ fn read_entries<R: Read>(
         let path = resolve(roots, &raw, &name)?;
         deferred.check_not_below_symlink(&path, &name)?;
         let mode = entry.header().mode().map_err(Error::Stream)? & 0o777;
-        let mtime = FileTime::from_unix_time(entry.header().mtime().map_err(Error::Stream)? as i64, 0);
+        let mtime =
+            FileTime::from_unix_time(entry.header().mtime().map_err(Error::Stream)? as i64, 0);
         match kind {
             tar::EntryType::Directory => {
                 ensure_dir(&path, &mut made_dirs)?;
@@ -243,7 +253,15 @@ fn read_entries<R: Read>(
                 if size <= SMALL_FILE_BYTES {
                     let mut data = Vec::with_capacity(size as usize);
                     entry.read_to_end(&mut data).map_err(Error::Stream)?;
-                    if tx.send(FileJob { path, data, mode, mtime }).is_err() {
+                    if tx
+                        .send(FileJob {
+                            path,
+                            data,
+                            mode,
+                            mtime,
+                        })
+                        .is_err()
+                    {
                         break;
                     }
                 } else {
@@ -259,9 +277,12 @@ fn read_entries<R: Read>(
                     ensure_dir(parent, &mut made_dirs)?;
                 }
                 deferred.symlink_paths.insert(path.clone());
-                deferred
-                    .symlinks
-                    .push((path, PathBuf::from(OsStr::from_bytes(&target)), mtime, name));
+                deferred.symlinks.push((
+                    path,
+                    PathBuf::from(OsStr::from_bytes(&target)),
+                    mtime,
+                    name,
+                ));
             }
             tar::EntryType::Link => {
                 let raw_target = entry
@@ -366,12 +387,28 @@ mod tests {
             ("0/./a", "/s/0/a"),
         ];
         for (name, want) in ok {
-            assert_eq!(resolve(&roots, name.as_bytes(), name).unwrap(), PathBuf::from(want), "{name}");
+            assert_eq!(
+                resolve(&roots, name.as_bytes(), name).unwrap(),
+                PathBuf::from(want),
+                "{name}"
+            );
         }
-        let bad = ["/etc/passwd", "0/../x", "0/a/../../x", "2/a", "x/a", "../0/a", "", "-1/a"];
+        let bad = [
+            "/etc/passwd",
+            "0/../x",
+            "0/a/../../x",
+            "2/a",
+            "x/a",
+            "../0/a",
+            "",
+            "-1/a",
+        ];
         for name in bad {
             assert!(
-                matches!(resolve(&roots, name.as_bytes(), name), Err(Error::Refused { .. })),
+                matches!(
+                    resolve(&roots, name.as_bytes(), name),
+                    Err(Error::Refused { .. })
+                ),
                 "{name} should be refused"
             );
         }

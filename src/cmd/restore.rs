@@ -37,7 +37,11 @@ pub async fn run(args: RestoreArgs) -> ExitCode {
     let status = match result {
         Ok(()) => {
             let matched = report.matched_key.as_deref().unwrap_or("");
-            let verb = if args.lookup_only { "found" } else { "restored" };
+            let verb = if args.lookup_only {
+                "found"
+            } else {
+                "restored"
+            };
             let human = match report.outcome {
                 RestoreOutcome::Miss => format!("restore {key}: miss, nothing restored"),
                 outcome => format!(
@@ -92,9 +96,11 @@ async fn lookup(
     }
     for prefix in &args.restore_keys {
         let candidates = store.list(&exact.pathset, prefix.as_str()).await?;
-        let newest = candidates
-            .into_iter()
-            .max_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.name.key.cmp(&b.name.key)));
+        let newest = candidates.into_iter().max_by(|a, b| {
+            a.modified
+                .cmp(&b.modified)
+                .then_with(|| a.name.key.cmp(&b.name.key))
+        });
         if let Some(e) = newest {
             return Ok(Some((e, RestoreOutcome::Partial)));
         }
@@ -102,7 +108,11 @@ async fn lookup(
     Ok(None)
 }
 
-async fn restore(args: &RestoreArgs, set: &PathSet, report: &mut RestoreReport) -> Result<(), Failure> {
+async fn restore(
+    args: &RestoreArgs,
+    set: &PathSet,
+    report: &mut RestoreReport,
+) -> Result<(), Failure> {
     let (cwd, home) = super::anchors();
     let dests = set.resolve(&cwd, home.as_deref())?;
     let store = super::open_store(args.store.store.as_deref()).await?;
@@ -135,12 +145,8 @@ async fn restore(args: &RestoreArgs, set: &PathSet, report: &mut RestoreReport) 
             report.outcome = outcome;
             Ok(())
         }
-        Err(f) => {
-            for s in staged {
-                s.discard();
-            }
-            Err(f)
-        }
+        // Dropping `staged` removes the staging directories.
+        Err(f) => Err(f),
     }
 }
 
@@ -153,19 +159,21 @@ async fn fetch_and_unpack(
     let (tx, rx) = mpsc::channel(concurrency);
     let roots: Vec<_> = staged.iter().map(Staged::root).collect();
     let size = entry.size;
-    let unpacker = tokio::task::spawn_blocking(move || -> Result<unpack::UnpackStats, archive::Error> {
-        let reader = VerifyingReader::new(rx, size);
-        let mut decoder = zstd::stream::read::Decoder::new(reader).map_err(archive::Error::Stream)?;
-        let stats = unpack::unpack(&mut decoder, &roots, super::unpack_workers())?;
-        let footer = decoder.finish().into_inner().verify()?;
-        if footer.entries != stats.entries {
-            return Err(archive::Error::Corrupt(format!(
-                "footer promises {} entries, the archive holds {}",
-                footer.entries, stats.entries
-            )));
-        }
-        Ok(stats)
-    });
+    let unpacker =
+        tokio::task::spawn_blocking(move || -> Result<unpack::UnpackStats, archive::Error> {
+            let reader = VerifyingReader::new(rx, size);
+            let mut decoder =
+                zstd::stream::read::Decoder::new(reader).map_err(archive::Error::Stream)?;
+            let stats = unpack::unpack(&mut decoder, &roots, super::unpack_workers())?;
+            let footer = decoder.finish().into_inner().verify()?;
+            if footer.entries != stats.entries {
+                return Err(archive::Error::Corrupt(format!(
+                    "footer promises {} entries, the archive holds {}",
+                    footer.entries, stats.entries
+                )));
+            }
+            Ok(stats)
+        });
     let downloaded = transfer::download(store, entry.name.clone(), size, concurrency, tx).await;
     let unpacked = unpacker.await.map_err(|e| Failure {
         cause: format!("unpack task failed: {e}"),

@@ -58,7 +58,11 @@ pub async fn run(args: SaveArgs) -> ExitCode {
             code::OK
         }
         Err(f) => {
-            output::warn(&format!("save {key} failed, nothing was cached"), &f.cause, f.hint.as_deref());
+            output::warn(
+                &format!("save {key} failed, nothing was cached"),
+                &f.cause,
+                f.hint.as_deref(),
+            );
             report.outcome = SaveOutcome::Error;
             report.reason = Some(f.message());
             output::emit(args.store.json, &report, &format!("save {key}: error"));
@@ -86,18 +90,26 @@ async fn save(args: &SaveArgs, set: &PathSet, report: &mut SaveReport) -> Result
     }
     if roots.is_empty() {
         report.outcome = SaveOutcome::Skipped;
-        report.reason = Some(format!("nothing to save: {} does not exist", missing.join(", ")));
+        report.reason = Some(format!(
+            "nothing to save: {} does not exist",
+            missing.join(", ")
+        ));
         return Ok(());
     }
     for m in &missing {
-        output::warn("save", &format!("{m} does not exist; saving the other paths"), None);
+        output::warn(
+            "save",
+            &format!("{m} does not exist; saving the other paths"),
+            None,
+        );
     }
     let store = super::open_store(args.store.store.as_deref()).await?;
     report.store = store.describe();
     let name = EntryName::new(set, &args.key);
     if !args.overwrite && store.head(&name).await?.is_some() {
         report.outcome = SaveOutcome::Skipped;
-        report.reason = Some("key already exists; keys are immutable (--overwrite replaces it)".into());
+        report.reason =
+            Some("key already exists; keys are immutable (--overwrite replaces it)".into());
         return Ok(());
     }
     let meta = EntryMeta {
@@ -121,12 +133,22 @@ async fn save(args: &SaveArgs, set: &PathSet, report: &mut SaveReport) -> Result
         }
     }
     if saved.stats.skipped_special > 0 {
-        output::warn("save", &format!("left out {} sockets, FIFOs or devices", saved.stats.skipped_special), None);
+        output::warn(
+            "save",
+            &format!(
+                "left out {} sockets, FIFOs or devices",
+                saved.stats.skipped_special
+            ),
+            None,
+        );
     }
     if saved.stats.changed_while_reading > 0 {
         output::warn(
             "save",
-            &format!("{} files changed while being saved", saved.stats.changed_while_reading),
+            &format!(
+                "{} files changed while being saved",
+                saved.stats.changed_while_reading
+            ),
             Some("save after the step that writes them has finished"),
         );
     }
@@ -146,18 +168,26 @@ async fn pack_and_upload(
     let level = args.level;
     let packer = tokio::task::spawn_blocking(move || -> Result<(u64, PackStats), Failure> {
         let sink = PartWriter::new(tx, transfer::MIN_PART_BYTES);
-        let mut enc = zstd::stream::write::Encoder::new(sink, level)
-            .map_err(|e| Failure { cause: format!("zstd: {e}"), hint: None })?;
+        let mut enc = zstd::stream::write::Encoder::new(sink, level).map_err(|e| Failure {
+            cause: format!("zstd: {e}"),
+            hint: None,
+        })?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-        enc.multithread(threads)
-            .map_err(|e| Failure { cause: format!("zstd threads: {e}"), hint: None })?;
+        enc.multithread(threads).map_err(|e| Failure {
+            cause: format!("zstd threads: {e}"),
+            hint: None,
+        })?;
         let (enc, stats) = pack::pack(&roots, enc)?;
-        let sink = enc
-            .finish()
-            .map_err(|e| Failure { cause: format!("zstd: {e}"), hint: None })?;
+        let sink = enc.finish().map_err(|e| Failure {
+            cause: format!("zstd: {e}"),
+            hint: None,
+        })?;
         let size = sink
             .finish(stats.tar_bytes, stats.entries)
-            .map_err(|e| Failure { cause: format!("finishing archive: {e}"), hint: None })?;
+            .map_err(|e| Failure {
+                cause: format!("finishing archive: {e}"),
+                hint: None,
+            })?;
         Ok((size, stats))
     });
     let uploaded = transfer::upload(store, name, meta, args.overwrite, rx, concurrency).await;
@@ -166,7 +196,11 @@ async fn pack_and_upload(
         hint: None,
     })?;
     match (packed, uploaded) {
-        (Ok((bytes, stats)), Ok(outcome)) => Ok(Saved { outcome, bytes, stats }),
+        (Ok((bytes, stats)), Ok(outcome)) => Ok(Saved {
+            outcome,
+            bytes,
+            stats,
+        }),
         // The packer stops with "upload stopped" when the upload fails: report the upload's cause.
         (_, Err(e)) if !matches!(e, transfer::Error::PackingFailed) => Err(e.into()),
         (Err(f), _) => Err(f),

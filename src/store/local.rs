@@ -148,7 +148,9 @@ impl Store for LocalStore {
         for ent in rd {
             let ent = ent.map_err(io_err(what()))?;
             let fname = ent.file_name();
-            let Some(fname) = fname.to_str() else { continue };
+            let Some(fname) = fname.to_str() else {
+                continue;
+            };
             if !fname.starts_with(&prefix) || fname.ends_with(META_SUFFIX) {
                 continue;
             }

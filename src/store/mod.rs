@@ -235,30 +235,75 @@ pub(crate) fn parse_object_name(rel: &str) -> Option<EntryName> {
 mod tests {
     use super::*;
 
+    type UrlCase<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        StoreUrl,
+    );
+
     #[test]
     fn store_urls() {
         let s3 = |b: &str, p: &str| StoreUrl::S3 {
             bucket: b.into(),
             prefix: p.into(),
         };
-        let cases: &[(&str, Option<&str>, Option<&str>, Option<&str>, StoreUrl)] = &[
+        let cases: &[UrlCase] = &[
             ("bucket only", Some("s3://b"), None, None, s3("b", "")),
             ("bucket slash", Some("s3://b/"), None, None, s3("b", "")),
-            ("prefix", Some("s3://b/ci/cache/"), None, None, s3("b", "ci/cache/")),
-            ("local", Some("/tmp/c"), None, None, StoreUrl::Local("/tmp/c".into())),
-            ("xdg", None, Some("/x"), Some("/h"), StoreUrl::Local("/x/cachectl".into())),
-            ("empty xdg", Some(""), Some(""), Some("/h"), StoreUrl::Local("/h/.cache/cachectl".into())),
+            (
+                "prefix",
+                Some("s3://b/ci/cache/"),
+                None,
+                None,
+                s3("b", "ci/cache/"),
+            ),
+            (
+                "local",
+                Some("/tmp/c"),
+                None,
+                None,
+                StoreUrl::Local("/tmp/c".into()),
+            ),
+            (
+                "xdg",
+                None,
+                Some("/x"),
+                Some("/h"),
+                StoreUrl::Local("/x/cachectl".into()),
+            ),
+            (
+                "empty xdg",
+                Some(""),
+                Some(""),
+                Some("/h"),
+                StoreUrl::Local("/h/.cache/cachectl".into()),
+            ),
         ];
         for (name, raw, xdg, home, want) in cases {
-            assert_eq!(&StoreUrl::parse(*raw, *xdg, *home).unwrap(), want, "case {name}");
+            assert_eq!(
+                &StoreUrl::parse(*raw, *xdg, *home).unwrap(),
+                want,
+                "case {name}"
+            );
         }
-        assert!(matches!(StoreUrl::parse(Some("s3://"), None, None), Err(UrlError::NoBucket(_))));
-        assert!(matches!(StoreUrl::parse(None, None, None), Err(UrlError::NoDefault)));
+        assert!(matches!(
+            StoreUrl::parse(Some("s3://"), None, None),
+            Err(UrlError::NoBucket(_))
+        ));
+        assert!(matches!(
+            StoreUrl::parse(None, None, None),
+            Err(UrlError::NoDefault)
+        ));
     }
 
     #[test]
     fn object_names_round_trip() {
-        let n = EntryName { pathset: "0123456789abcdef".into(), key: "a/b-c".into() };
+        let n = EntryName {
+            pathset: "0123456789abcdef".into(),
+            key: "a/b-c".into(),
+        };
         assert_eq!(parse_object_name(&n.object_name()), Some(n));
         assert_eq!(parse_object_name("v1/short/k"), None);
         assert_eq!(parse_object_name("v2/0123456789abcdef/k"), None);

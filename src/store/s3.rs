@@ -4,10 +4,10 @@ use super::{parse_object_name, BoxError, EntryInfo, EntryMeta, Error, PutOutcome
 use crate::env;
 use crate::key::EntryName;
 use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use std::ops::Range;
@@ -100,7 +100,10 @@ where
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().map(str::to_owned);
-    let is_transport = matches!(err, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
+    let is_transport = matches!(
+        err,
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
+    );
     let text = describe(&err);
     // The SDK reports a failed credential chain as a dispatch failure with no typed cause;
     // its text is the only thing that tells it apart from an unreachable endpoint.
@@ -117,8 +120,11 @@ where
         | (
             _,
             Some(
-                "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"
-                | "ExpiredToken" | "InvalidToken",
+                "AccessDenied"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "InvalidToken",
             ),
         ) => Error::Denied { what, source },
         (Some(404), _) | (_, Some("NoSuchKey" | "NotFound")) => Error::NotFound { what },
@@ -194,7 +200,14 @@ impl Store for S3Store {
 
     async fn head(&self, name: &EntryName) -> Result<Option<EntryInfo>, Error> {
         let key = self.object_key(name);
-        match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(EntryInfo {
                 name: name.clone(),
                 size: out.content_length().unwrap_or(0).max(0) as u64,
@@ -221,8 +234,8 @@ impl Store for S3Store {
             .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(|e| self.classify(format!("list s3://{}/{prefix}", self.bucket), e))?;
+            let page =
+                page.map_err(|e| self.classify(format!("list s3://{}/{prefix}", self.bucket), e))?;
             for obj in page.contents() {
                 let Some(rel) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
                     continue;
@@ -317,9 +330,10 @@ impl Store for S3Store {
         for (k, v) in meta_headers(meta) {
             req = req.metadata(k, v);
         }
-        let out = req.send().await.map_err(|e| {
-            self.classify(format!("start upload s3://{}/{key}", self.bucket), e)
-        })?;
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.classify(format!("start upload s3://{}/{key}", self.bucket), e))?;
         let upload_id = out.upload_id().unwrap_or_default().to_owned();
         Ok(Box::new(S3Upload {
             client: self.client.clone(),
@@ -352,7 +366,11 @@ impl S3Upload {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        classify(&self.bucket, format!("{what} s3://{}/{}", self.bucket, self.key), err)
+        classify(
+            &self.bucket,
+            format!("{what} s3://{}/{}", self.bucket, self.key),
+            err,
+        )
     }
 }
 
@@ -388,7 +406,11 @@ impl Upload for S3Upload {
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(&self.upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            );
         if !self.overwrite {
             req = req.if_none_match("*");
         }
