@@ -172,8 +172,31 @@ fn write_err(path: &Path, source: io::Error) -> Error {
 
 /// `i/rel/path` -> `roots[i]/rel/path`, refusing anything that could leave the root.
 fn resolve(roots: &[PathBuf], raw: &[u8], name: &str) -> Result<PathBuf, Error> {
+    resolve_as(roots, raw, name, Role::Path)
+}
+
+/// Which name of an entry is being resolved, for the refusal message.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    Path,
+    LinkTarget,
+}
+
+fn resolve_as(roots: &[PathBuf], raw: &[u8], name: &str, role: Role) -> Result<PathBuf, Error> {
+    let (absolute, dotdot, index) = match role {
+        Role::Path => (
+            "its path is absolute",
+            "its path contains `..`",
+            "it does not start with the index of a cached path",
+        ),
+        Role::LinkTarget => (
+            "it is a hard link to an absolute path",
+            "it is a hard link whose target contains `..`",
+            "it is a hard link to a path outside the cached paths",
+        ),
+    };
     if raw.first() == Some(&b'/') {
-        return Err(refused(name, "its path is absolute"));
+        return Err(refused(name, absolute));
     }
     let mut comps = Path::new(OsStr::from_bytes(raw)).components();
     let root = match comps.next() {
@@ -181,23 +204,16 @@ fn resolve(roots: &[PathBuf], raw: &[u8], name: &str) -> Result<PathBuf, Error> 
             .to_str()
             .and_then(|s| s.parse::<usize>().ok())
             .and_then(|i| roots.get(i))
-            .ok_or_else(|| refused(name, "it does not start with the index of a cached path"))?,
-        _ => {
-            return Err(refused(
-                name,
-                "it does not start with the index of a cached path",
-            ))
-        }
+            .ok_or_else(|| refused(name, index))?,
+        _ => return Err(refused(name, index)),
     };
     let mut out = root.clone();
     for c in comps {
         match c {
             Component::Normal(c) => out.push(c),
             Component::CurDir => {}
-            Component::ParentDir => return Err(refused(name, "its path contains `..`")),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(refused(name, "its path is absolute"))
-            }
+            Component::ParentDir => return Err(refused(name, dotdot)),
+            Component::RootDir | Component::Prefix(_) => return Err(refused(name, absolute)),
         }
     }
     Ok(out)
@@ -289,7 +305,7 @@ fn read_entries<R: Read>(
                     .link_name_bytes()
                     .ok_or_else(|| refused(&name, "it is a hard link without a target"))?
                     .into_owned();
-                let target = resolve(roots, &raw_target, &name)?;
+                let target = resolve_as(roots, &raw_target, &name, Role::LinkTarget)?;
                 deferred.check_not_below_symlink(&target, &name)?;
                 if let Some(parent) = path.parent() {
                     ensure_dir(parent, &mut made_dirs)?;

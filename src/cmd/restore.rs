@@ -181,5 +181,12 @@ async fn fetch_and_unpack(
     })?;
     // A failed download surfaces in the unpacker as a truncated stream: report the real cause.
     downloaded?;
-    Ok(unpacked?)
+    match unpacked {
+        // The whole object arrived, so a stream that does not decode is a damaged entry.
+        Err(archive::Error::Stream(e)) => Err(archive::Error::Corrupt(format!(
+            "the archive does not decode ({e}); it is truncated or not a cachectl archive"
+        ))
+        .into()),
+        other => Ok(other?),
+    }
 }

@@ -141,13 +141,17 @@ where
 {
     if let SdkError::ServiceError(se) = err {
         let e = se.err();
-        return match (e.code(), e.message()) {
-            (Some(c), Some(m)) => format!("{c}: {m}"),
-            (Some(c), None) => c.to_owned(),
-            _ => format!("HTTP {}", se.raw().status().as_u16()),
-        };
+        match (e.code(), e.message()) {
+            (Some(c), Some(m)) => return format!("{c}: {m}"),
+            (Some(c), None) => return c.to_owned(),
+            // No code: an unparseable answer. Its cause chain below says what was wrong.
+            _ => {}
+        }
     }
-    let mut out = err.to_string();
+    let mut out = match err.raw_response() {
+        Some(r) => format!("HTTP {}: {err}", r.status().as_u16()),
+        None => err.to_string(),
+    };
     let mut cur = std::error::Error::source(err);
     while let Some(e) = cur {
         let s = e.to_string();

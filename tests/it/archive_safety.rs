@@ -16,9 +16,13 @@ for_each_store!(
     object_without_footer_is_error_not_hit,
     hostile_dotdot_entry_is_refused,
     hostile_absolute_entry_is_refused,
-    hostile_entry_through_archive_symlink_is_refused,
+    hostile_entry_through_absolute_archive_symlink_is_refused,
+    hostile_entry_through_relative_archive_symlink_is_refused,
+    hostile_entry_through_symlink_to_a_sibling_path_is_refused,
     hostile_entry_through_root_symlink_is_refused,
-    hostile_hardlink_to_outside_is_refused,
+    hostile_hardlink_to_absolute_path_is_refused,
+    hostile_hardlink_climbing_out_is_refused,
+    hostile_hardlink_to_a_name_not_in_the_archive_is_refused,
     hostile_unknown_path_index_is_refused,
 );
 
@@ -110,20 +114,45 @@ fn hostile_absolute_entry_is_refused(f: Fixture) {
     assert_no_escape(&f, "abs-escape.txt");
 }
 
-fn hostile_entry_through_archive_symlink_is_refused(f: Fixture) {
+fn hostile_entry_through_absolute_archive_symlink_is_refused(f: Fixture) {
     let outside = f.dir("outside");
     let object = RawTar::new()
         .dir("0/")
         .symlink("0/abs", outside.to_str().unwrap())
-        .file("0/abs/escape-abs.txt", b"escaped\n")
-        .symlink("0/up", "../../../../../outside")
-        .file("0/up/escape-rel.txt", b"escaped\n")
+        .file("0/abs/escape.txt", b"escaped\n")
         .object();
-    let cwd = saved_then_replaced(&f, "through-link", |_| object);
-    assert_refused(&f, "through-link", &cwd);
+    let cwd = saved_then_replaced(&f, "through-abs-link", |_| object);
+    assert_refused(&f, "through-abs-link", &cwd);
     assert_eq!(list_dir(&outside), Vec::<String>::new());
-    assert_no_escape(&f, "escape-abs.txt");
-    assert_no_escape(&f, "escape-rel.txt");
+    assert_no_escape(&f, "escape.txt");
+}
+
+fn hostile_entry_through_relative_archive_symlink_is_refused(f: Fixture) {
+    // From <cwd>/deps (or a staging dir beside it), five `..` reach the sandbox root.
+    let outside = f.dir("outside");
+    let object = RawTar::new()
+        .dir("0/")
+        .symlink("0/up", "../../../../../outside")
+        .file("0/up/escape.txt", b"escaped\n")
+        .object();
+    let cwd = saved_then_replaced(&f, "through-rel-link", |_| object);
+    assert_refused(&f, "through-rel-link", &cwd);
+    assert_eq!(list_dir(&outside), Vec::<String>::new());
+    assert_no_escape(&f, "escape.txt");
+}
+
+fn hostile_entry_through_symlink_to_a_sibling_path_is_refused(f: Fixture) {
+    // The link stays inside the archive's own tree, but writing through it is still refused:
+    // the rule is about symlinks, not only escapes.
+    let object = RawTar::new()
+        .dir("0/")
+        .dir("0/real/")
+        .symlink("0/alias", "real")
+        .file("0/alias/escape.txt", b"through an inside link\n")
+        .object();
+    let cwd = saved_then_replaced(&f, "inside-link", |_| object);
+    assert_refused(&f, "inside-link", &cwd);
+    assert_no_escape(&f, "escape.txt");
 }
 
 fn hostile_entry_through_root_symlink_is_refused(f: Fixture) {
@@ -138,22 +167,53 @@ fn hostile_entry_through_root_symlink_is_refused(f: Fixture) {
     assert_no_escape(&f, "escape.txt");
 }
 
-fn hostile_hardlink_to_outside_is_refused(f: Fixture) {
+/// A secret outside the restore paths, which hard links must not reach.
+fn secret(f: &Fixture) -> PathBuf {
     let secret = f.root().join("secret.txt");
     write(&secret, "secret\n");
-    let object = RawTar::new()
-        .dir("0/")
-        .hardlink("0/abs-link", secret.to_str().unwrap())
-        .hardlink("0/rel-link", "0/../../../../../secret.txt")
-        .object();
-    let cwd = saved_then_replaced(&f, "hardlink", |_| object);
-    assert_refused(&f, "hardlink", &cwd);
+    secret
+}
+
+fn assert_secret_untouched(secret: &Path) {
     assert_eq!(
-        fs::metadata(&secret).unwrap().nlink(),
+        fs::metadata(secret).unwrap().nlink(),
         1,
         "secret.txt got a hard link"
     );
-    assert_eq!(fs::read_to_string(&secret).unwrap(), "secret\n");
+    assert_eq!(fs::read_to_string(secret).unwrap(), "secret\n");
+}
+
+fn hostile_hardlink_to_absolute_path_is_refused(f: Fixture) {
+    let secret = secret(&f);
+    let object = RawTar::new()
+        .dir("0/")
+        .hardlink("0/link", secret.to_str().unwrap())
+        .object();
+    let cwd = saved_then_replaced(&f, "hardlink-abs", |_| object);
+    assert_refused(&f, "hardlink-abs", &cwd);
+    assert_secret_untouched(&secret);
+}
+
+fn hostile_hardlink_climbing_out_is_refused(f: Fixture) {
+    let secret = secret(&f);
+    let object = RawTar::new()
+        .dir("0/")
+        .hardlink("0/link", "0/../../../../../secret.txt")
+        .object();
+    let cwd = saved_then_replaced(&f, "hardlink-rel", |_| object);
+    assert_refused(&f, "hardlink-rel", &cwd);
+    assert_secret_untouched(&secret);
+}
+
+fn hostile_hardlink_to_a_name_not_in_the_archive_is_refused(f: Fixture) {
+    // `0/existing.txt` is not in the archive, but a file of that name may exist at the
+    // destination: linking to it would graft an outside inode into the cache.
+    let object = RawTar::new()
+        .dir("0/")
+        .hardlink("0/link", "0/existing.txt")
+        .object();
+    let cwd = saved_then_replaced(&f, "hardlink-missing", |_| object);
+    assert_refused(&f, "hardlink-missing", &cwd);
 }
 
 fn hostile_unknown_path_index_is_refused(f: Fixture) {

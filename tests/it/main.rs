@@ -11,3 +11,4 @@ mod harness;
 mod hash_files;
 mod s3_errors;
 mod store;
+mod store_layout;

@@ -38,7 +38,8 @@ fn run(f: &Fixture, op: Op, strict: bool) -> Run {
     }
     let run = cmd.run();
     eprintln!(
-        "[timing] {op:?} strict={strict} against {}: {:.2?}",
+        "[timing] {op:?} strict={strict} {} at {}: {:.2?}",
+        f.store,
         f.endpoint.as_deref().unwrap_or("-"),
         run.elapsed
     );
@@ -59,7 +60,9 @@ fn assert_fails_open_or_strict(f: &Fixture, op: Op) -> Vec<String> {
             "no warning on stderr\n{}",
             run.context()
         );
-        messages.push(message(&run, &json));
+        let message = message(&run, &json);
+        eprintln!("[message] {op:?} {}: {message}", f.store);
+        messages.push(message);
     }
     messages
 }

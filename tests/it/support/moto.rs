@@ -222,6 +222,59 @@ wait "$pid""#;
             .unwrap_or_else(|e| panic!("put {bucket}/{name}: {}", describe(&e)));
     }
 
+    /// A two-part multipart upload through the SDK, as cachectl makes for big archives.
+    /// Err carries the SDK's whole error (moto 5.2.1 answers CompleteMultipartUpload with a
+    /// root element the Rust SDK rejects: getmoto/moto#10055).
+    pub fn multipart_upload(&self, bucket: &str, name: &str) -> Result<(), String> {
+        use aws_sdk_s3::error::DisplayErrorContext;
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        RUNTIME.block_on(async {
+            let created = self
+                .client
+                .create_multipart_upload()
+                .bucket(bucket)
+                .key(name)
+                .send()
+                .await
+                .map_err(|e| format!("create: {}", DisplayErrorContext(&e)))?;
+            let upload_id = created.upload_id().unwrap_or_default().to_owned();
+            let mut parts = Vec::new();
+            for (number, len) in [(1, 5 << 20), (2, 100)] {
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(name)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(vec![b'x'; len]))
+                    .send()
+                    .await
+                    .map_err(|e| format!("part {number}: {}", DisplayErrorContext(&e)))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag().map(str::to_owned))
+                        .build(),
+                );
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(name)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| format!("complete: {}", DisplayErrorContext(&e)))?;
+            Ok(())
+        })
+    }
+
     /// HTTP status of a ListObjectsV2 with the test credentials (Ok = 200).
     pub fn list_status(&self, bucket: &str) -> Result<(), u16> {
         match RUNTIME.block_on(self.client.list_objects_v2().bucket(bucket).send()) {
