@@ -81,7 +81,7 @@ pub struct RestoreArgs {
     #[arg(long = "path", required = true, value_name = "PATH")]
     pub paths: Vec<String>,
 
-    /// Exit 1 when no entry matches
+    /// Exit 1 when nothing is restored (a miss, or a store error)
     #[arg(long)]
     pub fail_on_miss: bool,
 

@@ -15,3 +15,5 @@ pub const CONCURRENCY: &str = "CACHECTL_CONCURRENCY";
 pub const LEVEL: &str = "CACHECTL_LEVEL";
 /// Treat store trouble as a failure; same as `--strict`.
 pub const STRICT: &str = "CACHECTL_STRICT";
+/// `1` prints per-stage timings of a save or restore on stderr.
+pub const TIMINGS: &str = "CACHECTL_TIMINGS";

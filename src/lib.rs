@@ -14,4 +14,5 @@ pub mod output;
 pub mod signal;
 pub mod store;
 pub mod time;
+pub mod timings;
 pub mod transfer;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cachectl::timings::init();
     if let Command::HashFiles(args) = &cli.command {
         return cmd::hash_files::run(args);
     }

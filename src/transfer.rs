@@ -7,6 +7,7 @@
 use crate::archive::footer::{Footer, FOOTER_LEN};
 use crate::key::EntryName;
 use crate::store::{self, EntryMeta, PutOutcome, Store, Upload};
+use crate::timings;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, StreamExt};
 use std::io::{self, Read, Write};
@@ -75,8 +76,8 @@ impl PartWriter {
         while self.buf.len() >= self.current_part_size() {
             let part = self.buf.split_to(self.current_part_size()).freeze();
             self.next_part += 1;
-            self.tx
-                .blocking_send(Chunk::Part(part))
+            timings::UPLOAD_WAIT
+                .time(|| self.tx.blocking_send(Chunk::Part(part)))
                 .map_err(|_| upload_gone())?;
             self.buf.reserve(self.current_part_size());
         }
@@ -108,7 +109,7 @@ impl PartWriter {
 
 impl Write for PartWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.hasher.update(data);
+        timings::HASH.time(|| self.hasher.update(data));
         self.buf.extend_from_slice(data);
         self.written += data.len() as u64;
         self.send_full_parts()?;
@@ -304,7 +305,7 @@ impl Read for VerifyingReader {
             if self.body_left == 0 {
                 return Ok(0);
             }
-            match self.rx.blocking_recv() {
+            match timings::FETCH_WAIT.time(|| self.rx.blocking_recv()) {
                 Some(b) => self.cur = b,
                 None => {
                     return Err(io::Error::new(
@@ -321,7 +322,7 @@ impl Read for VerifyingReader {
         }
         let n = out.len().min(self.cur.len());
         let chunk = self.cur.split_to(n);
-        self.hasher.update(&chunk);
+        timings::HASH.time(|| self.hasher.update(&chunk));
         out[..n].copy_from_slice(&chunk);
         self.body_left -= n as u64;
         Ok(n)

@@ -1,6 +1,7 @@
 //! Save side: walk each root (never following symlinks) and write a deterministic PAX tar.
 
 use super::{entry_name, Error};
+use crate::timings;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -150,7 +151,9 @@ impl<W: Write> Packer<W> {
         let mut left = len;
         while left > 0 {
             let want = left.min(self.buf.len() as u64) as usize;
-            let n = file.read(&mut self.buf[..want]).map_err(read_err)?;
+            let n = timings::WALK_READ
+                .time(|| file.read(&mut self.buf[..want]))
+                .map_err(read_err)?;
             if n == 0 {
                 // Shrank since stat: keep the header's promise with zeros.
                 self.stats.changed_while_reading += 1;

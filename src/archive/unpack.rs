@@ -8,6 +8,7 @@
 //! 4. directory modes and mtimes, deepest first, once nothing more is written inside.
 
 use super::Error;
+use crate::timings;
 use crossbeam_channel as channel;
 use filetime::FileTime;
 use std::collections::HashSet;
@@ -55,7 +56,9 @@ pub fn unpack<R: Read>(tar: R, roots: &[PathBuf], workers: usize) -> Result<Unpa
                 let first_err = &first_err;
                 s.spawn(move || {
                     for job in rx {
-                        if let Err(e) = write_file(&job.path, &job.data, job.mode, job.mtime) {
+                        let res = timings::WORKERS_BUSY
+                            .time(|| write_file(&job.path, &job.data, job.mode, job.mtime));
+                        if let Err(e) = res {
                             first_err.lock().expect("error slot").get_or_insert(e);
                             // Keep draining so the reader never blocks on a full queue.
                         }
@@ -64,7 +67,24 @@ pub fn unpack<R: Read>(tar: R, roots: &[PathBuf], workers: usize) -> Result<Unpa
             })
             .collect();
         drop(rx);
+        let started = std::time::Instant::now();
         let read = read_entries(tar, roots, &tx, &first_err);
+        if timings::enabled() {
+            // What the reading thread did besides waiting, hashing and writing large files.
+            let elsewhere = [
+                &timings::FETCH_WAIT,
+                &timings::HASH,
+                &timings::QUEUE_WAIT,
+                &timings::LARGE_FILES,
+            ]
+            .iter()
+            .map(|s| s.secs())
+            .sum::<f64>();
+            let wall = started.elapsed().as_secs_f64();
+            timings::DECODE_PARSE.add(std::time::Duration::from_secs_f64(
+                (wall - elsewhere).max(0.0),
+            ));
+        }
         drop(tx);
         let mut panicked = false;
         for h in handles {
@@ -79,7 +99,7 @@ pub fn unpack<R: Read>(tar: R, roots: &[PathBuf], workers: usize) -> Result<Unpa
     if let Some(e) = first_err.into_inner().expect("error slot") {
         return Err(e);
     }
-    deferred.finish(&mut stats)?;
+    timings::METADATA.time(|| deferred.finish(&mut stats))?;
     Ok(stats)
 }
 
@@ -269,19 +289,17 @@ fn read_entries<R: Read>(
                 if size <= SMALL_FILE_BYTES {
                     let mut data = Vec::with_capacity(size as usize);
                     entry.read_to_end(&mut data).map_err(Error::Stream)?;
-                    if tx
-                        .send(FileJob {
-                            path,
-                            data,
-                            mode,
-                            mtime,
-                        })
-                        .is_err()
-                    {
+                    let job = FileJob {
+                        path,
+                        data,
+                        mode,
+                        mtime,
+                    };
+                    if timings::QUEUE_WAIT.time(|| tx.send(job)).is_err() {
                         break;
                     }
                 } else {
-                    stream_file(&mut entry, &path, mode, mtime)?;
+                    timings::LARGE_FILES.time(|| stream_file(&mut entry, &path, mode, mtime))?;
                 }
             }
             tar::EntryType::Symlink => {

@@ -8,6 +8,7 @@ use crate::error::code;
 use crate::key::{EntryName, PathSet};
 use crate::output::{self, human_bytes, thousands, RestoreOutcome, RestoreReport};
 use crate::store::{EntryInfo, Store};
+use crate::timings;
 use crate::transfer::{self, VerifyingReader};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,6 +34,20 @@ pub async fn run(args: RestoreArgs) -> ExitCode {
     };
     let result = restore(&args, &set, &mut report).await;
     report.seconds = started.elapsed().as_secs_f64();
+    timings::report(
+        started.elapsed(),
+        &[
+            &timings::LOOKUP,
+            &timings::FETCH_WAIT,
+            &timings::HASH,
+            &timings::DECODE_PARSE,
+            &timings::QUEUE_WAIT,
+            &timings::LARGE_FILES,
+            &timings::WORKERS_BUSY,
+            &timings::METADATA,
+            &timings::COMMIT,
+        ],
+    );
     let key = &args.key;
     let status = match result {
         Ok(()) => {
@@ -117,7 +132,10 @@ async fn restore(
     let dests = set.resolve(&cwd, home.as_deref())?;
     let store = super::open_store(args.store.store.as_deref()).await?;
     report.store = store.describe();
-    let Some((entry, outcome)) = lookup(store.as_ref(), set, args).await? else {
+    let t = Instant::now();
+    let found = lookup(store.as_ref(), set, args).await;
+    timings::LOOKUP.add(t.elapsed());
+    let Some((entry, outcome)) = found? else {
         report.outcome = RestoreOutcome::Miss;
         return Ok(());
     };
@@ -130,16 +148,14 @@ async fn restore(
     let staged = dests
         .iter()
         .map(|d| Staged::create(d))
-        .collect::<Result<Vec<_>, _>>();
-    let staged = match staged {
-        Ok(s) => s,
-        Err(e) => return Err(e.into()),
-    };
+        .collect::<Result<Vec<_>, _>>()?;
     match fetch_and_unpack(store, &entry, &staged, args.store.concurrency as usize).await {
         Ok(stats) => {
+            let t = Instant::now();
             for s in staged {
                 s.commit()?;
             }
+            timings::COMMIT.add(t.elapsed());
             report.files = stats.entries;
             report.unpacked_bytes = stats.file_bytes;
             report.outcome = outcome;

@@ -7,6 +7,7 @@ use crate::error::code;
 use crate::key::{EntryName, PathSet};
 use crate::output::{self, human_bytes, thousands, SaveOutcome, SaveReport};
 use crate::store::{EntryMeta, PutOutcome, Store};
+use crate::timings;
 use crate::transfer::{self, Chunk, PartWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,15 @@ pub async fn run(args: SaveArgs) -> ExitCode {
     };
     let result = save(&args, &set, &mut report).await;
     report.seconds = started.elapsed().as_secs_f64();
+    timings::report(
+        started.elapsed(),
+        &[
+            &timings::WALK_READ,
+            &timings::COMPRESS,
+            &timings::HASH,
+            &timings::UPLOAD_WAIT,
+        ],
+    );
     let key = &args.key;
     let status = match result {
         Ok(()) => {
@@ -177,7 +187,16 @@ async fn pack_and_upload(
             cause: format!("zstd threads: {e}"),
             hint: None,
         })?;
+        let t = std::time::Instant::now();
         let (enc, stats) = pack::pack(&roots, enc)?;
+        if timings::enabled() {
+            // The packing thread's time not spent reading files, hashing or waiting on the
+            // upload is spent feeding (and, single-threaded, running) the compressor.
+            let other =
+                timings::WALK_READ.secs() + timings::HASH.secs() + timings::UPLOAD_WAIT.secs();
+            let busy = (t.elapsed().as_secs_f64() - other).max(0.0);
+            timings::COMPRESS.add(std::time::Duration::from_secs_f64(busy));
+        }
         let sink = enc.finish().map_err(|e| Failure {
             cause: format!("zstd: {e}"),
             hint: None,
