@@ -6,6 +6,10 @@ use cachectl::{cmd, signal};
 use clap::Parser;
 use std::process::ExitCode;
 
+#[cfg(all(target_env = "musl", feature = "mimalloc"))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cachectl::timings::init();

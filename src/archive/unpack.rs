@@ -18,6 +18,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Files up to this size are read into memory and handed to a worker; larger ones are
@@ -49,17 +50,20 @@ struct FileJob {
 pub fn unpack<R: Read>(tar: R, roots: &[PathBuf], workers: usize) -> Result<UnpackStats, Error> {
     let (tx, rx) = channel::bounded::<FileJob>(QUEUE_JOBS);
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
+    // Checked once per entry by the reader, so a flag rather than the mutex.
+    let failed = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers.max(1))
             .map(|_| {
                 let rx = rx.clone();
-                let first_err = &first_err;
+                let (first_err, failed) = (&first_err, &failed);
                 s.spawn(move || {
                     for job in rx {
                         let res = timings::WORKERS_BUSY
                             .time(|| write_file(&job.path, &job.data, job.mode, job.mtime));
                         if let Err(e) = res {
                             first_err.lock().expect("error slot").get_or_insert(e);
+                            failed.store(true, Ordering::Relaxed);
                             // Keep draining so the reader never blocks on a full queue.
                         }
                     }
@@ -68,7 +72,7 @@ pub fn unpack<R: Read>(tar: R, roots: &[PathBuf], workers: usize) -> Result<Unpa
             .collect();
         drop(rx);
         let started = std::time::Instant::now();
-        let read = read_entries(tar, roots, &tx, &first_err);
+        let read = read_entries(tar, roots, &tx, &failed);
         if timings::enabled() {
             // What the reading thread did besides waiting, hashing and writing large files.
             let elsewhere = [
@@ -243,7 +247,7 @@ fn read_entries<R: Read>(
     tar: R,
     roots: &[PathBuf],
     tx: &channel::Sender<FileJob>,
-    first_err: &Mutex<Option<Error>>,
+    worker_failed: &AtomicBool,
 ) -> Result<(UnpackStats, Deferred), Error> {
     let mut archive = tar::Archive::new(tar);
     let mut stats = UnpackStats::default();
@@ -257,7 +261,7 @@ fn read_entries<R: Read>(
     }
     let entries = archive.entries().map_err(Error::Stream)?;
     for entry in entries {
-        if first_err.lock().expect("error slot").is_some() {
+        if worker_failed.load(Ordering::Relaxed) {
             break; // a worker failed; its error is reported by the caller
         }
         let mut entry = entry.map_err(Error::Stream)?;
@@ -375,10 +379,29 @@ fn open_for_write(path: &Path, mode: u32) -> io::Result<fs::File> {
         .open(path)
 }
 
-/// Applies the archived mode exactly: `open(2)`'s mode is filtered through the umask.
+/// The process umask, read once from /proc (reading it with umask(2) would change it).
+/// Unknown: assume every bit may be masked, so modes are always applied explicitly.
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o777)
+    })
+}
+
+/// Applies the archived mode exactly (`open(2)`'s mode went through the umask; a chmod is only
+/// needed when the umask removed a bit) and the mtime.
 fn finish_file(file: &fs::File, path: &Path, mode: u32, mtime: FileTime) -> Result<(), Error> {
-    file.set_permissions(Permissions::from_mode(mode))
-        .map_err(|e| write_err(path, e))?;
+    if mode & umask() != 0 {
+        file.set_permissions(Permissions::from_mode(mode))
+            .map_err(|e| write_err(path, e))?;
+    }
     filetime::set_file_handle_times(file, None, Some(mtime)).map_err(|e| write_err(path, e))
 }
 
