@@ -314,7 +314,7 @@ run_timed() { # [T_CWD=dir] CMD... ; stdout/stderr to $OUT/tmp/{stdout,stderr}
 record() {
   local tab=$'\t'
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-    "$W" "$1" "$2" "$3" "$4" "$5" "$T_SECONDS" "${T_RSS_KB:-0}" "$6" "$7" "$8" "$9" \
+    "$W" "$1" "$2" "$3" "$4" "$5" "$6" "$T_SECONDS" "${T_RSS_KB:-0}" "$7" "$8" "$9" \
     "${10//$tab/ }" "${11//$tab/ }" >>"$RESULTS"
   local extra=""
   [ "$7" != "-" ] && extra=" archive=$(numfmt --to=iec "$7")"

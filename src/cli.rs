@@ -36,6 +36,11 @@ pub struct StoreArgs {
     #[arg(long, env = env::CONCURRENCY, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
 
+    /// Size of upload parts and of ranged GETs, in MiB (parts grow past 1,000 to stay within
+    /// S3's 10,000-part limit)
+    #[arg(long, env = env::PART_SIZE_MIB, default_value_t = 8, value_parser = clap::value_parser!(u32).range(5..=512))]
+    pub part_size_mib: u32,
+
     /// Exit non-zero when the store fails (default: warn, report outcome `error`, exit 0)
     #[arg(long, env = env::STRICT)]
     pub strict: bool,

@@ -11,6 +11,8 @@ pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
 /// Parallel transfers (parts in flight / ranged GETs in flight); same as `--concurrency`.
 pub const CONCURRENCY: &str = "CACHECTL_CONCURRENCY";
+/// Part / ranged-GET size in MiB; same as `--part-size-mib`.
+pub const PART_SIZE_MIB: &str = "CACHECTL_PART_SIZE_MIB";
 /// zstd level for save; same as `--level`.
 pub const LEVEL: &str = "CACHECTL_LEVEL";
 /// Treat store trouble as a failure; same as `--strict`.

@@ -16,13 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// S3's minimum part is 5 MiB; 8 MiB parts keep request overhead small on a fast link.
-pub const MIN_PART_BYTES: usize = 8 * 1024 * 1024;
+/// S3's minimum part is 5 MiB; the default 8 MiB keeps request overhead small on a fast link
+/// while a 100 MB cache still gets a dozen parts in flight.
+pub const DEFAULT_PART_BYTES: usize = 8 * 1024 * 1024;
 /// S3 allows 10,000 parts. Parts double in size every 1,000, so the limit is never reached
 /// below ~80 TB while small archives still get many parts in flight.
 const PARTS_PER_SIZE_STEP: u32 = 1000;
-/// Ranged GET size on restore.
-pub const CHUNK_BYTES: u64 = 8 * 1024 * 1024;
 /// Our own retries per range, on top of the SDK's per-request retries: these also cover a body
 /// that stalls or breaks off half-way, which the SDK does not retry.
 const RANGE_ATTEMPTS: u32 = 3;
@@ -211,12 +210,13 @@ pub async fn download(
     store: Arc<dyn Store>,
     name: EntryName,
     size: u64,
+    chunk_bytes: u64,
     concurrency: usize,
     tx: mpsc::Sender<Bytes>,
 ) -> Result<(), Error> {
     let ranges = (0..size)
-        .step_by(CHUNK_BYTES as usize)
-        .map(move |start| start..(start + CHUNK_BYTES).min(size));
+        .step_by(chunk_bytes as usize)
+        .map(move |start| start..(start + chunk_bytes).min(size));
     let mut fetched = stream::iter(ranges)
         .map(|range| {
             let (store, name) = (Arc::clone(&store), name.clone());
@@ -335,7 +335,7 @@ mod tests {
 
     #[test]
     fn part_sizes_grow_within_the_part_limit() {
-        let base = MIN_PART_BYTES;
+        let base = DEFAULT_PART_BYTES;
         assert_eq!(part_size(1, base), base);
         assert_eq!(part_size(1000, base), base);
         assert_eq!(part_size(1001, base), 2 * base);

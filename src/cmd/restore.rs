@@ -149,7 +149,16 @@ async fn restore(
         .iter()
         .map(|d| Staged::create(d))
         .collect::<Result<Vec<_>, _>>()?;
-    match fetch_and_unpack(store, &entry, &staged, args.store.concurrency as usize).await {
+    let chunk_bytes = u64::from(args.store.part_size_mib) * 1024 * 1024;
+    match fetch_and_unpack(
+        store,
+        &entry,
+        &staged,
+        chunk_bytes,
+        args.store.concurrency as usize,
+    )
+    .await
+    {
         Ok(stats) => {
             let t = Instant::now();
             for s in staged {
@@ -170,6 +179,7 @@ async fn fetch_and_unpack(
     store: Arc<dyn Store>,
     entry: &EntryInfo,
     staged: &[Staged],
+    chunk_bytes: u64,
     concurrency: usize,
 ) -> Result<unpack::UnpackStats, Failure> {
     let (tx, rx) = mpsc::channel(concurrency);
@@ -190,7 +200,15 @@ async fn fetch_and_unpack(
             }
             Ok(stats)
         });
-    let downloaded = transfer::download(store, entry.name.clone(), size, concurrency, tx).await;
+    let downloaded = transfer::download(
+        store,
+        entry.name.clone(),
+        size,
+        chunk_bytes,
+        concurrency,
+        tx,
+    )
+    .await;
     let unpacked = unpacker.await.map_err(|e| Failure {
         cause: format!("unpack task failed: {e}"),
         hint: None,

@@ -176,8 +176,9 @@ async fn pack_and_upload(
     // One slot per part in flight keeps the packer ahead of the uploader without unbounded memory.
     let (tx, rx) = mpsc::channel::<Chunk>(concurrency);
     let level = args.level;
+    let part_bytes = args.store.part_size_mib as usize * 1024 * 1024;
     let packer = tokio::task::spawn_blocking(move || -> Result<(u64, PackStats), Failure> {
-        let sink = PartWriter::new(tx, transfer::MIN_PART_BYTES);
+        let sink = PartWriter::new(tx, part_bytes);
         let mut enc = zstd::stream::write::Encoder::new(sink, level).map_err(|e| Failure {
             cause: format!("zstd: {e}"),
             hint: None,

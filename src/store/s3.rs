@@ -22,9 +22,12 @@ pub struct S3Store {
 }
 
 /// Connect fast, but let a slow link finish a part: a socket silent for `READ_TIMEOUT` is a
-/// stall and the request is retried (the top complaint about other caches is hanging restores).
+/// stall, and an attempt longer than `ATTEMPT_TIMEOUT` (an 8 MiB part at under ~70 KB/s) is
+/// given up; either way the SDK retries it (hanging restores are the top complaint about
+/// other caches).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_ATTEMPTS: u32 = 4;
 
 /// An S3 client built the way every cachectl command wants it.
@@ -43,6 +46,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
                 aws_config::timeout::TimeoutConfig::builder()
                     .connect_timeout(CONNECT_TIMEOUT)
                     .read_timeout(READ_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                     .build(),
             )
             .retry_config(
