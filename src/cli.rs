@@ -23,6 +23,39 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Print one blake3 digest over every file matching the glob patterns (for cache keys).
     HashFiles(HashFilesArgs),
+    /// Print each configured cache's resolved key, restore keys and paths (why did it miss?).
+    Keys(KeysArgs),
+    /// Read restore outcomes back from CloudWatch: hit / partial / miss rates and time saved.
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// How far back to look, e.g. `24h`, `7d`
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    pub since: std::time::Duration,
+
+    /// Only this cache (the CacheName dimension)
+    #[arg(long)]
+    pub cache: Option<String>,
+
+    /// Only this CodeBuild project (the ProjectName dimension)
+    #[arg(long)]
+    pub project: Option<String>,
+
+    /// CloudWatch namespace the metrics were published to
+    #[arg(long, env = env::METRICS_NAMESPACE, default_value = "Cachectl")]
+    pub namespace: String,
+
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `30m`, `12h`, `7d`, `2w` (also humantime forms like `1day 2h`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 30m, 12h or 7d ({e})"))
 }
 
 #[derive(Debug, Args)]
@@ -50,40 +83,84 @@ pub struct StoreArgs {
     pub json: bool,
 }
 
+/// Which caches a command acts on: one given by `--key`/`--path`, else those in cachectl.toml.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// cachectl.toml to read when no --key is given [default: ./cachectl.toml]
+    #[arg(long, env = env::CONFIG, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Only this configured cache; repeat for several [default: all of them]
+    #[arg(long = "cache", value_name = "NAME")]
+    pub caches: Vec<String>,
+}
+
+/// Reporting shared by save and restore.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Do not publish hit/miss and timing metrics to CloudWatch
+    #[arg(long, env = env::NO_METRICS)]
+    pub no_metrics: bool,
+
+    /// CloudWatch namespace for metrics [default: `namespace` in cachectl.toml, else Cachectl]
+    #[arg(long, env = env::METRICS_NAMESPACE)]
+    pub metrics_namespace: Option<String>,
+
+    /// Only warnings and errors on stderr
+    #[arg(long, short, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Per-stage timings and no progress bars
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct SaveArgs {
     /// Cache key, e.g. `npm-linux-x64-$(cachectl hash-files package-lock.json)`
-    #[arg(long, value_parser = CacheKey::parse_arg)]
-    pub key: CacheKey,
+    /// [default: the caches configured in cachectl.toml]
+    #[arg(long, value_parser = CacheKey::parse_arg, requires = "paths", conflicts_with = "caches")]
+    pub key: Option<CacheKey>,
 
     /// File or directory to cache; repeat for several. `~` expands to $HOME
-    #[arg(long = "path", required = true, value_name = "PATH")]
+    #[arg(long = "path", value_name = "PATH", requires = "key")]
     pub paths: Vec<String>,
+
+    /// When to save: after a successful build (CODEBUILD_BUILD_SUCCEEDING=1 or unset), a failed
+    /// one, or always [default: `when` in cachectl.toml, else success]
+    #[arg(long, value_enum)]
+    pub when: Option<crate::config::When>,
 
     /// Replace the entry if KEY already exists (keys are otherwise immutable)
     #[arg(long)]
     pub overwrite: bool,
 
-    /// zstd compression level (1 fastest .. 19 smallest)
-    #[arg(long, env = env::LEVEL, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-    pub level: i32,
+    /// zstd compression level (1 fastest .. 19 smallest) [default: `level` in cachectl.toml, else 3]
+    #[arg(long, env = env::LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: Option<i32>,
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Exact cache key to restore
-    #[arg(long, value_parser = CacheKey::parse_arg)]
-    pub key: CacheKey,
+    /// Exact cache key to restore [default: the caches configured in cachectl.toml]
+    #[arg(long, value_parser = CacheKey::parse_arg, requires = "paths", conflicts_with = "caches")]
+    pub key: Option<CacheKey>,
 
     /// Fallback key prefix, tried in order when KEY has no entry; the newest match wins
-    #[arg(long = "restore-key", value_name = "PREFIX", value_parser = CacheKey::parse_prefix_arg)]
+    #[arg(long = "restore-key", value_name = "PREFIX", value_parser = CacheKey::parse_prefix_arg, requires = "key")]
     pub restore_keys: Vec<CacheKey>,
 
     /// File or directory the cache was saved from; repeat for several
-    #[arg(long = "path", required = true, value_name = "PATH")]
+    #[arg(long = "path", value_name = "PATH", requires = "key")]
     pub paths: Vec<String>,
 
     /// Exit 1 when nothing is restored (a miss, or a store error)
@@ -96,6 +173,22 @@ pub struct RestoreArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

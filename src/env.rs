@@ -17,5 +17,17 @@ pub const PART_SIZE_MIB: &str = "CACHECTL_PART_SIZE_MIB";
 pub const LEVEL: &str = "CACHECTL_LEVEL";
 /// Treat store trouble as a failure; same as `--strict`.
 pub const STRICT: &str = "CACHECTL_STRICT";
+/// CloudWatch namespace for published metrics.
+pub const METRICS_NAMESPACE: &str = "CACHECTL_METRICS_NAMESPACE";
+/// Set to turn metric publishing off; same as `--no-metrics`.
+pub const NO_METRICS: &str = "CACHECTL_NO_METRICS";
+/// CodeBuild's build id, `project-name:uuid`; the ProjectName dimension comes from it.
+pub const CODEBUILD_BUILD_ID: &str = "CODEBUILD_BUILD_ID";
+/// `1` while the build is succeeding, `0` once a phase failed (CodeBuild sets it).
+pub const CODEBUILD_BUILD_SUCCEEDING: &str = "CODEBUILD_BUILD_SUCCEEDING";
+/// Where restore leaves the state file save reads (default: the temp dir).
+pub const STATE_DIR: &str = "CACHECTL_STATE_DIR";
+/// Path of cachectl.toml; same as `--config`.
+pub const CONFIG: &str = "CACHECTL_CONFIG";
 /// `1` prints per-stage timings of a save or restore on stderr.
 pub const TIMINGS: &str = "CACHECTL_TIMINGS";

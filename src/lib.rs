@@ -6,12 +6,16 @@
 pub mod archive;
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod env;
 pub mod error;
 pub mod hash;
 pub mod key;
+pub mod metrics;
 pub mod output;
+pub mod progress;
 pub mod signal;
+pub mod state;
 pub mod store;
 pub mod time;
 pub mod timings;

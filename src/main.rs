@@ -13,8 +13,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cachectl::timings::init();
-    if let Command::HashFiles(args) = &cli.command {
-        return cmd::hash_files::run(args);
+    match &cli.command {
+        Command::HashFiles(args) => return cmd::hash_files::run(args),
+        Command::Keys(args) => return cmd::keys::run(args),
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -31,7 +33,8 @@ fn main() -> ExitCode {
             match cli.command {
                 Command::Save(args) => cmd::save::run(args).await,
                 Command::Restore(args) => cmd::restore::run(args).await,
-                Command::HashFiles(_) => unreachable!("handled above"),
+                Command::Stats(args) => cmd::stats::run(args).await,
+                Command::HashFiles(_) | Command::Keys(_) => unreachable!("handled above"),
             }
         };
         tokio::select! {

@@ -1,9 +1,9 @@
 //! What a command reports: one JSON object on stdout (`--json`), one summary line on stderr.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RestoreOutcome {
     Hit,
@@ -22,6 +22,8 @@ pub enum SaveOutcome {
 
 #[derive(Debug, Serialize)]
 pub struct RestoreReport {
+    /// The cache's name (`[cache.NAME]`, or the key's family for a plain `--key`).
+    pub cache: String,
     pub outcome: RestoreOutcome,
     pub key: String,
     pub matched_key: Option<String>,
@@ -39,6 +41,7 @@ pub struct RestoreReport {
 
 #[derive(Debug, Serialize)]
 pub struct SaveReport {
+    pub cache: String,
     pub outcome: SaveOutcome,
     pub key: String,
     /// Archive bytes uploaded (0 when skipped).
@@ -86,14 +89,71 @@ pub fn rate(bytes: u64, elapsed: Duration) -> String {
     format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
 }
 
-/// Prints the JSON line if asked; always one human line on stderr.
-pub fn emit<T: Serialize>(json: bool, report: &T, human: &str) {
-    eprintln!("{human}");
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string(report).expect("report serializes")
-        );
+/// One human line on stderr, unless `--quiet`.
+pub fn say(line: &str) {
+    if crate::progress::verbosity() != crate::progress::Verbosity::Quiet {
+        eprintln!("{line}");
+    }
+}
+
+/// The `--json` line: the report itself for one cache; for several,
+/// `{"outcome": <the worst>, "caches": [...]}`.
+pub fn emit_json<T: Serialize>(json: bool, reports: &[T], worst: &str) {
+    if !json {
+        return;
+    }
+    let line = match reports {
+        [one] => serde_json::to_string(one),
+        many => serde_json::to_string(&serde_json::json!({ "outcome": worst, "caches": many })),
+    };
+    println!("{}", line.expect("report serializes"));
+}
+
+impl RestoreOutcome {
+    /// Order for "the worst outcome" of several caches.
+    fn badness(self) -> u8 {
+        match self {
+            RestoreOutcome::Hit => 0,
+            RestoreOutcome::Partial => 1,
+            RestoreOutcome::Miss => 2,
+            RestoreOutcome::Error => 3,
+        }
+    }
+
+    pub fn worst(all: impl IntoIterator<Item = Self>) -> Self {
+        all.into_iter()
+            .max_by_key(|o| o.badness())
+            .unwrap_or(RestoreOutcome::Miss)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreOutcome::Hit => "hit",
+            RestoreOutcome::Partial => "partial",
+            RestoreOutcome::Miss => "miss",
+            RestoreOutcome::Error => "error",
+        }
+    }
+}
+
+impl SaveOutcome {
+    pub fn worst(all: impl IntoIterator<Item = Self>) -> Self {
+        let rank = |o: &SaveOutcome| match o {
+            SaveOutcome::Saved => 0,
+            SaveOutcome::Skipped => 1,
+            SaveOutcome::Error => 2,
+        };
+        all.into_iter()
+            .max_by_key(rank)
+            .unwrap_or(SaveOutcome::Skipped)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaveOutcome::Saved => "saved",
+            SaveOutcome::Skipped => "skipped",
+            SaveOutcome::Error => "error",
+        }
     }
 }
 

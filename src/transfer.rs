@@ -139,6 +139,7 @@ pub async fn upload(
     overwrite: bool,
     mut rx: mpsc::Receiver<Chunk>,
     concurrency: usize,
+    progress: Arc<crate::progress::Progress>,
 ) -> Result<PutOutcome, Error> {
     let first = match rx.recv().await {
         Some(Chunk::Part(p)) => p,
@@ -146,12 +147,17 @@ pub async fn upload(
     };
     let second = match rx.recv().await {
         Some(Chunk::Part(p)) => p,
-        Some(Chunk::End) => return Ok(store.put(name, meta, first, overwrite).await?),
+        Some(Chunk::End) => {
+            let len = first.len() as u64;
+            let outcome = store.put(name, meta, first, overwrite).await?;
+            progress.add(len);
+            return Ok(outcome);
+        }
         None => return Err(Error::PackingFailed),
     };
     let upload: Arc<dyn Upload> = Arc::from(store.create_upload(name, meta, overwrite).await?);
     let _abort_on_signal = crate::signal::register(&upload);
-    match upload_parts(&upload, [first, second], &mut rx, concurrency).await {
+    match upload_parts(&upload, [first, second], &mut rx, concurrency, &progress).await {
         Ok(()) => Ok(upload.complete().await?),
         Err(e) => {
             // Best effort: a failed abort leaves parts that prune's stale-upload sweep removes.
@@ -166,6 +172,7 @@ async fn upload_parts(
     first_two: [Bytes; 2],
     rx: &mut mpsc::Receiver<Chunk>,
     concurrency: usize,
+    progress: &Arc<crate::progress::Progress>,
 ) -> Result<(), Error> {
     let mut inflight = tokio::task::JoinSet::new();
     let mut offset = 0u64;
@@ -186,8 +193,12 @@ async fn upload_parts(
         }
         part_number += 1;
         let len = part.len() as u64;
-        let up = Arc::clone(upload);
-        inflight.spawn(async move { up.put_part(part_number, offset, part).await });
+        let (up, progress) = (Arc::clone(upload), Arc::clone(progress));
+        inflight.spawn(async move {
+            up.put_part(part_number, offset, part).await?;
+            progress.add(len);
+            Ok(())
+        });
         offset += len;
     }
     while !inflight.is_empty() {
@@ -213,6 +224,7 @@ pub async fn download(
     chunk_bytes: u64,
     concurrency: usize,
     tx: mpsc::Sender<Bytes>,
+    progress: Arc<crate::progress::Progress>,
 ) -> Result<(), Error> {
     let ranges = (0..size)
         .step_by(chunk_bytes as usize)
@@ -225,6 +237,7 @@ pub async fn download(
         .buffered(concurrency);
     while let Some(res) = fetched.next().await {
         let bytes = res.map_err(|_| Error::Panicked)??;
+        progress.add(bytes.len() as u64);
         if tx.send(bytes).await.is_err() {
             return Ok(());
         }

@@ -1,8 +1,11 @@
 //! One `run` per subcommand; each returns the process exit status.
 
 pub mod hash_files;
+pub mod jobs;
+pub mod keys;
 pub mod restore;
 pub mod save;
+pub mod stats;
 
 use crate::error::{chain, Hint};
 use crate::store::{Store, StoreUrl};
@@ -46,6 +49,54 @@ impl Hint for crate::transfer::Error {
         match self {
             crate::transfer::Error::Store(e) => e.hint(),
             _ => None,
+        }
+    }
+}
+
+pub fn set_verbosity(r: &crate::cli::ReportArgs) {
+    use crate::progress::{set_verbosity, Verbosity};
+    set_verbosity(if r.quiet {
+        Verbosity::Quiet
+    } else if r.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    });
+}
+
+/// Reports a planning failure (bad flags or configuration) with its exit status.
+pub fn plan_failed(e: jobs::PlanError) -> std::process::ExitCode {
+    eprintln!("error: {}", e.failure.cause);
+    if let Some(h) = &e.failure.hint {
+        eprintln!("hint: {h}");
+    }
+    std::process::ExitCode::from(e.status)
+}
+
+/// Starts building the CloudWatch client in the background, unless metrics are off.
+pub fn start_metrics(
+    r: &crate::cli::ReportArgs,
+    plan: &jobs::Plan,
+) -> Option<tokio::task::JoinHandle<crate::metrics::Metrics>> {
+    if r.no_metrics || !plan.metrics_enabled {
+        return None;
+    }
+    let namespace = r
+        .metrics_namespace
+        .clone()
+        .or_else(|| plan.metrics_namespace.clone())
+        .unwrap_or_else(|| "Cachectl".to_owned());
+    Some(tokio::spawn(crate::metrics::Metrics::new(namespace)))
+}
+
+/// Publishes one PutMetricData for the whole command; never fails the command.
+pub async fn finish_metrics(
+    started: Option<tokio::task::JoinHandle<crate::metrics::Metrics>>,
+    events: &[crate::metrics::Event],
+) {
+    if let Some(handle) = started {
+        if let Ok(m) = handle.await {
+            m.publish(events).await;
         }
     }
 }

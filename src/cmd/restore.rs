@@ -1,12 +1,16 @@
 //! `cachectl restore`: look up (exact key, then restore-key prefixes), then ranged GETs ->
 //! blake3 -> zstd -> tar -> files in staging, moved into place only after the digest matches.
 
+use super::jobs::{self, Job};
 use super::Failure;
 use crate::archive::{self, place::Staged, unpack};
 use crate::cli::RestoreArgs;
 use crate::error::code;
-use crate::key::{EntryName, PathSet};
+use crate::key::EntryName;
+use crate::metrics;
 use crate::output::{self, human_bytes, thousands, RestoreOutcome, RestoreReport};
+use crate::progress::Progress;
+use crate::state;
 use crate::store::{EntryInfo, Store};
 use crate::timings;
 use crate::transfer::{self, VerifyingReader};
@@ -17,23 +21,34 @@ use tokio::sync::mpsc;
 
 pub async fn run(args: RestoreArgs) -> ExitCode {
     let started = Instant::now();
-    let set = match PathSet::new(&args.paths) {
-        Ok(s) => s,
-        Err(e) => return crate::error::report(&e, None, code::USAGE),
+    super::set_verbosity(&args.report);
+    let (cwd, _) = super::anchors();
+    let plan = match jobs::plan(
+        args.key.as_ref(),
+        &args.paths,
+        &args.restore_keys,
+        &args.select,
+        &cwd,
+    ) {
+        Ok(p) => p,
+        Err(e) => return super::plan_failed(e),
     };
-    let mut report = RestoreReport {
-        outcome: RestoreOutcome::Error,
-        key: args.key.to_string(),
-        matched_key: None,
-        bytes: 0,
-        files: 0,
-        unpacked_bytes: 0,
-        seconds: 0.0,
-        store: String::new(),
-        message: None,
+    // Credentials and the client resolve while the restore runs, off its critical path.
+    let metrics = super::start_metrics(&args.report, &plan);
+    let reports = match super::open_store(args.store.store.as_deref()).await {
+        Ok(store) => {
+            let runs = plan
+                .jobs
+                .iter()
+                .map(|job| restore_one(Arc::clone(&store), job, &args));
+            futures_util::future::join_all(runs).await
+        }
+        Err(f) => plan
+            .jobs
+            .iter()
+            .map(|job| failed_report(job, &f, String::new()))
+            .collect(),
     };
-    let result = restore(&args, &set, &mut report).await;
-    report.seconds = started.elapsed().as_secs_f64();
     timings::report(
         started.elapsed(),
         &[
@@ -48,8 +63,97 @@ pub async fn run(args: RestoreArgs) -> ExitCode {
             &timings::COMMIT,
         ],
     );
-    let key = &args.key;
-    let status = match result {
+    if !args.lookup_only {
+        let records = plan
+            .jobs
+            .iter()
+            .zip(&reports)
+            .map(|(job, r)| {
+                let rec = state::Recorded {
+                    key: job.key.to_string(),
+                    matched_key: r.matched_key.clone(),
+                    outcome: r.outcome,
+                    paths: job.paths.paths().to_vec(),
+                };
+                (job.name.clone(), rec)
+            })
+            .collect();
+        let path = state::path(&cwd);
+        if let Err(e) = state::record(&path, records) {
+            output::warn(
+                "restore",
+                &format!("cannot record state in {}: {e}", path.display()),
+                Some("save will check the store instead of trusting this restore"),
+            );
+        }
+    }
+    let events: Vec<_> = plan
+        .jobs
+        .iter()
+        .zip(&reports)
+        .map(|(job, r)| metrics::Event::Restore {
+            cache: job.name.clone(),
+            outcome: r.outcome,
+            seconds: r.seconds,
+            bytes: if args.lookup_only { 0 } else { r.bytes },
+        })
+        .collect();
+    if !args.lookup_only {
+        super::finish_metrics(metrics, &events).await;
+    }
+    let worst = RestoreOutcome::worst(reports.iter().map(|r| r.outcome));
+    output::emit_json(args.store.json, &reports, worst.as_str());
+    let errored = reports.iter().any(|r| r.outcome == RestoreOutcome::Error);
+    let missed = reports
+        .iter()
+        .any(|r| matches!(r.outcome, RestoreOutcome::Miss | RestoreOutcome::Error));
+    let status = if (errored && args.store.strict) || (missed && args.fail_on_miss) {
+        code::FAILED
+    } else {
+        code::OK
+    };
+    ExitCode::from(status)
+}
+
+fn failed_report(job: &Job, f: &Failure, store: String) -> RestoreReport {
+    output::warn(
+        &format!("restore {} failed, continuing without the cache", job.name),
+        &f.cause,
+        f.hint.as_deref(),
+    );
+    RestoreReport {
+        cache: job.name.clone(),
+        outcome: RestoreOutcome::Error,
+        key: job.key.to_string(),
+        matched_key: None,
+        bytes: 0,
+        files: 0,
+        unpacked_bytes: 0,
+        seconds: 0.0,
+        store,
+        message: Some(f.message()),
+    }
+}
+
+/// Restores one cache; store trouble becomes outcome `error` with its cause, never a panic.
+async fn restore_one(store: Arc<dyn Store>, job: &Job, args: &RestoreArgs) -> RestoreReport {
+    let started = Instant::now();
+    let mut report = RestoreReport {
+        cache: job.name.clone(),
+        outcome: RestoreOutcome::Error,
+        key: job.key.to_string(),
+        matched_key: None,
+        bytes: 0,
+        files: 0,
+        unpacked_bytes: 0,
+        seconds: 0.0,
+        store: store.describe(),
+        message: None,
+    };
+    let result = restore(store, job, args, &mut report).await;
+    report.seconds = started.elapsed().as_secs_f64();
+    let name = &job.name;
+    match result {
         Ok(()) => {
             let matched = report.matched_key.as_deref().unwrap_or("");
             let verb = if args.lookup_only {
@@ -58,10 +162,14 @@ pub async fn run(args: RestoreArgs) -> ExitCode {
                 "restored"
             };
             let human = match report.outcome {
-                RestoreOutcome::Miss => format!("restore {key}: miss, nothing restored"),
+                RestoreOutcome::Miss => format!("restore {name}: miss {}, nothing restored", job.key),
                 outcome => format!(
-                    "restore {key}: {} {matched}, {verb} {} ({} unpacked), {} files in {:.1} s ({})",
-                    if outcome == RestoreOutcome::Hit { "hit" } else { "partial hit" },
+                    "restore {name}: {} {matched}, {verb} {} ({} unpacked), {} files in {:.1} s ({})",
+                    if outcome == RestoreOutcome::Hit {
+                        "hit"
+                    } else {
+                        "partial hit"
+                    },
                     human_bytes(report.bytes),
                     human_bytes(report.unpacked_bytes),
                     thousands(report.files),
@@ -69,47 +177,30 @@ pub async fn run(args: RestoreArgs) -> ExitCode {
                     output::rate(report.bytes, started.elapsed()),
                 ),
             };
-            output::emit(args.store.json, &report, &human);
-            if report.outcome == RestoreOutcome::Miss && args.fail_on_miss {
-                code::FAILED
-            } else {
-                code::OK
-            }
+            output::say(&human);
+            report
         }
         Err(f) => {
-            output::warn(
-                &format!("restore {key} failed, continuing without the cache"),
-                &f.cause,
-                f.hint.as_deref(),
-            );
-            report.outcome = RestoreOutcome::Error;
-            report.matched_key = None;
-            report.message = Some(f.message());
-            output::emit(args.store.json, &report, &format!("restore {key}: error"));
-            if args.store.strict || args.fail_on_miss {
-                code::FAILED
-            } else {
-                code::OK
-            }
+            let mut failed = failed_report(job, &f, report.store);
+            failed.seconds = report.seconds;
+            failed
         }
-    };
-    ExitCode::from(status)
+    }
 }
 
 /// Exact key first; else each prefix in order, the newest entry of the first prefix that matches.
 async fn lookup(
     store: &dyn Store,
-    set: &PathSet,
-    args: &RestoreArgs,
+    job: &Job,
 ) -> Result<Option<(EntryInfo, RestoreOutcome)>, Failure> {
-    let exact = EntryName::new(set, &args.key);
+    let exact = EntryName::new(&job.paths, &job.key);
     // A listing rather than a HEAD: a missing bucket answers HEAD with a bare 404, which would
     // pass for a miss; ListObjectsV2 says NoSuchBucket.
     let found = store.list(&exact.pathset, &exact.key).await?;
     if let Some(hit) = found.into_iter().find(|e| e.name.key == exact.key) {
         return Ok(Some((hit, RestoreOutcome::Hit)));
     }
-    for prefix in &args.restore_keys {
+    for prefix in &job.restore_keys {
         let candidates = store.list(&exact.pathset, prefix.as_str()).await?;
         let newest = candidates.into_iter().max_by(|a, b| {
             a.modified
@@ -124,16 +215,15 @@ async fn lookup(
 }
 
 async fn restore(
+    store: Arc<dyn Store>,
+    job: &Job,
     args: &RestoreArgs,
-    set: &PathSet,
     report: &mut RestoreReport,
 ) -> Result<(), Failure> {
     let (cwd, home) = super::anchors();
-    let dests = set.resolve(&cwd, home.as_deref())?;
-    let store = super::open_store(args.store.store.as_deref()).await?;
-    report.store = store.describe();
+    let dests = job.paths.resolve(&cwd, home.as_deref())?;
     let t = Instant::now();
-    let found = lookup(store.as_ref(), set, args).await;
+    let found = lookup(store.as_ref(), job).await;
     timings::LOOKUP.add(t.elapsed());
     let Some((entry, outcome)) = found? else {
         report.outcome = RestoreOutcome::Miss;
@@ -150,15 +240,18 @@ async fn restore(
         .map(|d| Staged::create(d))
         .collect::<Result<Vec<_>, _>>()?;
     let chunk_bytes = u64::from(args.store.part_size_mib) * 1024 * 1024;
-    match fetch_and_unpack(
+    let progress = Progress::new(format!("restore {}", job.name), entry.size);
+    let fetched = fetch_and_unpack(
         store,
         &entry,
         &staged,
         chunk_bytes,
         args.store.concurrency as usize,
+        Arc::clone(&progress),
     )
-    .await
-    {
+    .await;
+    progress.finish();
+    match fetched {
         Ok(stats) => {
             let t = Instant::now();
             for s in staged {
@@ -181,6 +274,7 @@ async fn fetch_and_unpack(
     staged: &[Staged],
     chunk_bytes: u64,
     concurrency: usize,
+    progress: Arc<Progress>,
 ) -> Result<unpack::UnpackStats, Failure> {
     let (tx, rx) = mpsc::channel(concurrency);
     let roots: Vec<_> = staged.iter().map(Staged::root).collect();
@@ -207,6 +301,7 @@ async fn fetch_and_unpack(
         chunk_bytes,
         concurrency,
         tx,
+        progress,
     )
     .await;
     let unpacked = unpacker.await.map_err(|e| Failure {

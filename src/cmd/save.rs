@@ -1,11 +1,17 @@
 //! `cachectl save`: walk -> tar -> zstd -> blake3 -> parts, uploaded while packing continues.
 
+use super::jobs::{self, Job};
 use super::Failure;
 use crate::archive::pack::{self, PackStats};
 use crate::cli::SaveArgs;
+use crate::config::When;
 use crate::error::code;
-use crate::key::{EntryName, PathSet};
+use crate::key::{CacheKey, EntryName};
+use crate::metrics;
+use crate::output::RestoreOutcome;
 use crate::output::{self, human_bytes, thousands, SaveOutcome, SaveReport};
+use crate::progress::Progress;
+use crate::state;
 use crate::store::{EntryMeta, PutOutcome, Store};
 use crate::timings;
 use crate::transfer::{self, Chunk, PartWriter};
@@ -23,22 +29,28 @@ struct Saved {
 
 pub async fn run(args: SaveArgs) -> ExitCode {
     let started = Instant::now();
-    let set = match PathSet::new(&args.paths) {
-        Ok(s) => s,
-        Err(e) => return crate::error::report(&e, None, code::USAGE),
+    super::set_verbosity(&args.report);
+    let (cwd, _) = super::anchors();
+    let plan = match jobs::plan(args.key.as_ref(), &args.paths, &[], &args.select, &cwd) {
+        Ok(p) => p,
+        Err(e) => return super::plan_failed(e),
     };
-    let mut report = SaveReport {
-        outcome: SaveOutcome::Error,
-        key: args.key.to_string(),
-        bytes: 0,
-        files: 0,
-        unpacked_bytes: 0,
-        seconds: 0.0,
-        store: String::new(),
-        reason: None,
+    let metrics = super::start_metrics(&args.report, &plan);
+    let recorded = state::load(&state::path(&cwd));
+    let reports = match super::open_store(args.store.store.as_deref()).await {
+        Ok(store) => {
+            let runs = plan.jobs.iter().map(|job| {
+                let restored = recorded.caches.get(&job.name);
+                save_one(Arc::clone(&store), job, restored, &args)
+            });
+            futures_util::future::join_all(runs).await
+        }
+        Err(f) => plan
+            .jobs
+            .iter()
+            .map(|job| failed_report(job, &f, String::new(), 0.0))
+            .collect(),
     };
-    let result = save(&args, &set, &mut report).await;
-    report.seconds = started.elapsed().as_secs_f64();
     timings::report(
         started.elapsed(),
         &[
@@ -48,45 +60,135 @@ pub async fn run(args: SaveArgs) -> ExitCode {
             &timings::UPLOAD_WAIT,
         ],
     );
-    let key = &args.key;
-    let status = match result {
+    let events: Vec<_> = plan
+        .jobs
+        .iter()
+        .zip(&reports)
+        .filter(|(_, r)| r.outcome == SaveOutcome::Saved)
+        .map(|(job, r)| metrics::Event::Save {
+            cache: job.name.clone(),
+            seconds: r.seconds,
+            bytes: r.bytes,
+        })
+        .collect();
+    super::finish_metrics(metrics, &events).await;
+    let worst = SaveOutcome::worst(reports.iter().map(|r| r.outcome));
+    output::emit_json(args.store.json, &reports, worst.as_str());
+    let errored = reports.iter().any(|r| r.outcome == SaveOutcome::Error);
+    ExitCode::from(if errored && args.store.strict {
+        code::FAILED
+    } else {
+        code::OK
+    })
+}
+
+fn failed_report(job: &Job, f: &Failure, store: String, seconds: f64) -> SaveReport {
+    output::warn(
+        &format!("save {} failed, nothing was cached", job.name),
+        &f.cause,
+        f.hint.as_deref(),
+    );
+    SaveReport {
+        cache: job.name.clone(),
+        outcome: SaveOutcome::Error,
+        key: job.key.to_string(),
+        bytes: 0,
+        files: 0,
+        unpacked_bytes: 0,
+        seconds,
+        store,
+        reason: Some(f.message()),
+    }
+}
+
+/// Whether the save policy lets this build save: `CODEBUILD_BUILD_SUCCEEDING` is `1` (or unset,
+/// outside CodeBuild) while the build is succeeding, `0` once a phase failed.
+fn policy_allows(when: When) -> Result<(), String> {
+    let succeeding = std::env::var(crate::env::CODEBUILD_BUILD_SUCCEEDING)
+        .map(|v| v.trim() != "0")
+        .unwrap_or(true);
+    match (when, succeeding) {
+        (When::Always, _) | (When::Success, true) | (When::Failure, false) => Ok(()),
+        (When::Success, false) => {
+            Err("the build is failing (CODEBUILD_BUILD_SUCCEEDING=0) and when = success".into())
+        }
+        (When::Failure, true) => Err("the build is succeeding and when = failure".into()),
+    }
+}
+
+async fn save_one(
+    store: Arc<dyn Store>,
+    job: &Job,
+    restored: Option<&state::Recorded>,
+    args: &SaveArgs,
+) -> SaveReport {
+    let started = Instant::now();
+    // The key resolved at restore time wins: a build that rewrote its lockfile must not move the
+    // cache to a key the next build (with the committed lockfile) would never look up.
+    let restored = restored.filter(|r| !job.explicit && r.paths == job.paths.paths());
+    let key = match restored.map(|r| CacheKey::new(&r.key)) {
+        Some(Ok(k)) => k,
+        _ => job.key.clone(),
+    };
+    let job = Job { key, ..job.clone() };
+    let mut report = SaveReport {
+        cache: job.name.clone(),
+        outcome: SaveOutcome::Error,
+        key: job.key.to_string(),
+        bytes: 0,
+        files: 0,
+        unpacked_bytes: 0,
+        seconds: 0.0,
+        store: store.describe(),
+        reason: None,
+    };
+    let when = args.when.or(job.when).unwrap_or(When::Success);
+    let result = if let Err(why) = policy_allows(when) {
+        report.outcome = SaveOutcome::Skipped;
+        report.reason = Some(why);
+        Ok(())
+    } else if restored.is_some_and(|r| {
+        r.outcome == RestoreOutcome::Hit && r.matched_key.as_deref() == Some(job.key.as_str())
+    }) && !args.overwrite
+    {
+        report.outcome = SaveOutcome::Skipped;
+        report.reason = Some("unchanged: this build restored the same key (exact hit)".into());
+        Ok(())
+    } else {
+        save(store, &job, args, &mut report).await
+    };
+    report.seconds = started.elapsed().as_secs_f64();
+    let name = &job.name;
+    match result {
         Ok(()) => {
-            let human = match report.outcome {
+            output::say(&match report.outcome {
                 SaveOutcome::Saved => format!(
-                    "save {key}: saved {}, {} files in {:.1} s ({})",
+                    "save {name}: saved {} {}, {} files in {:.1} s ({})",
+                    job.key,
                     human_bytes(report.bytes),
                     thousands(report.files),
                     report.seconds,
                     output::rate(report.bytes, started.elapsed()),
                 ),
                 _ => format!(
-                    "save {key}: skipped, {}",
+                    "save {name}: skipped {}, {}",
+                    job.key,
                     report.reason.as_deref().unwrap_or("nothing to do")
                 ),
-            };
-            output::emit(args.store.json, &report, &human);
-            code::OK
+            });
+            report
         }
-        Err(f) => {
-            output::warn(
-                &format!("save {key} failed, nothing was cached"),
-                &f.cause,
-                f.hint.as_deref(),
-            );
-            report.outcome = SaveOutcome::Error;
-            report.reason = Some(f.message());
-            output::emit(args.store.json, &report, &format!("save {key}: error"));
-            if args.store.strict {
-                code::FAILED
-            } else {
-                code::OK
-            }
-        }
-    };
-    ExitCode::from(status)
+        Err(f) => failed_report(&job, &f, report.store, report.seconds),
+    }
 }
 
-async fn save(args: &SaveArgs, set: &PathSet, report: &mut SaveReport) -> Result<(), Failure> {
+async fn save(
+    store: Arc<dyn Store>,
+    job: &Job,
+    args: &SaveArgs,
+    report: &mut SaveReport,
+) -> Result<(), Failure> {
+    let set = &job.paths;
     let (cwd, home) = super::anchors();
     let resolved = set.resolve(&cwd, home.as_deref())?;
     let mut roots: Vec<(usize, PathBuf)> = Vec::new();
@@ -113,9 +215,7 @@ async fn save(args: &SaveArgs, set: &PathSet, report: &mut SaveReport) -> Result
             None,
         );
     }
-    let store = super::open_store(args.store.store.as_deref()).await?;
-    report.store = store.describe();
-    let name = EntryName::new(set, &args.key);
+    let name = EntryName::new(set, &job.key);
     if !args.overwrite && store.head(&name).await?.is_some() {
         report.outcome = SaveOutcome::Skipped;
         report.reason =
@@ -124,13 +224,26 @@ async fn save(args: &SaveArgs, set: &PathSet, report: &mut SaveReport) -> Result
     }
     let meta = EntryMeta {
         format: 1,
-        key: args.key.to_string(),
+        key: job.key.to_string(),
         paths: set.paths().to_vec(),
-        family: args.key.family().to_owned(),
+        family: job.family.clone(),
         created: crate::time::now_rfc3339(),
         cachectl: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    let saved = pack_and_upload(store, &name, &meta, roots, args).await?;
+    let level = args.level.or(job.level).unwrap_or(3);
+    let progress = Progress::new(format!("save {}", job.name), 0);
+    let saved = pack_and_upload(
+        store,
+        &name,
+        &meta,
+        roots,
+        level,
+        args,
+        Arc::clone(&progress),
+    )
+    .await;
+    progress.finish();
+    let saved = saved?;
     report.bytes = saved.bytes;
     report.files = saved.stats.entries;
     report.unpacked_bytes = saved.stats.file_bytes;
@@ -170,12 +283,13 @@ async fn pack_and_upload(
     name: &EntryName,
     meta: &EntryMeta,
     roots: Vec<(usize, PathBuf)>,
+    level: i32,
     args: &SaveArgs,
+    progress: Arc<Progress>,
 ) -> Result<Saved, Failure> {
     let concurrency = args.store.concurrency as usize;
     // One slot per part in flight keeps the packer ahead of the uploader without unbounded memory.
     let (tx, rx) = mpsc::channel::<Chunk>(concurrency);
-    let level = args.level;
     let part_bytes = args.store.part_size_mib as usize * 1024 * 1024;
     let packer = tokio::task::spawn_blocking(move || -> Result<(u64, PackStats), Failure> {
         let sink = PartWriter::new(tx, part_bytes);
@@ -210,7 +324,8 @@ async fn pack_and_upload(
             })?;
         Ok((size, stats))
     });
-    let uploaded = transfer::upload(store, name, meta, args.overwrite, rx, concurrency).await;
+    let uploaded =
+        transfer::upload(store, name, meta, args.overwrite, rx, concurrency, progress).await;
     let packed = packer.await.map_err(|e| Failure {
         cause: format!("packing task failed: {e}"),
         hint: None,

@@ -1,0 +1,93 @@
+//! The restore -> save handoff: restore records what it did per cache in a local file (never
+//! the store) that a later phase's save reads. CodeBuild runs each phase in a new shell of the
+//! same container, so a file in the temp directory survives from pre_build to post_build.
+
+use crate::output::RestoreOutcome;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What one restore of one cache did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    /// The key resolved at restore time: save uses it, even if lockfiles changed since.
+    pub key: String,
+    pub matched_key: Option<String>,
+    pub outcome: RestoreOutcome,
+    /// The normalized path set, so a save with other paths does not trust this record.
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub caches: BTreeMap<String, Recorded>,
+}
+
+/// `$CACHECTL_STATE_DIR` (or the temp dir) / `cachectl-state-<build>.json`, where `<build>` is
+/// the CodeBuild build id, or outside CodeBuild a digest of the working directory.
+pub fn path(cwd: &Path) -> PathBuf {
+    let dir = std::env::var_os(crate::env::STATE_DIR)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let id = match std::env::var(crate::env::CODEBUILD_BUILD_ID) {
+        Ok(id) if !id.is_empty() => id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect(),
+        _ => blake3::hash(cwd.as_os_str().as_encoded_bytes()).to_hex()[..16].to_owned(),
+    };
+    dir.join(format!("cachectl-state-{id}.json"))
+}
+
+/// The recorded state; a missing or unreadable file is an empty state (save then works as if
+/// no restore ran: it checks the store before uploading).
+pub fn load(path: &Path) -> State {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Merges `updates` into the file (temp file + rename, so a reader never sees half a file).
+pub fn record(path: &Path, updates: BTreeMap<String, Recorded>) -> std::io::Result<()> {
+    let mut state = load(path);
+    state.caches.extend(updates);
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(&state).expect("state serializes"),
+    )?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_merges_and_load_tolerates_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.json");
+        assert!(load(&p).caches.is_empty());
+        let rec = |k: &str| Recorded {
+            key: k.into(),
+            matched_key: Some(k.into()),
+            outcome: RestoreOutcome::Hit,
+            paths: vec!["node_modules".into()],
+        };
+        record(&p, BTreeMap::from([("npm".to_owned(), rec("a"))])).unwrap();
+        record(&p, BTreeMap::from([("pip".to_owned(), rec("b"))])).unwrap();
+        let s = load(&p);
+        assert_eq!(s.caches.len(), 2);
+        assert_eq!(s.caches["npm"], rec("a"));
+        std::fs::write(&p, "not json").unwrap();
+        assert!(load(&p).caches.is_empty());
+    }
+}
