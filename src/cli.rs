@@ -75,7 +75,7 @@ pub struct StoreArgs {
     pub part_size_mib: u32,
 
     /// Exit non-zero when the store fails (default: warn, report outcome `error`, exit 0)
-    #[arg(long, env = env::STRICT)]
+    #[arg(long, env = env::STRICT, value_parser = clap::builder::BoolishValueParser::new())]
     pub strict: bool,
 
     /// Print exactly one JSON object describing the outcome as the last line of stdout
@@ -99,7 +99,7 @@ pub struct SelectArgs {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Do not publish hit/miss and timing metrics to CloudWatch
-    #[arg(long, env = env::NO_METRICS)]
+    #[arg(long, env = env::NO_METRICS, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_metrics: bool,
 
     /// CloudWatch namespace for metrics [default: `namespace` in cachectl.toml, else Cachectl]

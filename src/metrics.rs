@@ -215,7 +215,10 @@ impl Metrics {
                 warn,
             })),
             Err(e) => State::Unavailable {
-                reason: format!("no AWS credentials: {}", chain(&e)),
+                reason: reason(&Error::NoCredentials {
+                    what: "look up AWS credentials".into(),
+                    source: Box::new(e),
+                }),
                 warn,
             },
         }
@@ -282,14 +285,7 @@ impl Metrics {
                 ready.warn,
             ),
             Ok(results) => match results.into_iter().find_map(Result::err) {
-                Some(e) => {
-                    let err = classify(what(), e);
-                    let reason = match err.hint() {
-                        Some(h) => format!("{} (fix: {h})", chain(&err)),
-                        None => chain(&err),
-                    };
-                    not_sent(reason, ready.warn)
-                }
+                Some(e) => not_sent(reason(&classify(what(), e)), ready.warn),
                 None => Published::Sent {
                     datums: datums.len(),
                     calls: count,
@@ -313,6 +309,24 @@ impl Ready {
             client(&self.conf, None)
         }
     }
+}
+
+/// The error and its fix on one line, for the warning.
+fn reason(err: &Error) -> String {
+    match err.hint() {
+        Some(h) => format!("{} (fix: {h})", one_line(&chain(err))),
+        None => one_line(&chain(err)),
+    }
+}
+
+/// The credential chain explains itself over several indented lines: keep it on one.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+        .replace(":; ", ": ")
 }
 
 fn not_sent(reason: String, warn: bool) -> Published {
@@ -342,7 +356,8 @@ fn client(conf: &SdkConfig, creds: Option<Credentials>) -> Client {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(1))
-                .operation_attempt_timeout(PUBLISH_BUDGET)
+                // Two attempts fit in the budget: a stalled first one still leaves a retry.
+                .operation_attempt_timeout(PUBLISH_BUDGET / 2)
                 .operation_timeout(PUBLISH_BUDGET)
                 .build(),
         );
@@ -539,7 +554,7 @@ where
     if let SdkError::ServiceError(se) = err {
         let e = se.err();
         match (e.code(), e.message()) {
-            (Some(c), Some(m)) => return format!("{c}: {m}"),
+            (Some(c), Some(m)) => return one_line(&format!("{c}: {m}")),
             (Some(c), None) => return c.to_owned(),
             _ => {}
         }
@@ -548,7 +563,7 @@ where
         Some(r) => format!("HTTP {}: {err}", r.status().as_u16()),
         None => err.to_string(),
     };
-    match std::error::Error::source(err) {
+    one_line(&match std::error::Error::source(err) {
         Some(cause) => {
             let rest = chain(cause);
             if head.contains(&rest) {
@@ -558,7 +573,7 @@ where
             }
         }
         None => head,
-    }
+    })
 }
 
 #[cfg(test)]

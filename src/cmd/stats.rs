@@ -185,7 +185,8 @@ pub struct TimeSaved {
     pub note: &'static str,
 }
 
-const FORMULA: &str = "(hit + partial) * T - restore_seconds - save_seconds, T = seconds of a cold install";
+const FORMULA: &str =
+    "(hit + partial) * T - restore_seconds - save_seconds, T = seconds of a cold install";
 const NOTE: &str = "not measured: these metrics record how long restores and saves took, not how long the install step takes without a cache";
 
 /// The period and bounds of a query over the last `since`.
@@ -488,7 +489,13 @@ fn render(report: &Report) -> String {
         table.push(cells(&report.total, ["total".into(), String::new()]));
     }
     let widths: Vec<usize> = (0..table[0].len())
-        .map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for row in &table {
         let mut line = String::new();
@@ -531,9 +538,24 @@ mod tests {
             ("under a minute is a minute", 5, 60, 120),
             ("one hour", 3600, 3600, 3660),
             ("seven days", 7 * DAY, 7 * DAY, 7 * DAY as i32 + 60),
-            ("thirty days: 5-minute unit", 30 * DAY, 30 * DAY, 30 * DAY as i32 + 300),
-            ("ninety days: hour unit", 90 * DAY, 90 * DAY, 90 * DAY as i32 + 3600),
-            ("past retention", 1000 * DAY, 455 * DAY, 455 * DAY as i32 + 3600),
+            (
+                "thirty days: 5-minute unit",
+                30 * DAY,
+                30 * DAY,
+                30 * DAY as i32 + 300,
+            ),
+            (
+                "ninety days: hour unit",
+                90 * DAY,
+                90 * DAY,
+                90 * DAY as i32 + 3600,
+            ),
+            (
+                "past retention",
+                1000 * DAY,
+                455 * DAY,
+                455 * DAY as i32 + 3600,
+            ),
         ];
         for (name, since, clamped, period) in cases {
             let w = Window::new(now, Duration::from_secs(*since));
@@ -605,7 +627,11 @@ mod tests {
             ("cache only", vec![dim("CacheName", "c")], None),
             (
                 "a third",
-                vec![dim("CacheName", "c"), dim("ProjectName", "p"), dim("X", "x")],
+                vec![
+                    dim("CacheName", "c"),
+                    dim("ProjectName", "p"),
+                    dim("X", "x"),
+                ],
                 None,
             ),
             (
@@ -655,10 +681,10 @@ mod tests {
         assert_eq!(
             lines[1..5],
             [
-                "CACHE           PROJECT  RESTORES       HIT    PARTIAL       MISS   ERROR  RESTORE S  SAVES  SAVE S",
-                "npm             web-app       120  96 (80%)  12 (10%)    10 (8%)  2 (2%)        4.2     10     9.8",
-                "cargo-registry  api            10   8 (80%)    0 (0%)    2 (20%)  0 (0%)        3.0      2    10.0",
-                "total                         130  104 (80%)  12 (9%)   12 (9%)  2 (2%)        4.1     12     9.8",
+                "CACHE           PROJECT  RESTORES        HIT   PARTIAL     MISS   ERROR  RESTORE S  SAVES  SAVE S",
+                "npm             web-app       120   96 (80%)  12 (10%)  10 (8%)  2 (2%)        4.2     10     9.8",
+                "cargo-registry  api            10    8 (80%)    0 (0%)  2 (20%)  0 (0%)        3.0      2    10.0",
+                "total                         130  104 (80%)   12 (9%)  12 (9%)  2 (2%)        4.1     12     9.8",
             ],
             "{text}"
         );

@@ -7,8 +7,10 @@
 mod support;
 
 mod archive_safety;
+mod bootstrap;
 mod harness;
 mod hash_files;
+mod metrics;
 mod s3_errors;
 mod store;
 mod store_layout;

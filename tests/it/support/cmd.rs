@@ -108,6 +108,8 @@ impl Cachectl {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            // Tests that check metrics opt back in with `.env_remove("CACHECTL_NO_METRICS")`.
+            .env("CACHECTL_NO_METRICS", "1")
             .env("AWS_CONFIG_FILE", self.sandbox.join("no-aws-config"))
             .env(
                 "AWS_SHARED_CREDENTIALS_FILE",

@@ -1,0 +1,1251 @@
+//! The CodeBuild integration files: `bootstrap/install.sh` and `buildspecs/*.yml`.
+//!
+//! install.sh runs for real under `/bin/sh`, in a sandbox on tmpfs, against sources laid out like
+//! the cache bucket: `file://` URLs, a fake `aws` that copies from a directory, and once the real
+//! aws CLI against moto. Fake `uname`s pick the architecture. The fake "binaries" are shell
+//! scripts that answer `--version` like cachectl.
+//!
+//! The buildspecs are parsed by PyYAML (and their embedded cachectl.toml by Python's tomllib) in
+//! the tests' venv, checked for the phases and commands they need, their commands checked with
+//! `sh -n`, and their install step and skip-on-exact-hit logic run with fakes on PATH.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::support::{list_dir, moto, tempdir, write, Fixture, Run};
+
+const VERSION: &str = "0.1.0";
+const X86: &str = "cachectl-x86_64-unknown-linux-musl";
+const ARM: &str = "cachectl-aarch64-unknown-linux-musl";
+const WARNING: &str = "cachectl install: WARNING:";
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn install_sh() -> PathBuf {
+    repo().join("bootstrap/install.sh")
+}
+
+/// A shell script standing in for a release binary: `--version` prints `cachectl <version>`.
+fn fake_binary(arch: &str, version: &str) -> String {
+    format!(
+        "#!/bin/sh\ncase \"${{1:-}}\" in\n  --version) echo \"cachectl {version}\" ;;\n  \
+         *) echo \"fake cachectl {arch} $*\" ;;\nesac\n"
+    )
+}
+
+fn sha256_hex(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+fn make_executable(path: &Path) {
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn write_script(path: &Path, text: &str) {
+    write(path, text);
+    make_executable(path);
+}
+
+/// Runs `cmd` to completion (killed after TIMEOUT, which fails the test).
+fn exec(cmd: &mut Command, cmdline: String) -> Run {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmdline}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{cmdline}` still running after {TIMEOUT:?}; killed");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        cmdline,
+        code: status.code(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// One test's world: a temp dir with `dist/` (a source laid out like `s3://B/cachectl/bin`),
+/// `s3/` (what the fake aws serves, `s3/<bucket>/<key>`), `fake/` (first on PATH), `bin/` (the
+/// install directory, also on PATH), `home/`, `src/` (a build's working dir) and `tmp/`.
+struct Sandbox {
+    dir: TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let sandbox = Sandbox {
+            dir: tempdir("cachectl-it-bootstrap-"),
+        };
+        for sub in ["dist", "s3", "fake", "bin", "home", "src", "tmp"] {
+            fs::create_dir_all(sandbox.path(sub)).unwrap();
+        }
+        sandbox
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn dist(&self) -> PathBuf {
+        self.path("dist")
+    }
+
+    fn dist_url(&self) -> String {
+        format!("file://{}", self.dist().display())
+    }
+
+    fn installed(&self) -> PathBuf {
+        self.path("bin/cachectl")
+    }
+
+    /// Publishes `<dist>/<version>/<asset>` with a correct `.sha256` beside it.
+    fn publish(&self, version: &str, asset: &str, contents: &str) {
+        let dir = self.dist().join(version);
+        let binary = dir.join(asset);
+        write_script(&binary, contents);
+        let line = format!("{}  {asset}\n", sha256_hex(&binary));
+        write(&dir.join(format!("{asset}.sha256")), line);
+    }
+
+    /// Both architectures of `version`, and `latest` pointing at it.
+    fn publish_release(&self, version: &str) {
+        self.publish(version, X86, &fake_binary("x86_64", version));
+        self.publish(version, ARM, &fake_binary("aarch64", version));
+        self.set_latest(version);
+    }
+
+    fn set_latest(&self, version: &str) {
+        write(&self.dist().join("latest"), format!("{version}\n"));
+    }
+
+    /// A `uname` on PATH that reports Linux on `machine`.
+    fn fake_uname(&self, machine: &str) {
+        write_script(
+            &self.path("fake/uname"),
+            &format!(
+                "#!/bin/sh\ncase \"${{1:-}}\" in\n  -m) echo {machine} ;;\n  *) echo Linux ;;\nesac\n"
+            ),
+        );
+    }
+
+    /// An `aws` on PATH whose `aws s3 cp [options] s3://B/K DEST` copies `s3/B/K` (its last two
+    /// arguments are the source and destination), logging each call to `tmp/aws.log`.
+    fn fake_aws(&self) {
+        let script = r#"#!/bin/sh
+printf '%s\n' "$*" >>"$FAKE_AWS_LOG"
+[ "${1:-}" = s3 ] && [ "${2:-}" = cp ] || { echo "fake aws: unsupported: $*" >&2; exit 2; }
+src= dst=
+for a in "$@"; do src=$dst; dst=$a; done
+case $src in
+  s3://*) f="$FAKE_S3_ROOT/${src#s3://}" ;;
+  *) echo "fake aws: not a download: $*" >&2; exit 2 ;;
+esac
+[ -f "$f" ] || { echo "fatal error: An error occurred (404) when calling the HeadObject operation: Not Found" >&2; exit 1; }
+cp "$f" "$dst"
+"#;
+        write_script(&self.path("fake/aws"), script);
+    }
+
+    /// Copies `dist/` to `s3/<bucket>/cachectl/bin/` and install.sh beside it, as provisioning would.
+    fn upload_to_fake_bucket(&self, bucket: &str) {
+        let root = self.path("s3").join(bucket).join("cachectl");
+        fs::create_dir_all(&root).unwrap();
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(self.dist())
+            .arg(root.join("bin"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        fs::copy(install_sh(), root.join("install.sh")).unwrap();
+    }
+
+    fn aws_log(&self) -> String {
+        fs::read_to_string(self.path("tmp/aws.log")).unwrap_or_default()
+    }
+
+    /// `/bin/sh -c script` (or a file) with a clean environment: PATH = fake, bin, system.
+    fn sh(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(args)
+            .current_dir(self.path("src"))
+            .env_clear()
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}:/usr/local/bin:/usr/bin:/bin",
+                    self.path("fake").display(),
+                    self.path("bin").display()
+                ),
+            )
+            .env("HOME", self.path("home"))
+            .env("TMPDIR", self.path("tmp"))
+            .env("FAKE_AWS_LOG", self.path("tmp/aws.log"))
+            .env("FAKE_S3_ROOT", self.path("s3"));
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        cmd
+    }
+
+    /// `sh bootstrap/install.sh` into `bin/`, with `env` on top of the clean environment.
+    fn install(&self, env: &[(&str, &str)]) -> Run {
+        let script = install_sh();
+        let mut cmd = self.sh(&[script.to_str().unwrap()], env);
+        cmd.env("CACHECTL_INSTALL_DIR", self.path("bin"));
+        let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        exec(&mut cmd, format!("{} sh install.sh", shown.join(" ")))
+    }
+
+    /// install.sh from `dist/` via a file:// URL.
+    fn install_from_dist(&self, extra: &[(&str, &str)]) -> Run {
+        let url = self.dist_url();
+        let mut env = vec![("CACHECTL_DOWNLOAD_URL", url.as_str())];
+        env.extend_from_slice(extra);
+        self.install(&env)
+    }
+
+    /// Runs the installed `cachectl` (whatever it is) with `args`.
+    fn run_installed(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(self.installed());
+        cmd.args(args).env_clear().env("PATH", "/usr/bin:/bin");
+        exec(&mut cmd, format!("cachectl {}", args.join(" ")))
+    }
+
+    /// Files in `bin/` besides `cachectl`: leftovers of a download.
+    fn leftovers(&self) -> Vec<String> {
+        list_dir(&self.path("bin"))
+            .into_iter()
+            .filter(|n| n != "cachectl")
+            .collect()
+    }
+}
+
+/// The one `cachectl install: WARNING:` line: several words, saying the build goes on uncached.
+fn warning_line(run: &Run) -> String {
+    assert_eq!(
+        run.code,
+        Some(0),
+        "install.sh must exit 0\n{}",
+        run.context()
+    );
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .chain(run.stdout.lines())
+        .filter(|l| l.starts_with(WARNING))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one `{WARNING}` line\n{}",
+        run.context()
+    );
+    let line = lines[0];
+    assert!(
+        line.split_whitespace().count() >= 10 && line.contains("continues WITHOUT caching"),
+        "the warning must say what failed and that the build goes on: {line:?}"
+    );
+    line.to_owned()
+}
+
+fn assert_no_warning(run: &Run) {
+    assert!(
+        !run.stderr.contains("WARNING") && !run.stdout.contains("WARNING"),
+        "unexpected warning\n{}",
+        run.context()
+    );
+}
+
+/// The installed `cachectl` is the stand-in: marked, and it warns, prints nothing on stdout and
+/// exits 0 for anything, `restore --json` included.
+fn assert_stand_in(sandbox: &Sandbox) {
+    let text = fs::read_to_string(sandbox.installed()).unwrap_or_else(|e| {
+        panic!("no stand-in at {}: {e}", sandbox.installed().display());
+    });
+    assert!(text.contains("cachectl-install-shim"), "{text}");
+    for args in [
+        &["restore", "--json"][..],
+        &["save"],
+        &["--version"],
+        &["prune", "--max-unused", "14d"],
+    ] {
+        let run = sandbox.run_installed(args);
+        run.assert_code(0);
+        assert_eq!(run.stdout, "", "{}", run.context());
+        assert!(
+            run.stderr.starts_with("cachectl: WARNING:")
+                && run.stderr.contains("not installed")
+                && run.stderr.contains(args[0]),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+fn inode_and_mtime(path: &Path) -> (u64, i64, i64) {
+    let meta = fs::metadata(path).unwrap();
+    (meta.ino(), meta.mtime(), meta.mtime_nsec())
+}
+
+// --- install.sh ---------------------------------------------------------------------------------
+
+#[test]
+fn installs_the_verified_binary_of_the_latest_version() {
+    let s = Sandbox::new();
+    s.publish_release(VERSION);
+    s.fake_uname("x86_64");
+    let run = s.install_from_dist(&[]);
+    run.assert_code(0);
+    assert_no_warning(&run);
+    assert!(
+        run.stderr
+            .contains(&format!("installed cachectl {VERSION}")),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        fs::read(s.installed()).unwrap(),
+        fs::read(s.dist().join(VERSION).join(X86)).unwrap()
+    );
+    let mode = fs::metadata(s.installed()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755);
+    let version = s.run_installed(&["--version"]);
+    assert_eq!(version.stdout.trim(), format!("cachectl {VERSION}"));
+    assert!(s.run_installed(&["x"]).stdout.contains("x86_64"));
+    assert_eq!(
+        s.leftovers(),
+        Vec::<String>::new(),
+        "temp files left behind"
+    );
+}
+
+#[test]
+fn an_explicit_version_wins_over_latest() {
+    let s = Sandbox::new();
+    s.publish_release("0.1.0");
+    s.publish_release("0.2.0");
+    s.fake_uname("x86_64");
+    let run = s.install_from_dist(&[("CACHECTL_VERSION", "0.1.0")]);
+    run.assert_code(0);
+    assert_eq!(
+        s.run_installed(&["--version"]).stdout.trim(),
+        "cachectl 0.1.0"
+    );
+
+    // Without CACHECTL_VERSION, `latest` (0.2.0) replaces it.
+    let run = s.install_from_dist(&[]);
+    run.assert_code(0);
+    assert_eq!(
+        s.run_installed(&["--version"]).stdout.trim(),
+        "cachectl 0.2.0"
+    );
+}
+
+#[test]
+fn the_same_version_is_a_no_op() {
+    let s = Sandbox::new();
+    s.publish_release(VERSION);
+    s.fake_uname("x86_64");
+    s.install_from_dist(&[]).assert_code(0);
+    let before = inode_and_mtime(&s.installed());
+    thread::sleep(Duration::from_millis(20));
+
+    let again = s.install_from_dist(&[]);
+    again.assert_code(0);
+    assert_no_warning(&again);
+    assert!(
+        again.stderr.contains("already installed"),
+        "{}",
+        again.context()
+    );
+    assert_eq!(
+        inode_and_mtime(&s.installed()),
+        before,
+        "the binary was touched"
+    );
+
+    // With the version given, nothing is fetched at all: a dead source does not matter.
+    let offline = s.install(&[
+        ("CACHECTL_VERSION", VERSION),
+        ("CACHECTL_DOWNLOAD_URL", "file:///nonexistent/cachectl-it"),
+    ]);
+    offline.assert_code(0);
+    assert_no_warning(&offline);
+    assert_eq!(
+        inode_and_mtime(&s.installed()),
+        before,
+        "the binary was touched"
+    );
+    assert_eq!(s.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_checksum_mismatch_installs_nothing_but_the_stand_in() {
+    let s = Sandbox::new();
+    s.publish_release(VERSION);
+    s.fake_uname("x86_64");
+    let sum = s.dist().join(VERSION).join(format!("{X86}.sha256"));
+    write(&sum, format!("{}  {X86}\n", "0".repeat(64)));
+
+    let strict = s.install_from_dist(&[("CACHECTL_STRICT", "1")]);
+    strict.assert_code(1);
+    assert!(
+        strict.stderr.contains("cachectl install: ERROR:") && strict.stderr.contains("checksum"),
+        "{}",
+        strict.context()
+    );
+    assert_eq!(
+        list_dir(&s.path("bin")),
+        Vec::<String>::new(),
+        "strict installs nothing"
+    );
+
+    let run = s.install_from_dist(&[]);
+    let line = warning_line(&run);
+    assert!(line.contains("checksum mismatch"), "{line}");
+    assert_stand_in(&s);
+    assert_eq!(
+        s.leftovers(),
+        Vec::<String>::new(),
+        "the download was not removed"
+    );
+
+    // A checksum file of the other architecture's binary is refused too.
+    let arm_sum = fs::read_to_string(s.dist().join(VERSION).join(format!("{ARM}.sha256"))).unwrap();
+    write(&sum, arm_sum);
+    let line = warning_line(&s.install_from_dist(&[]));
+    assert!(line.contains(ARM), "{line}");
+    assert_stand_in(&s);
+}
+
+#[test]
+fn a_failed_upgrade_keeps_the_working_cachectl() {
+    let s = Sandbox::new();
+    s.publish_release("0.1.0");
+    s.fake_uname("x86_64");
+    s.install_from_dist(&[]).assert_code(0);
+    let before = inode_and_mtime(&s.installed());
+
+    s.publish_release("0.2.0");
+    let sum = s.dist().join("0.2.0").join(format!("{X86}.sha256"));
+    write(&sum, format!("{}  {X86}\n", "f".repeat(64)));
+    let line = warning_line(&s.install_from_dist(&[]));
+    assert!(line.contains("keeping the cachectl 0.1.0"), "{line}");
+    assert_eq!(inode_and_mtime(&s.installed()), before);
+    assert_eq!(
+        s.run_installed(&["--version"]).stdout.trim(),
+        "cachectl 0.1.0"
+    );
+}
+
+#[test]
+fn a_binary_that_reports_another_version_is_refused() {
+    let s = Sandbox::new();
+    s.fake_uname("x86_64");
+    // Checksum fine, but the file is not what it claims to be (think: a wrong-arch upload).
+    s.publish(VERSION, X86, &fake_binary("x86_64", "9.9.9"));
+    s.set_latest(VERSION);
+    let line = warning_line(&s.install_from_dist(&[]));
+    assert!(line.contains("cachectl 9.9.9"), "{line}");
+    assert_stand_in(&s);
+    assert_eq!(s.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn an_unreachable_source_installs_a_stand_in_that_warns_and_exits_0() {
+    let s = Sandbox::new();
+    s.fake_uname("x86_64");
+    let dead = [("CACHECTL_DOWNLOAD_URL", "file:///nonexistent/cachectl-it")];
+
+    let strict = s.install(&[dead[0], ("CACHECTL_STRICT", "true")]);
+    strict.assert_code(1);
+    assert!(
+        strict.stderr.contains("cachectl install: ERROR:"),
+        "{}",
+        strict.context()
+    );
+    assert_eq!(list_dir(&s.path("bin")), Vec::<String>::new());
+
+    let run = s.install(&dead);
+    let line = warning_line(&run);
+    assert!(line.contains("/nonexistent/cachectl-it/latest"), "{line}");
+    assert_stand_in(&s);
+    assert_eq!(s.leftovers(), Vec::<String>::new());
+
+    // Again: the stand-in is not mistaken for an installed cachectl, and is rewritten.
+    warning_line(&s.install(&dead));
+    assert_stand_in(&s);
+
+    // When the source is back, the real binary replaces the stand-in.
+    s.publish_release(VERSION);
+    s.install_from_dist(&[]).assert_code(0);
+    assert_eq!(
+        s.run_installed(&["--version"]).stdout.trim(),
+        format!("cachectl {VERSION}")
+    );
+
+    // No source configured at all.
+    let none = Sandbox::new();
+    none.fake_uname("x86_64");
+    let line = warning_line(&none.install(&[]));
+    assert!(line.contains("no download source"), "{line}");
+    assert_stand_in(&none);
+}
+
+#[test]
+fn the_architecture_comes_from_uname() {
+    for (machine, expected) in [
+        ("aarch64", "aarch64"),
+        ("arm64", "aarch64"),
+        ("x86_64", "x86_64"),
+        ("amd64", "x86_64"),
+    ] {
+        let s = Sandbox::new();
+        s.publish_release(VERSION);
+        s.fake_uname(machine);
+        let run = s.install_from_dist(&[]);
+        run.assert_code(0);
+        let asset = if expected == "aarch64" { ARM } else { X86 };
+        assert!(run.stderr.contains(asset), "{machine}: {}", run.context());
+        let said = s.run_installed(&["hello"]).stdout;
+        assert_eq!(
+            said.trim(),
+            format!("fake cachectl {expected} hello"),
+            "{machine}"
+        );
+    }
+
+    let s = Sandbox::new();
+    s.publish_release(VERSION);
+    s.fake_uname("riscv64");
+    let line = warning_line(&s.install_from_dist(&[]));
+    assert!(
+        line.contains("unsupported architecture 'riscv64'"),
+        "{line}"
+    );
+    assert_stand_in(&s);
+}
+
+#[test]
+fn the_bucket_comes_from_cachectl_bucket_or_the_store_url() {
+    let s = Sandbox::new();
+    s.publish_release(VERSION);
+    s.fake_uname("x86_64");
+    s.fake_aws();
+    s.upload_to_fake_bucket("cache-bkt");
+
+    let run = s.install(&[("CACHECTL_STORE", "s3://cache-bkt/ci/prefix")]);
+    run.assert_code(0);
+    assert_no_warning(&run);
+    assert_eq!(
+        s.run_installed(&["--version"]).stdout.trim(),
+        format!("cachectl {VERSION}")
+    );
+    let log = s.aws_log();
+    for object in [
+        "latest".to_owned(),
+        format!("{VERSION}/{X86}.sha256"),
+        format!("{VERSION}/{X86}"),
+    ] {
+        let url = format!("s3://cache-bkt/cachectl/bin/{object} ");
+        assert!(log.contains(&url), "no `aws s3 cp {url}…` in:\n{log}");
+    }
+
+    // CACHECTL_BUCKET wins over the store's bucket; the download URL wins over both.
+    fs::remove_file(s.installed()).unwrap();
+    let run = s.install(&[
+        ("CACHECTL_BUCKET", "other-bkt"),
+        ("CACHECTL_STORE", "s3://cache-bkt/ci"),
+    ]);
+    let line = warning_line(&run);
+    assert!(
+        line.contains("s3://other-bkt/cachectl/bin/latest"),
+        "{line}"
+    );
+    let url = s.dist_url();
+    let run = s.install(&[
+        ("CACHECTL_DOWNLOAD_URL", url.as_str()),
+        ("CACHECTL_BUCKET", "other-bkt"),
+    ]);
+    run.assert_code(0);
+    assert_no_warning(&run);
+
+    // A store that is not in S3 names no bucket.
+    fs::remove_file(s.installed()).unwrap();
+    let line = warning_line(&s.install(&[("CACHECTL_STORE", "/var/cache/cachectl")]));
+    assert!(line.contains("no download source"), "{line}");
+}
+
+/// The aws CLI of the tests' venv (next to moto_server), else `aws` on PATH.
+fn aws_cli() -> PathBuf {
+    let beside_moto = std::env::var_os(moto::MOTO_ENV)
+        .map(PathBuf::from)
+        .and_then(|moto| moto.parent().map(|dir| dir.join("aws")))
+        .filter(|aws| aws.is_file());
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("aws"))
+                .find(|aws| aws.is_file())
+        })
+    };
+    beside_moto.or_else(on_path).unwrap_or_else(|| {
+        panic!(
+            "no aws CLI: install tests/requirements.txt into the venv of {} (or put `aws` on PATH)",
+            moto::MOTO_ENV
+        )
+    })
+}
+
+#[test]
+fn installs_from_s3_through_the_aws_cli() {
+    let moto = moto::moto();
+    let bucket = moto::bucket_name("bootstrap-aws-cli");
+    moto.create_bucket(&bucket);
+    let s = Sandbox::new();
+    s.publish_release(VERSION);
+    s.fake_uname("aarch64");
+    std::os::unix::fs::symlink(aws_cli(), s.path("fake/aws")).unwrap();
+    let aws_env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent/cachectl-it/aws-config"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/cachectl-it/aws-credentials",
+        ),
+    ];
+
+    // Provision the bucket with the CLI itself.
+    let dist = s.dist();
+    let install = install_sh();
+    let upload = format!(
+        "aws s3 cp --only-show-errors --recursive '{}' 's3://{bucket}/cachectl/bin/' && \
+         aws s3 cp --only-show-errors '{}' 's3://{bucket}/cachectl/install.sh'",
+        dist.display(),
+        install.display()
+    );
+    let mut cmd = s.sh(&["-c", &upload], &aws_env);
+    exec(&mut cmd, upload.clone()).assert_code(0);
+    let names = moto.list(&bucket, "cachectl/");
+    assert!(
+        names.contains(&format!("cachectl/bin/{VERSION}/{ARM}.sha256"))
+            && names.contains(&"cachectl/bin/latest".to_owned()),
+        "{names:?}"
+    );
+
+    // install.sh with the bucket taken from CACHECTL_STORE.
+    let store = format!("s3://{bucket}/ci");
+    let mut env = aws_env.to_vec();
+    env.push(("CACHECTL_STORE", store.as_str()));
+    let run1 = s.install(&env);
+    run1.assert_code(0);
+    assert_no_warning(&run1);
+    assert_eq!(
+        s.run_installed(&["x"]).stdout.trim(),
+        "fake cachectl aarch64 x"
+    );
+
+    // The install step of a buildspec, from fetching install.sh on: into a fresh directory.
+    let spec = &buildspecs()["node-npm.yml"];
+    let step = install_step(spec);
+    let fresh = s.path("bin2");
+    let mut env = aws_env.to_vec();
+    env.push(("CACHE_BUCKET", bucket.as_str()));
+    env.push(("CACHECTL_STORE", store.as_str()));
+    let fresh_dir = fresh.to_str().unwrap();
+    env.push(("CACHECTL_INSTALL_DIR", fresh_dir));
+    let step = localize(&step, &s);
+    let mut cmd = s.sh(&["-c", &step], &env);
+    let run2 = exec(&mut cmd, "node-npm.yml install step".to_owned());
+    run2.assert_code(0);
+    assert_no_warning(&run2);
+    let installed = fresh.join("cachectl");
+    assert_eq!(
+        fs::read(&installed).unwrap(),
+        fs::read(dist.join(VERSION).join(ARM)).unwrap()
+    );
+}
+
+// --- buildspecs -----------------------------------------------------------------------------
+
+/// A Python with PyYAML: the tests' venv (next to moto_server), else `python3` on PATH.
+fn python() -> PathBuf {
+    let beside_moto = std::env::var_os(moto::MOTO_ENV)
+        .map(PathBuf::from)
+        .and_then(|moto| moto.parent().map(|dir| dir.join("python3")))
+        .filter(|p| p.is_file());
+    beside_moto.unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// Each buildspec, by file name: `{"yaml": <the parsed file>, "toml": <its embedded
+/// cachectl.toml, parsed>}`, as JSON from PyYAML and tomllib.
+fn buildspecs() -> &'static BTreeMap<String, Value> {
+    static SPECS: OnceLock<BTreeMap<String, Value>> = OnceLock::new();
+    SPECS.get_or_init(|| {
+        let script = r##"
+import glob, json, os, sys, tomllib
+import yaml
+out = {}
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.yml"))):
+    text = open(path, encoding="utf-8").read()
+    lines, inside = [], False
+    for line in text.splitlines():
+        if line.strip() == "# --- cachectl.toml ---":
+            inside = True
+        elif line.strip() == "# --- end ---":
+            inside = False
+        elif inside:
+            lines.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
+    out[os.path.basename(path)] = {
+        "yaml": yaml.safe_load(text),
+        "toml": tomllib.loads("\n".join(lines)) if lines else None,
+    }
+print(json.dumps(out))
+"##;
+        let python = python();
+        let dir = repo().join("buildspecs");
+        let mut cmd = Command::new(&python);
+        cmd.arg("-c").arg(script).arg(&dir);
+        let out = exec(
+            &mut cmd,
+            format!("{} -c <parse buildspecs>", python.display()),
+        );
+        assert_eq!(
+            out.code,
+            Some(0),
+            "parsing buildspecs failed (PyYAML is in tests/requirements.txt)\n{}",
+            out.context()
+        );
+        let parsed: BTreeMap<String, Value> = serde_json::from_str(&out.stdout).unwrap();
+        assert!(!parsed.is_empty(), "no buildspecs/*.yml");
+        parsed
+    })
+}
+
+/// The commands of `phase`, each a string (a YAML slip like `- echo a: b` would be a map).
+fn commands(spec: &Value, phase: &str) -> Vec<String> {
+    let Some(list) = spec["yaml"]["phases"][phase]["commands"].as_array() else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|c| {
+            c.as_str()
+                .unwrap_or_else(|| panic!("{phase} command is not a string: {c}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The install-phase command that fetches and runs install.sh.
+fn install_step(spec: &Value) -> String {
+    let steps: Vec<String> = commands(spec, "install")
+        .into_iter()
+        .filter(|c| c.contains("/cachectl/install.sh"))
+        .collect();
+    assert_eq!(steps.len(), 1, "one install.sh step expected: {steps:?}");
+    steps[0].clone()
+}
+
+/// A command with `/tmp/` moved into the sandbox, so tests in parallel do not share files.
+fn localize(command: &str, s: &Sandbox) -> String {
+    command.replace("/tmp/", &format!("{}/", s.path("tmp").display()))
+}
+
+const EXPECTED_SPECS: &[&str] = &[
+    "go.yml",
+    "java-gradle.yml",
+    "java-maven.yml",
+    "node-npm.yml",
+    "prune.yml",
+    "python-pip.yml",
+    "python-uv.yml",
+    "rust.yml",
+];
+
+#[test]
+fn buildspecs_have_the_phases_and_commands_they_need() {
+    let specs = buildspecs();
+    let names: Vec<&str> = specs.keys().map(String::as_str).collect();
+    assert_eq!(names, EXPECTED_SPECS);
+    for (name, spec) in specs {
+        let yaml = &spec["yaml"];
+        let version = &yaml["version"];
+        assert!(
+            version.as_f64() == Some(0.2) || version.as_str() == Some("0.2"),
+            "{name}: version {version}"
+        );
+        let vars = &yaml["env"]["variables"];
+        assert!(
+            vars["CACHE_BUCKET"].is_string(),
+            "{name}: env.variables.CACHE_BUCKET"
+        );
+        assert!(
+            vars["CACHECTL_STORE"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("s3://")),
+            "{name}: env.variables.CACHECTL_STORE=s3://…"
+        );
+        for (var, value) in vars.as_object().unwrap() {
+            assert!(
+                value.is_string(),
+                "{name}: {var} must be a string, is {value}"
+            );
+        }
+        let step = install_step(spec);
+        assert!(
+            step.contains("s3://$CACHE_BUCKET/cachectl/install.sh")
+                && step.contains("sh /tmp/cachectl-install.sh"),
+            "{name}: {step}"
+        );
+        let has = |phase: &str, prefix: &str| {
+            commands(spec, phase)
+                .iter()
+                .any(|c| c.trim_start().starts_with(prefix))
+        };
+        if name == "prune.yml" {
+            assert!(has("build", "cachectl prune"), "{name}");
+            continue;
+        }
+        for phase in ["install", "pre_build", "build", "post_build"] {
+            assert!(
+                !commands(spec, phase).is_empty(),
+                "{name}: no {phase} commands"
+            );
+        }
+        assert!(
+            has("pre_build", "cachectl restore"),
+            "{name}: restore in pre_build"
+        );
+        assert!(
+            has("post_build", "cachectl save"),
+            "{name}: save in post_build"
+        );
+        for phase in ["install", "build", "post_build"] {
+            assert!(
+                !has(phase, "cachectl restore"),
+                "{name}: restore in {phase}"
+            );
+        }
+        for phase in ["install", "pre_build", "build"] {
+            assert!(!has(phase, "cachectl save"), "{name}: save in {phase}");
+        }
+    }
+}
+
+#[test]
+fn buildspec_commands_are_valid_sh() {
+    let s = Sandbox::new();
+    for (name, spec) in buildspecs() {
+        let phases = spec["yaml"]["phases"].as_object().unwrap();
+        for phase in phases.keys() {
+            for command in commands(spec, phase) {
+                let mut cmd = s.sh(&["-n", "-c", &command], &[]);
+                let check = exec(&mut cmd, format!("sh -n -c <{name} {phase}>"));
+                assert_eq!(
+                    check.code,
+                    Some(0),
+                    "{name} {phase}: not valid sh:\n{command}\n{}",
+                    check.context()
+                );
+            }
+        }
+    }
+}
+
+/// Files the embedded cachectl.tomls hash, so `cachectl keys` can resolve every key.
+const PROJECT_FILES: &[&str] = &[
+    "package-lock.json",
+    "requirements.txt",
+    "uv.lock",
+    "pom.xml",
+    "build.gradle",
+    "gradle/wrapper/gradle-wrapper.properties",
+    "go.sum",
+    "main.go",
+    "Cargo.lock",
+    ".cachectl-runtime",
+];
+
+#[test]
+fn embedded_cachectl_toml_is_valid_and_matches_the_buildspec() {
+    for (name, spec) in buildspecs() {
+        let toml = &spec["toml"];
+        assert!(
+            toml.is_object(),
+            "{name}: no `# --- cachectl.toml ---` block"
+        );
+        if name == "prune.yml" {
+            assert!(toml["prune"].is_object(), "{name}: no [prune] table");
+            continue;
+        }
+
+        // The real parser (strict: unknown keys, presets and template functions are errors),
+        // through `cachectl keys` in a project that has the files the keys hash.
+        let f = Fixture::bare();
+        let src = f.dir("src");
+        for file in PROJECT_FILES {
+            write(&src.join(file), format!("{file} of a test project\n"));
+        }
+        write(&src.join("cachectl.toml"), embedded_toml_text(name));
+        let run = f.cachectl().cwd(&src).args(["keys", "--json"]).run();
+        run.assert_code(0);
+        let json: Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{name}: `cachectl keys --json` is not JSON ({e})\n{}",
+                run.context()
+            )
+        });
+        let caches = json["caches"].as_array().unwrap();
+        assert!(!caches.is_empty(), "{name}: no caches\n{}", run.context());
+        let names: Vec<&str> = caches
+            .iter()
+            .map(|c| c["cache"].as_str().unwrap())
+            .collect();
+        for cache in caches {
+            let key = cache["key"].as_str().unwrap();
+            assert!(!key.contains("{{"), "{name}: unexpanded key {key:?}");
+        }
+
+        // Every `--cache NAME` of the buildspec is defined.
+        for phase in ["pre_build", "build", "post_build"] {
+            for command in commands(spec, phase) {
+                let words: Vec<&str> = command.split_whitespace().collect();
+                for pair in words.windows(2) {
+                    if pair[0] == "--cache" {
+                        assert!(
+                            names.contains(&pair[1]),
+                            "{name}: --cache {}: {names:?}",
+                            pair[1]
+                        );
+                    }
+                }
+            }
+        }
+
+        // A file the keys hash that the build writes must be written before the restore.
+        let text = embedded_toml_text(name);
+        if text.contains(".cachectl-runtime") {
+            let pre = commands(spec, "pre_build");
+            let writes = pre.iter().position(|c| c.contains("> .cachectl-runtime"));
+            let restores = pre.iter().position(|c| c.starts_with("cachectl restore"));
+            assert!(
+                matches!((writes, restores), (Some(w), Some(r)) if w < r),
+                "{name}: pre_build must write .cachectl-runtime before restoring: {pre:?}"
+            );
+        }
+    }
+}
+
+/// The `# --- cachectl.toml ---` block of a buildspec, without the comment markers.
+fn embedded_toml_text(name: &str) -> String {
+    let text = fs::read_to_string(repo().join("buildspecs").join(name)).unwrap();
+    let mut lines = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        match line.trim() {
+            "# --- cachectl.toml ---" => inside = true,
+            "# --- end ---" => inside = false,
+            _ if inside => lines.push(
+                line.strip_prefix("# ")
+                    .unwrap_or(line.trim_start_matches('#')),
+            ),
+            _ => {}
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn buildspec_install_steps_never_fail_the_build() {
+    for name in EXPECTED_SPECS {
+        let spec = &buildspecs()[*name];
+        let step = install_step(spec);
+        let vars = spec["yaml"]["env"]["variables"].as_object().unwrap();
+        let var = |n: &str| vars[n].as_str().unwrap().to_owned();
+        let (bucket, store) = (var("CACHE_BUCKET"), var("CACHECTL_STORE"));
+        let env = |s: &Sandbox, strict: &'static str| -> Vec<(String, String)> {
+            vec![
+                ("CACHE_BUCKET".into(), bucket.clone()),
+                ("CACHECTL_STORE".into(), store.clone()),
+                (
+                    "CACHECTL_INSTALL_DIR".into(),
+                    s.path("bin").display().to_string(),
+                ),
+                ("CACHECTL_STRICT".into(), strict.into()),
+            ]
+        };
+        let run_step = |s: &Sandbox, strict: &'static str, what: &str| {
+            let env = env(s, strict);
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut cmd = s.sh(&["-c", &localize(&step, s)], &env);
+            exec(&mut cmd, format!("{name} install step ({what})"))
+        };
+
+        // The bucket is fine: install.sh comes from it and installs the binary.
+        let s = Sandbox::new();
+        s.publish_release(VERSION);
+        s.fake_uname("x86_64");
+        s.fake_aws();
+        s.upload_to_fake_bucket(&bucket);
+        let ok = run_step(&s, "0", "healthy bucket");
+        ok.assert_code(0);
+        assert_no_warning(&ok);
+        assert_eq!(
+            s.run_installed(&["--version"]).stdout.trim(),
+            format!("cachectl {VERSION}")
+        );
+
+        // The bucket is empty: no install.sh. A stand-in keeps the later cachectl lines green.
+        let s = Sandbox::new();
+        s.fake_uname("x86_64");
+        s.fake_aws();
+        let down = run_step(&s, "0", "no install.sh");
+        down.assert_code(0);
+        assert!(down.stdout.contains(WARNING), "{name}\n{}", down.context());
+        for args in [&["restore", "--json"][..], &["save"]] {
+            let r = s.run_installed(args);
+            r.assert_code(0);
+            assert_eq!(
+                r.stdout, "",
+                "{name}: the stand-in prints nothing on stdout"
+            );
+            assert!(r.stderr.contains("WARNING"), "{name}\n{}", r.context());
+        }
+        // ...unless a cachectl is already on PATH.
+        let kept = fs::read(s.installed()).unwrap();
+        run_step(&s, "0", "no install.sh, cachectl on PATH").assert_code(0);
+        assert_eq!(fs::read(s.installed()).unwrap(), kept);
+
+        // Strict: the step fails, whether install.sh is missing or fails itself.
+        for value in ["1", "true"] {
+            let s = Sandbox::new();
+            s.fake_uname("x86_64");
+            s.fake_aws();
+            let strict = run_step(&s, value, "strict, no install.sh");
+            assert_ne!(strict.code, Some(0), "{name}\n{}", strict.context());
+            s.upload_to_fake_bucket(&bucket);
+            let strict = run_step(&s, value, "strict, no binaries");
+            assert_eq!(strict.code, Some(1), "{name}\n{}", strict.context());
+            assert!(
+                strict.stderr.contains("cachectl install: ERROR:"),
+                "{}",
+                strict.context()
+            );
+        }
+    }
+}
+
+/// Fakes for the build tools that the skip-on-hit buildspecs call, each logging to tmp/calls.log;
+/// `cachectl ... --json` prints $FAKE_JSON.
+fn fake_build_tools(s: &Sandbox) {
+    let log = s.path("tmp/calls.log");
+    let log = log.display();
+    let fake = |tool: &str, body: &str| {
+        write_script(
+            &s.path(&format!("fake/{tool}")),
+            &format!("#!/bin/sh\nprintf '%s\\n' \"{tool} $*\" >>'{log}'\n{body}\n"),
+        );
+    };
+    fake(
+        "cachectl",
+        "case \" $* \" in *' --json '*) printf '%s\\n' \"$FAKE_JSON\" ;; esac",
+    );
+    fake("node", "echo v20.11.1");
+    fake("npm", "true");
+    // `python -m venv DIR` makes DIR/bin/pip, which logs as `pip`.
+    let pip = s.path("tmp/pip");
+    write_script(
+        &pip,
+        &format!("#!/bin/sh\nprintf '%s\\n' \"pip $*\" >>'{log}'\n"),
+    );
+    fake(
+        "python",
+        &format!(
+            "case \"$1\" in\n  -c) echo /usr/bin/python3 3.12.1 ;;\n  \
+             -m) [ \"$2\" = venv ] && mkdir -p \"$3/bin\" && cp '{}' \"$3/bin/pip\" ;;\n\
+             esac",
+            pip.display()
+        ),
+    );
+}
+
+#[test]
+fn only_an_exact_hit_skips_the_install_step() {
+    let skippers: Vec<&str> = buildspecs()
+        .iter()
+        .filter(|(_, spec)| {
+            commands(spec, "build")
+                .iter()
+                .any(|c| c.contains(r#""outcome" *: *"hit""#))
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(skippers, ["node-npm.yml", "python-pip.yml"]);
+
+    let hit = r#"{"outcome":"hit","key":"k-1","matched_key":"k-1","bytes":1,"files":1,"unpacked_bytes":1,"seconds":0.1,"store":"s3://b"}"#;
+    let spaced_hit = r#"{"outcome": "hit", "key": "k-1", "matched_key": "k-1"}"#;
+    let partial = r#"{"outcome":"partial","key":"k-2","matched_key":"k-1","bytes":1,"files":1,"unpacked_bytes":1,"seconds":0.1,"store":"s3://b"}"#;
+    let miss = r#"{"outcome":"miss","key":"k-2","matched_key":null,"bytes":0,"files":0,"unpacked_bytes":0,"seconds":0.1,"store":"s3://b"}"#;
+    let error = r#"{"outcome":"error","key":"k-2","matched_key":null,"bytes":0,"files":0,"unpacked_bytes":0,"seconds":0.1,"store":"s3://b","message":"timeout"}"#;
+    // The stand-in prints nothing on stdout.
+    let cases = [
+        ("hit", hit, false),
+        ("spaced hit", spaced_hit, false),
+        ("partial", partial, true),
+        ("miss", miss, true),
+        ("error", error, true),
+        ("stand-in", "", true),
+    ];
+    for name in skippers {
+        let spec = &buildspecs()[name];
+        let install = commands(spec, "build")
+            .into_iter()
+            .find(|c| c.contains(r#""outcome" *: *"hit""#))
+            .unwrap();
+        for (case, json, expect_install) in cases {
+            let s = Sandbox::new();
+            fake_build_tools(&s);
+            // pre_build, then the build phase's install step, each command its own shell.
+            let mut steps = commands(spec, "pre_build");
+            steps.push(install.clone());
+            for step in steps {
+                let mut cmd = s.sh(&["-c", &localize(&step, &s)], &[("FAKE_JSON", json)]);
+                exec(&mut cmd, format!("{name} ({case}): {step}")).assert_code(0);
+            }
+            let calls = fs::read_to_string(s.path("tmp/calls.log")).unwrap();
+            let installed = calls
+                .lines()
+                .any(|l| l == "npm ci" || l.starts_with("pip install"));
+            assert_eq!(
+                installed, expect_install,
+                "{name}, restore outcome {case}: install step ran = {installed}; calls:\n{calls}"
+            );
+            assert!(calls.contains("cachectl restore"), "{name}: {calls}");
+        }
+    }
+}
+
+/// node-npm.yml's pre_build, build and post_build with the real cachectl (local store) and a
+/// fake node/npm, as three CodeBuild builds in fresh containers: a miss runs `npm ci` and saves,
+/// the next build is an exact hit that skips it, a changed lockfile is a partial hit that runs it.
+#[test]
+fn node_npm_skips_npm_ci_on_the_next_build_with_the_real_cachectl() {
+    let s = Sandbox::new();
+    let spec = &buildspecs()["node-npm.yml"];
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_cachectl"), s.path("fake/cachectl")).unwrap();
+    let log = s.path("calls.log");
+    write_script(&s.path("fake/node"), "#!/bin/sh\necho v20.11.1\n");
+    write_script(
+        &s.path("fake/npm"),
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"npm $*\" >>'{}'\n\
+             if [ \"$1\" = ci ]; then rm -rf node_modules && mkdir -p node_modules/left-pad && \
+             echo 'module.exports = 1' >node_modules/left-pad/index.js; fi\n",
+            log.display()
+        ),
+    );
+    let store = s.path("store");
+    let build = |n: u32, lockfile: &str| -> (Value, String) {
+        let root = s.path(&format!("build{n}"));
+        let (src, home, tmp) = (root.join("src"), root.join("home"), root.join("tmp"));
+        for dir in [&src, &home, &tmp] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        write(&src.join("package-lock.json"), lockfile);
+        write(
+            &src.join("cachectl.toml"),
+            embedded_toml_text("node-npm.yml"),
+        );
+        let _ = fs::remove_file(&log);
+        let build_id = format!("node-npm:build-{n}");
+        for phase in ["pre_build", "build", "post_build"] {
+            for step in commands(spec, phase) {
+                let step = step.replace("/tmp/", &format!("{}/", tmp.display()));
+                let mut cmd = s.sh(&["-c", &step], &[]);
+                cmd.current_dir(&src)
+                    .env("HOME", &home)
+                    .env("TMPDIR", &tmp)
+                    .env("CACHECTL_STORE", &store)
+                    .env("CODEBUILD_BUILD_ID", &build_id)
+                    .env("CODEBUILD_BUILD_SUCCEEDING", "1")
+                    .env("CACHECTL_NO_METRICS", "true")
+                    .env("AWS_EC2_METADATA_DISABLED", "true")
+                    .env("AWS_CONFIG_FILE", "/nonexistent/cachectl-it/aws-config")
+                    .env(
+                        "AWS_SHARED_CREDENTIALS_FILE",
+                        "/nonexistent/cachectl-it/aws-creds",
+                    );
+                exec(&mut cmd, format!("build {n} {phase}: {step}")).assert_code(0);
+            }
+        }
+        let json = fs::read_to_string(tmp.join("cachectl-npm.json")).unwrap();
+        let json: Value = serde_json::from_str(json.trim())
+            .unwrap_or_else(|e| panic!("build {n}: restore --json wrote {json:?}: {e}"));
+        assert!(
+            src.join("node_modules/left-pad/index.js").is_file(),
+            "build {n}: no node_modules"
+        );
+        (json, fs::read_to_string(&log).unwrap_or_default())
+    };
+
+    let (first, calls) = build(1, "lock v1\n");
+    assert_eq!(first["outcome"], "miss", "{first}");
+    assert!(calls.contains("npm ci"), "build 1: {calls}");
+    assert!(calls.contains("npm test"), "build 1: {calls}");
+
+    let (second, calls) = build(2, "lock v1\n");
+    assert_eq!(second["outcome"], "hit", "{second}");
+    assert!(
+        !calls.contains("npm ci"),
+        "build 2 ran npm ci after an exact hit: {calls}"
+    );
+    assert!(calls.contains("npm test"), "build 2: {calls}");
+
+    let (third, calls) = build(3, "lock v2\n");
+    assert_eq!(third["outcome"], "partial", "{third}");
+    assert!(
+        calls.contains("npm ci"),
+        "build 3 skipped npm ci after a partial hit: {calls}"
+    );
+}
