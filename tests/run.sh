@@ -17,11 +17,15 @@ if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
 fi
 
 venv=.venv
-if ! "$venv/bin/python" -m pip freeze 2>/dev/null | grep -qxF "moto==5.2.5"; then
-  echo "tests/run.sh: creating $venv with moto_server" >&2
+# Rebuild the venv whenever tests/requirements.txt changes (a stamp holds its digest).
+want="$(sha256sum tests/requirements.txt | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/moto_server" ] || [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  echo "tests/run.sh: installing tests/requirements.txt into $venv" >&2
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+  echo "$want" > "$venv/.requirements.sha256"
 fi
+export PATH="$PWD/$venv/bin:$PATH"
 export CACHECTL_MOTO_SERVER="$PWD/$venv/bin/moto_server"
 
 cargo test --locked --all-targets "$@"

@@ -1,0 +1,221 @@
+#!/bin/sh
+# Usage: [CACHECTL_VERSION=X.Y.Z] [CACHECTL_BUCKET=bucket | CACHECTL_STORE=s3://bucket/prefix |
+#         CACHECTL_DOWNLOAD_URL=base-url] [CACHECTL_INSTALL_DIR=dir] [CACHECTL_STRICT=1] sh install.sh
+#
+# Installs the cachectl release binary for this machine's architecture (uname -m: x86_64, or
+# aarch64/arm64) into CACHECTL_INSTALL_DIR (default /usr/local/bin), for the install phase of an
+# AWS CodeBuild build. Environment, all optional:
+#
+#   CACHECTL_VERSION       version to install, e.g. 0.1.0 (default: the source's `latest` file)
+#   CACHECTL_BUCKET        bucket holding cachectl/bin/..., fetched with `aws s3 cp`
+#   CACHECTL_STORE         s3://bucket/prefix: the bucket is taken from it if CACHECTL_BUCKET is unset
+#   CACHECTL_DOWNLOAD_URL  base URL laid out like s3://BUCKET/cachectl/bin, fetched with curl
+#                          (https://..., file:///...); takes precedence over the bucket
+#   CACHECTL_INSTALL_DIR   where `cachectl` goes; should be on PATH (default /usr/local/bin)
+#   CACHECTL_STRICT=1      fail (exit 1) on any problem instead of warning (also true/yes/on;
+#                          unset, empty, 0, false, no, off: not strict)
+#
+# Source layout (buildspecs/README.md), <target> = x86_64-unknown-linux-musl | aarch64-unknown-linux-musl:
+#   <base>/latest                               the version string, e.g. `0.1.0`
+#   <base>/<version>/cachectl-<target>          the static binary
+#   <base>/<version>/cachectl-<target>.sha256   `<hex>  cachectl-<target>`
+#
+# What it does: nothing if <dir>/cachectl --version already prints `cachectl <version>`. Otherwise
+# it downloads the checksum and the binary to temporary files in <dir>, verifies the sha256 and
+# that the binary runs and reports <version>, then chmods and renames it over <dir>/cachectl
+# (atomic: a half-written or unverified binary never has the name `cachectl`).
+#
+# The cache layer must never break a build. On any failure it prints one line starting
+# `cachectl install: WARNING:` and exits 0. If no working cachectl is on PATH afterwards, it also
+# writes a stand-in <dir>/cachectl that prints a warning and exits 0 whatever it is asked, so the
+# later `cachectl restore` / `cachectl save` lines of the buildspec do nothing instead of failing
+# with "command not found". With CACHECTL_STRICT=1 it prints `cachectl install: ERROR:` and
+# exits 1 instead, writing no stand-in.
+set -u
+
+me="cachectl install"
+dir=${CACHECTL_INSTALL_DIR:-/usr/local/bin}
+dir=${dir%/}
+[ -n "$dir" ] || dir=/
+dest=$dir/cachectl
+
+# Falsy as for cachectl's own CACHECTL_STRICT, in any case.
+case $(printf '%s' "${CACHECTL_STRICT:-}" | tr '[:upper:]' '[:lower:]') in
+  '' | 0 | false | no | off | n | f) strict=0 ;;
+  *) strict=1 ;;
+esac
+
+tmp_bin=
+tmp_sum=
+tmp_latest=
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+  for f in "$tmp_bin" "$tmp_sum" "$tmp_latest"; do
+    if [ -n "$f" ]; then rm -f "$f"; fi
+  done
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+info() {
+  printf '%s: %s\n' "$me" "$*" >&2
+}
+
+# First line of `$1 --version` on stdout; empty if it does not run. The stand-in prints nothing there.
+version_of() {
+  if [ -f "$1" ] && [ -x "$1" ]; then
+    "$1" --version 2>/dev/null </dev/null | sed -n '1p'
+  fi
+}
+
+# A fresh temp file in $dir (same filesystem as $dest, so the final mv is a rename).
+mk_tmp() {
+  mktemp "$dir/.cachectl-install.XXXXXX" 2>/dev/null && return 0
+  f="$dir/.cachectl-install.$$.$1"
+  (true >"$f") 2>/dev/null && printf '%s\n' "$f"
+}
+
+# The stand-in: warns on stderr, prints nothing on stdout (so `--json` readers see no outcome), exits 0.
+write_shim() {
+  mkdir -p "$dir" 2>/dev/null || return 1
+  shim=$(mk_tmp shim) || return 1
+  if cat >"$shim" <<'EOF' && chmod 755 "$shim" && mv -f "$shim" "$dest"; then
+#!/bin/sh
+# cachectl-install-shim: written by cachectl's bootstrap/install.sh because the real cachectl
+# could not be installed. It only warns and exits 0, so the build goes on without caching.
+# Run install.sh again (or delete this file) once the cache layer is back.
+printf 'cachectl: WARNING: cachectl is not installed (its install step failed, see the install phase log), so "cachectl %s" did nothing; the build continues WITHOUT caching\n' "$*" >&2
+exit 0
+EOF
+    return 0
+  fi
+  rm -f "$shim"
+  return 1
+}
+
+fail() {
+  if [ "$strict" = 1 ]; then
+    printf '%s: ERROR: %s; failing the build because CACHECTL_STRICT=%s\n' "$me" "$1" "$CACHECTL_STRICT" >&2
+    exit 1
+  fi
+  found=$(command -v cachectl 2>/dev/null) || found=
+  have=
+  if [ -n "$found" ]; then have=$(version_of "$found"); fi
+  case $have in
+    'cachectl '*) what="keeping the $have already at $found" ;;
+    *)
+      if write_shim; then
+        what="no cachectl is installed, only a stand-in $dest that prints a warning, so the cachectl commands of later phases do nothing"
+      else
+        what="could not write a stand-in to $dest either, so later cachectl commands will fail with 'command not found'"
+      fi
+      ;;
+  esac
+  printf '%s: WARNING: %s; %s; the build continues WITHOUT caching\n' "$me" "$1" "$what" >&2
+  exit 0
+}
+
+# fetch SOURCE DEST: s3:// through the aws CLI, anything else through curl.
+fetch() {
+  case $1 in
+    s3://*) aws s3 cp --only-show-errors --cli-connect-timeout 10 --cli-read-timeout 60 "$1" "$2" </dev/null ;;
+    *) curl -fsSL --retry 2 --connect-timeout 10 --max-time 300 -o "$2" "$1" </dev/null ;;
+  esac
+}
+
+sha256_of() {
+  if command -v sha256sum >/dev/null 2>&1; then
+    sha256sum "$1" | awk '{print $1}'
+  elif command -v shasum >/dev/null 2>&1; then
+    shasum -a 256 "$1" | awk '{print $1}'
+  elif command -v openssl >/dev/null 2>&1; then
+    openssl dgst -sha256 -r "$1" | awk '{print $1}'
+  else
+    return 1
+  fi
+}
+
+# --- where we are -----------------------------------------------------------------------------
+os=$(uname -s 2>/dev/null) || os=unknown
+[ "$os" = Linux ] || fail "this machine runs '$os', but cachectl release binaries are for Linux"
+machine=$(uname -m 2>/dev/null) || machine=unknown
+case $machine in
+  x86_64 | amd64) arch=x86_64 ;;
+  aarch64 | arm64 | armv8*) arch=aarch64 ;;
+  *) fail "unsupported architecture '$machine' (uname -m); cachectl is built for x86_64 and aarch64" ;;
+esac
+asset=cachectl-$arch-unknown-linux-musl
+
+# --- where from -------------------------------------------------------------------------------
+if [ -n "${CACHECTL_DOWNLOAD_URL:-}" ]; then
+  base=${CACHECTL_DOWNLOAD_URL%/}
+else
+  bucket=${CACHECTL_BUCKET:-}
+  if [ -z "$bucket" ]; then
+    case ${CACHECTL_STORE:-} in
+      s3://?*)
+        bucket=${CACHECTL_STORE#s3://}
+        bucket=${bucket%%/*}
+        ;;
+    esac
+  fi
+  [ -n "$bucket" ] || fail "no download source: set CACHECTL_BUCKET, CACHECTL_STORE=s3://BUCKET/... or CACHECTL_DOWNLOAD_URL"
+  base=s3://$bucket/cachectl/bin
+fi
+case $base in
+  s3://*) command -v aws >/dev/null 2>&1 || fail "the aws CLI is not on PATH, so $base cannot be read" ;;
+  *) command -v curl >/dev/null 2>&1 || fail "curl is not on PATH, so $base cannot be read" ;;
+esac
+
+# --- which version ----------------------------------------------------------------------------
+mkdir -p "$dir" 2>/dev/null || fail "cannot create the install directory $dir"
+version=${CACHECTL_VERSION:-}
+if [ -z "$version" ]; then
+  tmp_latest=$(mk_tmp latest) || fail "cannot create a temporary file in $dir"
+  fetch "$base/latest" "$tmp_latest" || fail "cannot fetch $base/latest (which cachectl version to install)"
+  version=$(sed -n '1p' "$tmp_latest" | tr -d ' \t\r')
+fi
+version=${version#v}
+case $version in
+  '' | *[!0-9A-Za-z.+-]*)
+    from=${CACHECTL_VERSION:+CACHECTL_VERSION}
+    fail "'$(printf '%s' "$version" | cut -c1-40)' is not a cachectl version (from ${from:-$base/latest})"
+    ;;
+esac
+
+if [ "$(version_of "$dest")" = "cachectl $version" ]; then
+  info "cachectl $version is already installed at $dest; nothing to do"
+  exit 0
+fi
+
+# --- download, verify, install ----------------------------------------------------------------
+url=$base/$version/$asset
+tmp_sum=$(mk_tmp sha256) || fail "cannot create a temporary file in $dir"
+tmp_bin=$(mk_tmp bin) || fail "cannot create a temporary file in $dir"
+fetch "$url.sha256" "$tmp_sum" || fail "cannot fetch $url.sha256"
+fetch "$url" "$tmp_bin" || fail "cannot fetch $url"
+
+want=$(sed -n '1p' "$tmp_sum" | awk '{print tolower($1)}')
+named=$(sed -n '1p' "$tmp_sum" | awk '{print $2}')
+named=${named#\*}
+case $want in
+  *[!0-9a-f]*) want= ;;
+esac
+[ ${#want} -eq 64 ] || fail "$url.sha256 does not start with a sha256 digest, so the download cannot be verified"
+[ -z "$named" ] || [ "$named" = "$asset" ] || fail "$url.sha256 is the checksum of '$named', not of $asset"
+got=$(sha256_of "$tmp_bin") || got=
+[ -n "$got" ] || fail "no sha256 tool (sha256sum, shasum or openssl) to verify $url"
+[ "$got" = "$want" ] || fail "checksum mismatch for $url (expected $want, got $got), the download was discarded"
+
+chmod 755 "$tmp_bin" || fail "cannot chmod $tmp_bin"
+reported=$(version_of "$tmp_bin")
+[ "$reported" = "cachectl $version" ] ||
+  fail "the downloaded $asset reports '${reported:-nothing}' for --version, not 'cachectl $version' (a wrong architecture or a bad upload?), the download was discarded"
+mv -f "$tmp_bin" "$dest" || fail "cannot move the verified binary to $dest"
+tmp_bin=
+info "installed cachectl $version ($asset) at $dest from $base"
+case ":${PATH:-}:" in
+  *":$dir:"*) ;;
+  *) info "note: $dir is not on PATH; add it, or set CACHECTL_INSTALL_DIR to a directory that is" ;;
+esac
+exit 0
