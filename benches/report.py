@@ -53,7 +53,9 @@ def write_meta(path):
             "enabled": e["M_THROTTLE"] == "1", "note": e.get("M_THROTTLE_NOTE", ""),
             "rtt_ms": float(e["M_RTT_MS"]), "rate_bytes_per_s": int(e["M_RATE"]),
             "check_up_mbit": e.get("M_UP", ""), "check_down_mbit": e.get("M_DOWN", ""),
+            "raw_get_shaped_mbit": e.get("M_RAW_SLOW", ""), "raw_get_unshaped_mbit": e.get("M_RAW_FAST", ""),
         },
+        "disk_mode": e.get("M_DISK_MODE", ""),
         "elapsed_s": int(e["M_ELAPSED"]),
     }
     with open(path, "w") as f:
@@ -144,8 +146,9 @@ def main():
     th = m.get("throttle", {})
     if th.get("enabled"):
         p(f"Throttled link: tbf 400 Mbit/s both ways + {th.get('rtt_ms')} ms RTT relay; "
-          f"check with a 100 MB object: up {th.get('check_up_mbit')} Mbit/s, "
-          f"down {th.get('check_down_mbit')} Mbit/s")
+          f"check with a 100 MB object: s5cmd up {th.get('check_up_mbit')} Mbit/s, "
+          f"s5cmd down {th.get('check_down_mbit')} Mbit/s, one plain GET "
+          f"{th.get('raw_get_shaped_mbit', '?')} Mbit/s (unshaped: {th.get('raw_get_unshaped_mbit', '?')} Mbit/s)")
     else:
         p(f"Throttled link: {th.get('note') or 'not run'}")
     p(f"cachectl binary: {m.get('binary_bytes', 0) / MiB:.2f} MiB ({m.get('binary', '?')})")
@@ -183,6 +186,31 @@ def main():
                                              cc_over_limit=ratio(cc, lim), cc_rss_mib=rss))
     p("")
 
+    # ---- disk: wall time and wall time + the sync that followed
+    disk_rows = [(k, r) for k, r in R.best.items() if k[4] == "disk"]
+    if disk_rows:
+        p("Restores onto disk (min wall time; '+sync' = that run's wall time plus the `sync` after it,")
+        p("i.e. until the tree is on the device). " + (
+            "Each run gets a fresh ext4 on a loop device (direct I/O) backed by a file on the VM disk."
+            if m.get("disk_mode") == "loop" else
+            "Plain directory on the VM disk, deleted between runs (slow and noisy here)."))
+        for w in wl_order:
+            items = []
+            for setup, method in (("local", "limit"), ("local", "cachectl"), ("s3", "seed"),
+                                  ("s3", "s5cmd"), ("s3", "cachectl")):
+                r = R.row(w, setup, method, "restore", "disk")
+                if r:
+                    sy = fnum(r.get("sync_seconds"))
+                    tot = float(r["seconds"]) + (sy or 0)
+                    runs = [float(x["seconds"]) for x in R.all[(w, setup, method, "restore", "disk")]
+                            if x["status"] == "ok"]
+                    items.append(f"    {setup + '/' + method:14s} {float(r['seconds']):7.2f} s  "
+                                 f"+sync {tot:7.2f} s   all runs: {', '.join(f'{x:.1f}' for x in runs)}")
+            if items:
+                p(f"  {w}:")
+                out.extend(items)
+        p("")
+
     # ---- sizes
     p("Archive size (MiB): gzip = seed's tar -czf, zstd = tar | zstd -T0 -3 (s5cmd), cachectl = object")
     p(f"{'workload':8s} {'source':>9s} {'gzip':>9s} {'zstd':>9s} {'cachectl':>9s} {'cc/gzip':>8s}")
@@ -202,7 +230,8 @@ def main():
     p("")
 
     # ---- requests
-    p("S3 requests per operation (first run; counted from s3s-fs's request log):")
+    p("S3 requests per operation (first run; counted from s3s-fs's request log) and the CPU time")
+    p("s3s-fs itself used in the fastest run (it shares the 2 cores with the client):")
     for w in wl_order:
         for setup in ("s3", "s3-400mbit"):
             for method in ("cachectl", "s5cmd", "seed"):
@@ -211,7 +240,9 @@ def main():
                     r = R.first_ok(w, setup, method, op, dest)
                     if r and r["s3_requests"] not in ("-", ""):
                         total, _, detail = r["s3_requests"].partition(":")
-                        parts.append(f"{op} {total} ({detail})")
+                        b = R.row(w, setup, method, op, dest)
+                        cpu = b.get("server_cpu_seconds", "-") if b else "-"
+                        parts.append(f"{op} {total} ({detail}; server CPU {cpu} s)")
                 if parts:
                     p(f"  {w:8s} {setup:10s} {method:8s} " + "; ".join(parts))
     p("")
@@ -233,6 +264,10 @@ def main():
     growth = []
     if "scale16" in wl_order and "npm" in wl_order:
         p("Growth, 16x tree / 1x tree (npm), min times:")
+        src16 = next((w[1] for w in R.workloads if w[0] == "scale16"), "")
+        if not src16.startswith("/dev/shm"):
+            p("  (the 16x source is on disk, read through a page cache warmed before each save phase;")
+            p("   the 1x source is on tmpfs; restores go to tmpfs in both cases)")
         for setup, method in (("local", "cachectl"), ("s3", "cachectl"), ("local", "limit")):
             for op, dest in (("save", "-"), ("restore", "tmpfs")):
                 a, b = R.t("scale16", setup, method, op, dest), R.t("npm", setup, method, op, dest)
@@ -288,8 +323,9 @@ def main():
                        lambda x: x <= 1.15, f"cachectl/limit = {fmt_r(v, '')}")
                 ccl = R.t(w, "local", "cachectl", op, dest)
                 v = ratio(ccl, lim)
-                target(f"{w} {op}{dl}: <= 1.15x local limit (cachectl, local store)", v,
-                       lambda x: x <= 1.15, f"cachectl/limit = {fmt_r(v, '')}")
+                if ccl is not None:
+                    target(f"{w} {op}{dl}: <= 1.15x local limit (cachectl, local store)", v,
+                           lambda x: x <= 1.15, f"cachectl/limit = {fmt_r(v, '')}")
         # throttled
         for op in ("save", "restore"):
             dest = "tmpfs" if op == "restore" else "-"

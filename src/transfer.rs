@@ -8,7 +8,7 @@ use crate::archive::footer::{Footer, FOOTER_LEN};
 use crate::key::EntryName;
 use crate::store::{self, EntryMeta, PutOutcome, Store, Upload};
 use crate::timings;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use std::io::{self, Read, Write};
 use std::ops::Range;
@@ -42,9 +42,12 @@ pub enum Chunk {
 }
 
 /// The sink at the end of the save pipeline: hashes every byte, cuts parts, appends the footer.
+///
+/// Each part is its own allocation of exactly its size, so a part in flight pins no more memory
+/// than its bytes (a shared growing buffer would pin up to twice that per part).
 pub struct PartWriter {
     tx: mpsc::Sender<Chunk>,
-    buf: BytesMut,
+    buf: Vec<u8>,
     base_part_bytes: usize,
     next_part: u32,
     hasher: blake3::Hasher,
@@ -59,7 +62,7 @@ impl PartWriter {
     pub fn new(tx: mpsc::Sender<Chunk>, base_part_bytes: usize) -> Self {
         PartWriter {
             tx,
-            buf: BytesMut::with_capacity(base_part_bytes),
+            buf: Vec::with_capacity(base_part_bytes),
             base_part_bytes,
             next_part: 1,
             hasher: blake3::Hasher::new(),
@@ -71,14 +74,25 @@ impl PartWriter {
         part_size(self.next_part, self.base_part_bytes)
     }
 
-    fn send_full_parts(&mut self) -> io::Result<()> {
-        while self.buf.len() >= self.current_part_size() {
-            let part = self.buf.split_to(self.current_part_size()).freeze();
-            self.next_part += 1;
-            timings::UPLOAD_WAIT
-                .time(|| self.tx.blocking_send(Chunk::Part(part)))
-                .map_err(|_| upload_gone())?;
-            self.buf.reserve(self.current_part_size());
+    fn send(&mut self, part: Vec<u8>) -> io::Result<()> {
+        timings::UPLOAD_WAIT
+            .time(|| self.tx.blocking_send(Chunk::Part(Bytes::from(part))))
+            .map_err(|_| upload_gone())
+    }
+
+    /// Copies `data` into parts, sending each part as soon as it is full.
+    fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let room = self.current_part_size() - self.buf.len();
+            let n = room.min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() == self.current_part_size() {
+                self.next_part += 1;
+                let next = Vec::with_capacity(self.current_part_size());
+                let full = std::mem::replace(&mut self.buf, next);
+                self.send(full)?;
+            }
         }
         Ok(())
     }
@@ -90,14 +104,11 @@ impl PartWriter {
             tar_bytes,
             entries,
         };
-        self.buf.extend_from_slice(&footer.encode());
+        self.push(&footer.encode())?;
         self.written += FOOTER_LEN as u64;
-        self.send_full_parts()?;
         if !self.buf.is_empty() {
-            let last = self.buf.split().freeze();
-            self.tx
-                .blocking_send(Chunk::Part(last))
-                .map_err(|_| upload_gone())?;
+            let last = std::mem::take(&mut self.buf);
+            self.send(last)?;
         }
         self.tx
             .blocking_send(Chunk::End)
@@ -109,15 +120,27 @@ impl PartWriter {
 impl Write for PartWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         timings::HASH.time(|| self.hasher.update(data));
-        self.buf.extend_from_slice(data);
+        self.push(data)?;
         self.written += data.len() as u64;
-        self.send_full_parts()?;
         Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Ranged-GET size for an archive of `size` bytes: at most `part_bytes`, and small enough that
+/// the archive spans ~4 windows of `concurrency` ranges. Ranges in flight share the link, so the
+/// first in-order range lands only when the whole window does; smaller windows let unpacking
+/// start early and overlap the download instead of following it.
+pub fn chunk_size(size: u64, concurrency: usize, part_bytes: u64) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let windows = (concurrency as u64).max(1) * 4;
+    size.div_ceil(windows)
+        .div_ceil(MIB)
+        .saturating_mul(MIB)
+        .clamp(MIB, part_bytes.max(MIB))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -356,6 +379,41 @@ mod tests {
         assert!(
             total > 5 * (1u128 << 40),
             "10,000 parts hold more than S3's 5 TiB object limit"
+        );
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        const MIB: u64 = 1024 * 1024;
+        let cases = [
+            ("tiny archive", 100_000, 8, MIB),
+            ("npm-sized", 80 * MIB, 8, 3 * MIB),
+            ("large", 4096 * MIB, 8, 8 * MIB),
+            ("one connection", 80 * MIB, 1, 8 * MIB),
+        ];
+        for (name, size, conc, want) in cases {
+            assert_eq!(chunk_size(size, conc, 8 * MIB), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn parts_are_exactly_sized_allocations() {
+        let (tx, mut rx) = mpsc::channel(100);
+        let mut w = PartWriter::new(tx, 4096);
+        for _ in 0..10 {
+            w.write_all(&[1u8; 3000]).unwrap();
+        }
+        w.finish(0, 0).unwrap();
+        let mut sizes = Vec::new();
+        while let Ok(Chunk::Part(p)) = rx.try_recv() {
+            sizes.push(p.len());
+        }
+        assert_eq!(
+            sizes,
+            vec![4096; 7]
+                .into_iter()
+                .chain([30_000 + 72 - 7 * 4096])
+                .collect::<Vec<_>>()
         );
     }
 

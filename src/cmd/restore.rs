@@ -239,7 +239,8 @@ async fn restore(
         .iter()
         .map(|d| Staged::create(d))
         .collect::<Result<Vec<_>, _>>()?;
-    let chunk_bytes = u64::from(args.store.part_size_mib) * 1024 * 1024;
+    let part_bytes = u64::from(args.store.part_size_mib) * 1024 * 1024;
+    let chunk_bytes = transfer::chunk_size(entry.size, args.store.concurrency as usize, part_bytes);
     let progress = Progress::new(format!("restore {}", job.name), entry.size);
     let fetched = fetch_and_unpack(
         store,
@@ -276,7 +277,8 @@ async fn fetch_and_unpack(
     concurrency: usize,
     progress: Arc<Progress>,
 ) -> Result<unpack::UnpackStats, Failure> {
-    let (tx, rx) = mpsc::channel(concurrency);
+    // Two chunks queued for the unpacker is enough to keep it busy; the rest wait in flight.
+    let (tx, rx) = mpsc::channel(2);
     let roots: Vec<_> = staged.iter().map(Staged::root).collect();
     let size = entry.size;
     let unpacker =

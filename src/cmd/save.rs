@@ -289,7 +289,7 @@ async fn pack_and_upload(
 ) -> Result<Saved, Failure> {
     let concurrency = args.store.concurrency as usize;
     // One slot per part in flight keeps the packer ahead of the uploader without unbounded memory.
-    let (tx, rx) = mpsc::channel::<Chunk>(concurrency);
+    let (tx, rx) = mpsc::channel::<Chunk>(2);
     let part_bytes = args.store.part_size_mib as usize * 1024 * 1024;
     let packer = tokio::task::spawn_blocking(move || -> Result<(u64, PackStats), Failure> {
         let sink = PartWriter::new(tx, part_bytes);

@@ -42,10 +42,10 @@ pub(crate) fn arch_name(rust_arch: &str) -> &str {
 pub fn libc() -> String {
     if cfg!(target_os = "linux") {
         detect_linux_libc(Path::new("/")).to_owned()
-    } else if std::env::consts::OS == "windows" && cfg!(target_env = "gnu") {
-        "gnu".to_owned()
     } else if cfg!(target_env = "msvc") {
         "msvc".to_owned()
+    } else if cfg!(target_env = "gnu") {
+        "gnu".to_owned()
     } else {
         "none".to_owned()
     }

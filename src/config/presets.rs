@@ -4,14 +4,17 @@
 //! and its one restore-key is the same text without the digest. The digest is the full one
 //! `cachectl hash-files <lockfiles>` prints, so a user can recompute any key by hand.
 //!
-//! `{{ libc }}` is in the key exactly when a cached path holds code compiled on the machine
-//! (node_modules with native addons, virtualenvs, vendor/bundle): a glibc build of such a tree
-//! crashes on Alpine and the other way round, and images of both kinds often share a bucket.
-//! Pure download caches (tarballs, wheels tagged per platform, jars, crate sources) skip it.
+//! `{{ libc }}` is in the key exactly when a cached path can hold code compiled on the machine
+//! (node_modules with native addons, Python wheels built from sdists, vendor/bundle): a glibc
+//! build crashes on Alpine and the other way round, and images of both kinds often share a
+//! bucket. Caches of platform-independent files (jars, crate and Go module sources, PHP
+//! packages) skip it, as does Go's build cache, whose entries embed the C toolchain's identity.
 //!
 //! Paths follow each tool's default location on Linux for the user running the build (root
-//! on CodeBuild, so `~` is `/root`). A path that does not exist at save time is skipped with
-//! a warning, so a preset may name the two places a tool uses depending on version or setup.
+//! on CodeBuild, so `~` is `/root`). No preset caches a virtualenv: a venv is not relocatable
+//! (its scripts name its absolute path) and CodeBuild's source directory changes per build.
+//! A path that does not exist at save time is skipped with a warning, so a preset may name
+//! the two places a tool uses depending on version or setup.
 //! Lockfile patterns name only files at the source root unless the tool's lockfiles really
 //! are spread around, and then exclude build output and node_modules: a pattern that also
 //! matched files the install or build step creates would give save a different key than
@@ -98,31 +101,34 @@ const PRESETS: &[Preset] = &[
     },
     // pip: `~/.cache/pip` holds downloads and, more importantly, wheels pip built from
     // sdists (the slow part). pip installs into whatever interpreter runs it, so there is no
-    // project-local tree to restore; cache a virtualenv by overriding `paths` if you use one.
-    // Wheels carry platform tags, so the cache is safe across libcs and Python versions.
+    // project-local tree to restore; to cache a virtualenv, keep it at a fixed absolute path
+    // and add it to `paths`. Wheels built here are tagged `linux_<arch>` on glibc and musl
+    // alike, so pip would take a glibc-built one on Alpine: libc is in the key. The
+    // requirements files are those at the root and in a `requirements/` directory.
     Preset {
         name: "pip",
         paths: &["~/.cache/pip"],
         lockfiles: &["requirements*.txt", "requirements/*.txt"],
-        prefix: "pip-{{ os }}-{{ arch }}-",
+        prefix: "pip-{{ os }}-{{ arch }}-{{ libc }}-",
     },
-    // poetry: `~/.cache/pypoetry` holds the download cache, the artifacts cache and, by
-    // default, the virtualenvs themselves (`virtualenvs.path`), so `poetry install` finds its
-    // environment ready. With `virtualenvs.in-project = true`, add `.venv` to `paths`.
-    // Virtualenvs hold compiled extensions, hence libc in the key.
+    // poetry: the HTTP cache and the artifacts cache (downloaded and built distributions)
+    // under `~/.cache/pypoetry`, but not its `virtualenvs/` sibling: Poetry names each venv
+    // after a hash of the project's path, which changes with every CodeBuild build, so cached
+    // venvs would never be reused and would pile up in the archive. libc for built wheels.
     Preset {
         name: "poetry",
-        paths: &["~/.cache/pypoetry"],
+        paths: &["~/.cache/pypoetry/cache", "~/.cache/pypoetry/artifacts"],
         lockfiles: &["poetry.lock"],
         prefix: "poetry-{{ os }}-{{ arch }}-{{ libc }}-",
     },
-    // uv: `~/.cache/uv` (wheels, built sdists, Python source trees) and the project's
-    // `.venv`, which `uv sync` then leaves as it is. Both in one archive keep uv's hard links
-    // between them. Running `uv cache prune --ci` before `cachectl save` drops wheels that are
-    // faster to download again than to restore.
+    // uv: `~/.cache/uv` (downloaded wheels, wheels built from sdists, unpacked archives).
+    // Not `.venv`: a venv is not relocatable and CodeBuild's source directory changes per
+    // build; `uv sync` rebuilds it from a warm cache in seconds (set UV_LINK_MODE=copy when
+    // the cache and the project are on different filesystems). `uv cache prune --ci` before
+    // `cachectl save` drops downloaded wheels, keeping only the ones built here. libc for those.
     Preset {
         name: "uv",
-        paths: &["~/.cache/uv", ".venv"],
+        paths: &["~/.cache/uv"],
         lockfiles: &["uv.lock"],
         prefix: "uv-{{ os }}-{{ arch }}-{{ libc }}-",
     },
@@ -142,8 +148,10 @@ const PRESETS: &[Preset] = &[
     },
     // go: the module cache is `$GOPATH/pkg/mod`; GOPATH is `~/go` by default but `/go` on
     // the CodeBuild standard images, so both are listed (the missing one is skipped). The
-    // build cache `~/.cache/go-build` makes the first `go build`/`go test` incremental; its
-    // entries are keyed by content and toolchain, so stale ones are ignored, never wrong.
+    // build cache `~/.cache/go-build` holds the compiled dependencies, which change only
+    // with go.sum, so keying it by go.sum fits; its entries are keyed by content and
+    // toolchain inside, so stale ones are ignored, never wrong. (The project's own packages
+    // in it go stale until go.sum changes: key a separate cache on '**/*.go' for those.)
     Preset {
         name: "go",
         paths: &["~/go/pkg/mod", "/go/pkg/mod", "~/.cache/go-build"],
@@ -287,7 +295,7 @@ mod tests {
 
     #[test]
     fn libc_exactly_where_compiled_code_is_cached() {
-        let with_libc = ["npm", "yarn", "pnpm", "poetry", "uv", "bundler"];
+        let with_libc = ["npm", "yarn", "pnpm", "pip", "poetry", "uv", "bundler"];
         for p in all() {
             let has = template::parse(p.prefix)
                 .unwrap()

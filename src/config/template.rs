@@ -257,8 +257,11 @@ fn parse_expr(chars: &[(usize, char)], open: usize) -> Result<(Segment, usize), 
         _ => Err(err(
             name_at,
             Problem::UnknownFunction {
-                suggestion: super::suggest(name.split('.').next().unwrap_or_default(), FUNCTIONS)
-                    .map(|s| if s == "env" { "env.NAME" } else { s }),
+                suggestion: super::file::suggest(
+                    name.split('.').next().unwrap_or_default(),
+                    FUNCTIONS,
+                )
+                .map(|s| if s == "env" { "env.NAME" } else { s }),
                 name,
             },
         )),
@@ -422,8 +425,8 @@ mod tests {
             ),
             (
                 "braces inside quotes",
-                "{{ hashFiles 'a}}b' }}",
-                vec![pats(&["a}}b"])],
+                "{{ hashFiles 'a[}}]' }}",
+                vec![pats(&["a[}}]"])],
             ),
             (
                 "adjacent quoted patterns",
@@ -598,7 +601,9 @@ mod tests {
             _ => None,
         };
         let c = ctx(dir.path(), &env);
-        let cases: &[(&str, &str, Result<String, (usize, &str)>)] = &[
+        // Ok(expansion) or Err((position, message fragment))
+        type Want = Result<String, (usize, &'static str)>;
+        let cases: &[(&str, &str, Want)] = &[
             ("literal", "k", Ok("k".into())),
             (
                 "platform",

@@ -1,0 +1,473 @@
+//! Reading `cachectl.toml`: TOML text -> [`Config`], strictly, with a file position in every error.
+
+use super::{
+    presets, template, template_error, CacheSpec, Config, Error, Location, MetricsConfig, When,
+};
+use toml::de::{DeTable, DeValue};
+
+const TOP_KEYS: &[&str] = &["cache", "prune", "metrics"];
+const CACHE_KEYS: &[&str] = &["key", "restore-keys", "paths", "preset", "when", "level"];
+const METRICS_KEYS: &[&str] = &["namespace", "enabled"];
+
+/// [`super::parse`].
+pub(super) fn parse(text: &str, origin: &str) -> Result<Config, Error> {
+    let src = Source::new(text, origin)?;
+    let mut config = Config::default();
+    for (key, value) in src.ordered(&src.root, &[]) {
+        match key.as_str() {
+            "cache" => {
+                let caches = src.table(value, &[], "the top level", "cache", "[cache.NAME]")?;
+                for (name, value) in src.ordered(caches, &["cache"]) {
+                    config.caches.push(parse_cache(&src, name, value)?);
+                }
+            }
+            "prune" => {
+                config.prune = Some(
+                    src.table(value, &[], "the top level", "prune", "[prune]")?
+                        .clone(),
+                );
+            }
+            "metrics" => {
+                let t = src.table(value, &[], "the top level", "metrics", "[metrics]")?;
+                config.metrics = parse_metrics(&src, t)?;
+            }
+            _ => return Err(src.unknown_key(&[], key, "the top level", TOP_KEYS)),
+        }
+    }
+    Ok(config)
+}
+
+fn parse_metrics(src: &Source<'_>, t: &toml::Table) -> Result<MetricsConfig, Error> {
+    let mut m = MetricsConfig::default();
+    let path = ["metrics"];
+    for (key, value) in src.ordered(t, &path) {
+        let invalid = |problem: &str| src.invalid(&path, key, "[metrics]", problem);
+        match key.as_str() {
+            "namespace" => {
+                let ns = value
+                    .as_str()
+                    .ok_or_else(|| invalid(&format!("must be a string, not {}", kind(value))))?;
+                // CloudWatch's own rules: 1-255 ASCII characters, no control characters,
+                // not starting with `:`, and `AWS/` is reserved for AWS services.
+                if ns.is_empty() || ns.len() > 255 {
+                    return Err(invalid("must be 1 to 255 characters"));
+                }
+                if !ns.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()) {
+                    return Err(invalid("may hold only printable ASCII characters"));
+                }
+                if ns.starts_with(':') || ns.starts_with("AWS/") {
+                    return Err(invalid(
+                        "must not start with `:` or `AWS/` (reserved by CloudWatch)",
+                    ));
+                }
+                m.namespace = ns.to_owned();
+            }
+            "enabled" => {
+                m.enabled = value.as_bool().ok_or_else(|| {
+                    invalid(&format!("must be true or false, not {}", kind(value)))
+                })?;
+            }
+            _ => return Err(src.unknown_key(&path, key, "[metrics]", METRICS_KEYS)),
+        }
+    }
+    Ok(m)
+}
+
+fn parse_cache(src: &Source<'_>, name: &str, value: &toml::Value) -> Result<CacheSpec, Error> {
+    let path = ["cache", name];
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(Error::CacheName {
+            at: src.key_location(&path),
+            name: name.to_owned(),
+        });
+    }
+    let table = src.table(value, &["cache"], "[cache]", name, "[cache.NAME]")?;
+    let label = format!("cache `{name}`");
+    for key in src.ordered(table, &path).into_iter().map(|(k, _)| k) {
+        if !CACHE_KEYS.contains(&key.as_str()) {
+            return Err(src.unknown_key(&path, key, &label, CACHE_KEYS));
+        }
+    }
+    let invalid = |key: &str, problem: &str| src.invalid(&path, key, &label, problem);
+    let string = |key: &str| -> Result<Option<&str>, Error> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) if s.is_empty() => Err(invalid(key, "must not be empty")),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(invalid(key, &format!("must be a string, not {}", kind(v)))),
+        }
+    };
+    let strings = |key: &str, what: &str, whats: &str| -> Result<Option<Vec<String>>, Error> {
+        let Some(v) = table.get(key) else {
+            return Ok(None);
+        };
+        let items = v.as_array().ok_or_else(|| {
+            invalid(
+                key,
+                &format!("must be an array of {whats}, not {}", kind(v)),
+            )
+        })?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item.as_str() {
+                Some("") => Err(invalid(key, &format!("has an empty {what} at index {i}"))),
+                Some(s) => Ok(s.to_owned()),
+                None => Err(invalid(
+                    key,
+                    &format!("must hold only {whats}; index {i} is {}", kind(item)),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    };
+
+    let preset = match string("preset")? {
+        None => None,
+        Some(p) => Some(presets::get(p).ok_or_else(|| Error::UnknownPreset {
+            at: src.value_location(&[&path[..], &["preset"]].concat()),
+            cache: name.to_owned(),
+            preset: p.to_owned(),
+            suggestion: suggest(p, &presets::names()),
+        })?),
+    };
+    let key = string("key")?.map(str::to_owned);
+    let restore_keys = strings("restore-keys", "key prefix", "key prefixes")?;
+    let paths = strings("paths", "path", "paths")?;
+    if paths.as_ref().is_some_and(Vec::is_empty) {
+        return Err(invalid("paths", "must name at least one path"));
+    }
+    let when = match string("when")? {
+        None => When::default(),
+        Some(w) => When::parse(w).ok_or_else(|| {
+            invalid(
+                "when",
+                &format!("is `{w}`; expected \"success\", \"failure\" or \"always\""),
+            )
+        })?,
+    };
+    let level = match table.get("level") {
+        None => None,
+        Some(toml::Value::Integer(n)) if (1..=19).contains(n) => Some(*n as i32),
+        Some(v) => {
+            return Err(invalid(
+                "level",
+                &format!("must be a zstd level from 1 to 19, not {}", show(v)),
+            ))
+        }
+    };
+
+    let (key, restore_keys, paths) = match (preset, key, paths) {
+        (Some(p), key, paths) => {
+            let restore_keys = match (&key, restore_keys) {
+                (_, Some(r)) => r,
+                (Some(k), None) => derived_restore_keys(k),
+                (None, None) => p.restore_keys(),
+            };
+            (
+                key.unwrap_or_else(|| p.key()),
+                restore_keys,
+                paths.unwrap_or_else(|| p.paths()),
+            )
+        }
+        (None, Some(key), Some(paths)) => (key, restore_keys.unwrap_or_default(), paths),
+        (None, key, _) => {
+            return Err(Error::Incomplete {
+                at: src.key_location(&path),
+                cache: name.to_owned(),
+                missing: if key.is_some() {
+                    "`paths`"
+                } else if table.contains_key("paths") {
+                    "`key`"
+                } else {
+                    "`key` and `paths`"
+                },
+            })
+        }
+    };
+
+    let spec = CacheSpec {
+        name: name.to_owned(),
+        key,
+        restore_keys,
+        paths,
+        when,
+        level,
+        preset: preset.map(|p| p.name.to_owned()),
+    };
+    // Check template syntax now, so a broken key fails at load time rather than mid-build.
+    // Templates the preset supplied are located at `preset`.
+    let origin_of = |field: &str| {
+        let field = if table.contains_key(field) {
+            field
+        } else if table.contains_key("key") && field == "restore-keys" {
+            "key"
+        } else {
+            "preset"
+        };
+        src.value_location(&[&path[..], &[field]].concat())
+    };
+    let check = |field: String, text: &str, located: &str| {
+        template::parse(text)
+            .map(|_| ())
+            .map_err(|e| template_error(&spec, Some(origin_of(located)), field, e))
+    };
+    check("key".into(), &spec.key, "key")?;
+    for (i, r) in spec.restore_keys.iter().enumerate() {
+        check(format!("restore-keys[{i}]"), r, "restore-keys")?;
+    }
+    Ok(spec)
+}
+
+/// Restore-keys for a key given in the file: its text before the first `{{ hashFiles }}`;
+/// none if it has no hashFiles (the prefix would be the key itself) or starts with one.
+fn derived_restore_keys(key: &str) -> Vec<String> {
+    let prefix = template::prefix_before_hash(key);
+    if prefix.is_empty() || prefix == key {
+        Vec::new()
+    } else {
+        vec![prefix.to_owned()]
+    }
+}
+
+/// The closest candidate to a misspelt word, if one is close enough to be a likely typo.
+pub(crate) fn suggest(word: &str, candidates: &[&'static str]) -> Option<&'static str> {
+    let word = word.to_lowercase();
+    if word.chars().count() > 64 {
+        return None;
+    }
+    candidates
+        .iter()
+        .map(|&c| (edit_distance(&word, &c.to_lowercase()), c))
+        .filter(|&(d, c)| d <= if c.len() <= 4 { 1 } else { 2 })
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Optimal string alignment distance (Levenshtein plus adjacent transpositions).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d: Vec<Vec<usize>> = (0..=a.len())
+        .map(|i| (0..=b.len()).map(|j| if i == 0 { j } else { i }).collect())
+        .collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+fn kind(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a datetime",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::Integer(n) => n.to_string(),
+        other => kind(other).to_owned(),
+    }
+}
+
+/// The parsed file twice over: as plain values to read, and as the span-carrying tree that
+/// tells where each key sits (for error locations and for file order, which the plain
+/// table, a BTreeMap, does not keep).
+struct Source<'a> {
+    origin: &'a str,
+    text: &'a str,
+    root: toml::Table,
+    spans: DeTable<'a>,
+}
+
+impl<'a> Source<'a> {
+    fn new(text: &'a str, origin: &'a str) -> Result<Self, Error> {
+        let syntax = |e: toml::de::Error, text: &str| Error::Syntax {
+            at: Location {
+                origin: origin.to_owned(),
+                line_column: e.span().map(|s| line_column(text, s.start)),
+            },
+            message: e.message().trim_end().replace('\n', "; "),
+        };
+        let root: toml::Table = toml::from_str(text).map_err(|e| syntax(e, text))?;
+        let spans = DeTable::parse(text)
+            .map_err(|e| syntax(e, text))?
+            .into_inner();
+        Ok(Source {
+            origin,
+            text,
+            root,
+            spans,
+        })
+    }
+
+    /// The span-tree value at `path` (table keys only).
+    fn de_value(&self, path: &[&str]) -> Option<&toml::Spanned<DeValue<'a>>> {
+        let (last, parents) = path.split_last()?;
+        let mut table = &self.spans;
+        for p in parents {
+            table = table.get(*p)?.get_ref().as_table()?;
+        }
+        table.get(*last)
+    }
+
+    fn key_span(&self, path: &[&str]) -> Option<std::ops::Range<usize>> {
+        let (last, parents) = path.split_last()?;
+        let table = match parents {
+            [] => &self.spans,
+            _ => self.de_value(parents)?.get_ref().as_table()?,
+        };
+        table
+            .iter()
+            .find(|(k, _)| k.get_ref() == last)
+            .map(|(k, _)| k.span())
+    }
+
+    fn location(&self, offset: Option<usize>) -> Location {
+        Location {
+            origin: self.origin.to_owned(),
+            line_column: offset.map(|o| line_column(self.text, o)),
+        }
+    }
+
+    fn key_location(&self, path: &[&str]) -> Location {
+        self.location(self.key_span(path).map(|s| s.start))
+    }
+
+    fn value_location(&self, path: &[&str]) -> Location {
+        self.location(self.de_value(path).map(|v| v.span().start))
+    }
+
+    /// A table's entries in file order (`path` is the table's own path).
+    fn ordered<'t>(
+        &self,
+        table: &'t toml::Table,
+        path: &[&str],
+    ) -> Vec<(&'t String, &'t toml::Value)> {
+        let mut entries: Vec<_> = table
+            .iter()
+            .map(|(k, v)| {
+                let full: Vec<&str> = path.iter().copied().chain([k.as_str()]).collect();
+                (self.key_span(&full).map_or(usize::MAX, |s| s.start), k, v)
+            })
+            .collect();
+        entries.sort_by_key(|&(start, k, _)| (start, k));
+        entries.into_iter().map(|(_, k, v)| (k, v)).collect()
+    }
+
+    fn table<'t>(
+        &self,
+        value: &'t toml::Value,
+        parent: &[&str],
+        parent_label: &str,
+        key: &str,
+        form: &str,
+    ) -> Result<&'t toml::Table, Error> {
+        value.as_table().ok_or_else(|| {
+            self.invalid(
+                parent,
+                key,
+                parent_label,
+                &format!("must be a table ({form}), not {}", kind(value)),
+            )
+        })
+    }
+
+    fn invalid(&self, parent: &[&str], key: &str, label: &str, problem: &str) -> Error {
+        let full: Vec<&str> = parent.iter().copied().chain([key]).collect();
+        Error::Invalid {
+            at: self.value_location(&full),
+            table: label.to_owned(),
+            key: key.to_owned(),
+            problem: problem.to_owned(),
+        }
+    }
+
+    fn unknown_key(
+        &self,
+        parent: &[&str],
+        key: &str,
+        label: &str,
+        allowed: &'static [&'static str],
+    ) -> Error {
+        let full: Vec<&str> = parent.iter().copied().chain([key]).collect();
+        Error::UnknownKey {
+            at: self.key_location(&full),
+            table: label.to_owned(),
+            key: key.to_owned(),
+            suggestion: suggest(key, allowed),
+            allowed,
+        }
+    }
+}
+
+/// 1-based line and character column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (u32, u32) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let count = |n: usize| u32::try_from(n + 1).unwrap_or(u32::MAX);
+    (
+        count(before.matches('\n').count()),
+        count(before[line_start..].chars().count()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestion_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("keyy", Some("key")),
+            ("Key", Some("key")),
+            ("path", Some("paths")),
+            ("restore_keys", Some("restore-keys")),
+            ("restoreKeys", Some("restore-keys")),
+            ("presett", Some("preset")),
+            ("wehn", Some("when")),
+            ("compression", None),
+            ("x", None),
+        ];
+        for (word, want) in cases {
+            assert_eq!(suggest(word, CACHE_KEYS), *want, "word {word}");
+        }
+    }
+
+    #[test]
+    fn line_column_counts_characters() {
+        let text = "ab\nключ = 1\n";
+        let cases = [
+            (0, (1, 1)),
+            (3, (2, 1)),
+            (3 + "ключ ".len(), (2, 6)),
+            (99, (3, 1)),
+        ];
+        for (offset, want) in cases {
+            assert_eq!(line_column(text, offset), want, "offset {offset}");
+        }
+    }
+}
