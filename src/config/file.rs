@@ -201,24 +201,25 @@ fn parse_cache(src: &Source<'_>, name: &str, value: &toml::Value) -> Result<Cach
     };
     // Check template syntax now, so a broken key fails at load time rather than mid-build.
     // Templates the preset supplied are located at `preset`.
-    let origin_of = |field: &str| {
-        let field = if table.contains_key(field) {
-            field
-        } else if table.contains_key("key") && field == "restore-keys" {
-            "key"
-        } else {
-            "preset"
-        };
-        src.value_location(&[&path[..], &[field]].concat())
+    // Where a template came from: its place in the file, else the `preset` that supplied it
+    // (a restore-key derived from a `key` in the file cannot fail once that key parsed).
+    let located = |field: &str, index: Option<usize>| {
+        let given = table.contains_key(field);
+        let full = [&path[..], &[if given { field } else { "preset" }]].concat();
+        match index {
+            Some(i) if given => src.element_location(&full, i),
+            _ => src.value_location(&full),
+        }
     };
-    let check = |field: String, text: &str, located: &str| {
+    let check = |field: String, text: &str, at: Location| {
         template::parse(text)
             .map(|_| ())
-            .map_err(|e| template_error(&spec, Some(origin_of(located)), field, e))
+            .map_err(|e| template_error(&spec, Some(at), field, e))
     };
-    check("key".into(), &spec.key, "key")?;
+    check("key".into(), &spec.key, located("key", None))?;
     for (i, r) in spec.restore_keys.iter().enumerate() {
-        check(format!("restore-keys[{i}]"), r, "restore-keys")?;
+        let at = located("restore-keys", Some(i));
+        check(format!("restore-keys[{i}]"), r, at)?;
     }
     Ok(spec)
 }
@@ -355,6 +356,18 @@ impl<'a> Source<'a> {
 
     fn value_location(&self, path: &[&str]) -> Location {
         self.location(self.de_value(path).map(|v| v.span().start))
+    }
+
+    /// Where element `i` of the array at `path` starts (the array's start if unknown).
+    fn element_location(&self, path: &[&str], i: usize) -> Location {
+        let element = self
+            .de_value(path)
+            .and_then(|v| v.get_ref().as_array())
+            .and_then(|a| a.get(i));
+        match element {
+            Some(e) => self.location(Some(e.span().start)),
+            None => self.value_location(path),
+        }
     }
 
     /// A table's entries in file order (`path` is the table's own path).

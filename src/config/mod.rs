@@ -277,6 +277,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, Error> {
     file::parse(text, origin)
 }
 
+/// A template error in `field` of `spec`, `at` its place in the file when known.
 fn template_error(
     spec: &CacheSpec,
     at: Option<Location>,
@@ -618,7 +619,7 @@ mod tests {
             (
                 "template error in second restore key",
                 "[cache.c]\npreset = \"npm\"\nrestore-keys = [\"ok-\", \"bad-}}\"]\n",
-                &["3:16: cache `c`: restore-keys[1], character 5: `}}` without an opening `{{`"],
+                &["3:24: cache `c`: restore-keys[1], character 5: `}}` without an opening `{{`"],
             ),
             (
                 "unclosed template",

@@ -275,17 +275,21 @@ mod tests {
             let name = p.name;
             let dir = dir_with(sample_lockfile(name), b"lock contents\n");
             let digest = hash::hash_patterns(dir.path(), p.lockfiles).unwrap();
-            let c = ctx(dir.path());
-            let key = template::parse(&p.key()).unwrap().expand(&c).unwrap();
+            // Through the whole config path: a cache naming only the preset.
+            let text = format!("[cache.c]\npreset = \"{name}\"\n");
+            let spec = &crate::config::parse(&text, "t.toml").unwrap().caches[0];
+            let got = crate::config::resolve(spec, &ctx(dir.path()))
+                .unwrap_or_else(|e| panic!("preset {name}: {e}"));
+            let key = got.key.as_str();
             assert!(key.starts_with(&format!("{name}-")), "preset {name}: {key}");
             for part in ["testos", "testarch", &digest] {
                 assert!(key.contains(part), "preset {name}: {key} lacks {part}");
             }
             assert!(key.ends_with(&digest), "preset {name}: {key}");
-            let restore = p.restore_keys();
-            let first = template::parse(&restore[0]).unwrap().expand(&c).unwrap();
-            assert!(key.starts_with(&first), "preset {name}: {first} / {key}");
-            assert!(crate::key::CacheKey::new(&key).is_ok(), "preset {name}");
+            assert_eq!(got.restore_keys.len(), 1, "preset {name}");
+            let first = got.restore_keys[0].as_str();
+            assert!(key.starts_with(first), "preset {name}: {first} / {key}");
+            assert_eq!(got.paths, p.paths(), "preset {name}");
             assert!(
                 !p.paths.is_empty() && !p.lockfiles.is_empty(),
                 "preset {name}"
