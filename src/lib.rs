@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod aws_error;
 pub mod cli;
 pub mod cmd;
 pub mod config;

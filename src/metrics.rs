@@ -10,6 +10,7 @@
 //! transfer, and [`Metrics::publish`] once at the end with every cache's [`Event`]: one
 //! `PutMetricData` call, at most [`PUBLISH_BUDGET`] of extra time, no error ever returned.
 
+use crate::aws_error::{one_line, Kind};
 use crate::env;
 use crate::error::{chain, Hint};
 use crate::output::RestoreOutcome;
@@ -320,15 +321,6 @@ fn reason(err: &Error) -> String {
 }
 
 /// The credential chain explains itself over several indented lines: keep it on one.
-fn one_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
-        .replace(":; ", ": ")
-}
-
 fn not_sent(reason: String, warn: bool) -> Published {
     if warn {
         crate::output::warn("CloudWatch metrics not published", &reason, None);
@@ -510,70 +502,15 @@ pub fn classify<E>(what: String, err: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let code = err.code().map(str::to_owned);
-    let is_transport = matches!(
-        err,
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
-    );
-    let text = describe(&err);
-    // A failed credential chain arrives as a dispatch failure with no typed cause; its text
-    // is what tells it apart from an unreachable endpoint (as in store/s3.rs).
-    let no_credentials = is_transport && text.contains("credentials");
-    let source: BoxError = text.into();
-    match (status, code.as_deref()) {
-        _ if no_credentials => Error::NoCredentials { what, source },
-        _ if is_transport => Error::Unreachable { what, source },
-        (Some(401 | 403), _)
-        | (
-            _,
-            Some(
-                "AccessDenied"
-                | "AccessDeniedException"
-                | "UnrecognizedClientException"
-                | "InvalidClientTokenId"
-                | "SignatureDoesNotMatch"
-                | "IncompleteSignature"
-                | "MissingAuthenticationToken"
-                | "ExpiredToken"
-                | "ExpiredTokenException",
-            ),
-        ) => Error::Denied { what, source },
-        (Some(429), _) | (_, Some("Throttling" | "ThrottlingException")) => {
-            Error::Throttled { what, source }
-        }
-        _ => Error::Other { what, source },
+    let c = crate::aws_error::classify(&err);
+    let source: BoxError = c.text.into();
+    match c.kind {
+        Kind::NoCredentials => Error::NoCredentials { what, source },
+        Kind::Unreachable => Error::Unreachable { what, source },
+        Kind::Denied => Error::Denied { what, source },
+        Kind::Throttled => Error::Throttled { what, source },
+        Kind::NotFound | Kind::Other => Error::Other { what, source },
     }
-}
-
-/// One readable line: `InvalidParameterValue: ...`, or the transport chain.
-fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    if let SdkError::ServiceError(se) = err {
-        let e = se.err();
-        match (e.code(), e.message()) {
-            (Some(c), Some(m)) => return one_line(&format!("{c}: {m}")),
-            (Some(c), None) => return c.to_owned(),
-            _ => {}
-        }
-    }
-    let head = match err.raw_response() {
-        Some(r) => format!("HTTP {}: {err}", r.status().as_u16()),
-        None => err.to_string(),
-    };
-    one_line(&match std::error::Error::source(err) {
-        Some(cause) => {
-            let rest = chain(cause);
-            if head.contains(&rest) {
-                head
-            } else {
-                format!("{head}: {rest}")
-            }
-        }
-        None => head,
-    })
 }
 
 #[cfg(test)]

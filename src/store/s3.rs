@@ -1,6 +1,7 @@
 //! The S3 store: entries are objects `<prefix>v1/<pathset>/<key>` with `cachectl-*` user metadata.
 
 use super::{parse_object_name, BoxError, EntryInfo, EntryMeta, Error, PutOutcome, Store, Upload};
+use crate::aws_error::{self, Kind};
 use crate::env;
 use crate::key::EntryName;
 use async_trait::async_trait;
@@ -107,70 +108,22 @@ fn classify<E>(bucket: &str, what: String, err: SdkError<E, HttpResponse>) -> Er
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let code = err.code().map(str::to_owned);
-    let is_transport = matches!(
-        err,
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)
-    );
-    let text = describe(&err);
-    // The SDK reports a failed credential chain as a dispatch failure with no typed cause;
-    // its text is the only thing that tells it apart from an unreachable endpoint.
-    let no_credentials = is_transport && text.contains("loading credentials");
-    let source: BoxError = text.into();
-    match (status, code.as_deref()) {
-        _ if no_credentials => Error::NoCredentials { what, source },
-        _ if is_transport => Error::Unreachable { what, source },
-        (_, Some("NoSuchBucket")) => Error::NoBucket {
+    let c = aws_error::classify(&err);
+    let source: BoxError = c.text.into();
+    if c.code.as_deref() == Some("NoSuchBucket") {
+        return Error::NoBucket {
             what,
             bucket: bucket.to_owned(),
-        },
-        (Some(403), _)
-        | (
-            _,
-            Some(
-                "AccessDenied"
-                | "InvalidAccessKeyId"
-                | "SignatureDoesNotMatch"
-                | "ExpiredToken"
-                | "InvalidToken",
-            ),
-        ) => Error::Denied { what, source },
-        (Some(404), _) | (_, Some("NoSuchKey" | "NotFound")) => Error::NotFound { what },
-        (Some(503), _) | (_, Some("SlowDown")) => Error::Throttled { what, source },
-        _ => Error::Other { what, source },
+        };
     }
-}
-
-/// One readable line: `AccessDenied: Access Denied`, or the transport chain
-/// `dispatch failure: io error: ...: Connection refused (os error 111)`.
-fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    if let SdkError::ServiceError(se) = err {
-        let e = se.err();
-        match (e.code(), e.message()) {
-            (Some(c), Some(m)) => return format!("{c}: {m}"),
-            (Some(c), None) => return c.to_owned(),
-            // No code: an unparseable answer. Its cause chain below says what was wrong.
-            _ => {}
-        }
+    match c.kind {
+        Kind::NoCredentials => Error::NoCredentials { what, source },
+        Kind::Unreachable => Error::Unreachable { what, source },
+        Kind::Denied => Error::Denied { what, source },
+        Kind::NotFound => Error::NotFound { what },
+        Kind::Throttled => Error::Throttled { what, source },
+        Kind::Other => Error::Other { what, source },
     }
-    let mut out = match err.raw_response() {
-        Some(r) => format!("HTTP {}: {err}", r.status().as_u16()),
-        None => err.to_string(),
-    };
-    let mut cur = std::error::Error::source(err);
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = e.source();
-    }
-    out
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (metadata must be ASCII).
