@@ -8,6 +8,7 @@ mod support;
 
 mod archive_safety;
 mod bootstrap;
+mod codebuild;
 mod harness;
 mod hash_files;
 mod metrics;

@@ -1,5 +1,7 @@
-//! Test harness: sandboxes, the `cachectl` command builder, moto, trees and hand-made archives.
+//! Test harness: sandboxes, the `cachectl` command builder, moto (S3, and CloudWatch through a
+//! bridge), trees and hand-made archives.
 
+pub mod cloudwatch;
 pub mod cmd;
 pub mod format;
 pub mod moto;

@@ -1,0 +1,1141 @@
+//! End to end: buildspecs/node-npm.yml run the way CodeBuild runs it, against moto.
+//!
+//! Four builds of one project, each in a "fresh container" (its own source dir, HOME and
+//! TMPDIR), run the buildspec's pre_build, build and post_build commands, each command in its
+//! own `sh -c` with the CODEBUILD_* variables set. The project is a real npm project with a
+//! committed lockfile (tests/fixtures/npm-small*) and the build phase runs the real `npm ci`
+//! and `npm test`. The real cachectl restores and saves in a moto bucket (every S3 request
+//! passes through a recorder, so "uploads nothing" is checked request by request) and publishes
+//! its metrics to moto's CloudWatch through the bridge in `support::cloudwatch`.
+//!
+//! 1. lockfile v1: restore misses, `npm ci` runs, save uploads `v1/<pathset>/<key 1>`;
+//! 2. lockfile v1: exact hit, `npm ci` is skipped (tests pass on the restored node_modules),
+//!    save is skipped as unchanged and sends no write request; the bucket is untouched;
+//! 3. lockfile v2 (a dependency added): partial hit on key 1, `npm ci` runs, a new key is saved;
+//! 4. lockfile v3, `npm test` fails: CodeBuild ends the build phase and runs post_build with
+//!    CODEBUILD_BUILD_SUCCEEDING=0; save is skipped by the default policy, the bucket untouched.
+//!
+//! Then CloudWatch must hold exactly that: 4 restores (1 hit, 2 partial, 1 miss), 2 saves, the
+//! bytes moved, under ProjectName = the project and CacheName = the buildspec's cache.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use serde_json::Value;
+
+use crate::support::cloudwatch::{self, RUNTIME};
+use crate::support::{moto, tempdir, write, Fixture, Run};
+
+/// The CodeBuild project: the ProjectName dimension. moto's GetMetricData ignores the
+/// namespace once dimensions are given, so it must be unique among the tests too.
+const PROJECT: &str = "it-codebuild-node-npm";
+const NAMESPACE: &str = "it-codebuild-e2e";
+const BUILDSPEC: &str = "node-npm.yml";
+/// What the build phase prints instead of running `npm ci` after an exact hit.
+const SKIPPED_NPM_CI: &str = "skipping npm ci";
+/// Per command; `npm ci` of three tiny packages takes seconds.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The project's tests: every dependency in package.json loads, at the version the lockfile
+/// pins (after an exact hit node_modules comes only from the cache), and works.
+const TEST_JS: &str = r#"const assert = require("assert");
+const pkg = require("./package.json");
+const lock = require("./package-lock.json");
+for (const name of Object.keys(pkg.dependencies)) {
+  const installed = require(name + "/package.json").version;
+  const locked = lock.packages["node_modules/" + name].version;
+  assert.strictEqual(installed, locked, name + ": installed " + installed + ", locked " + locked);
+  require(name);
+  console.log("ok " + name + "@" + installed);
+}
+assert.strictEqual(require("is-number")(7), true);
+if (pkg.dependencies.ms) assert.strictEqual(require("ms")("2s"), 2000);
+if (pkg.dependencies.isarray) assert.strictEqual(require("isarray")([]), true);
+console.log("all tests passed");
+"#;
+
+/// A test that fails, as a broken commit's would.
+const FAILING_TEST_JS: &str = r#"console.error("1 failing: isarray is not wired in yet");
+process.exit(1);
+"#;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `name` on PATH, or a clear failure: this test needs the real tool.
+fn require_tool(name: &str, why: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not on PATH: tests/it/codebuild.rs {why}. Install Node.js (18 or \
+                 later, with npm) and put it on PATH; this test does not skip itself."
+            )
+        })
+}
+
+/// A Python with PyYAML: the tests' venv (next to moto_server), else `python3` on PATH.
+fn python() -> PathBuf {
+    std::env::var_os(moto::MOTO_ENV)
+        .map(PathBuf::from)
+        .and_then(|moto| moto.parent().map(|dir| dir.join("python3")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// The buildspec as CodeBuild reads it (PyYAML), and its embedded cachectl.toml (tomllib):
+/// `{"yaml": ..., "toml": ..., "toml_text": "..."}`.
+fn load_buildspec(name: &str) -> Value {
+    let script = r##"
+import json, sys, tomllib
+import yaml
+text = open(sys.argv[1], encoding="utf-8").read()
+lines, inside = [], False
+for line in text.splitlines():
+    if line.strip() == "# --- cachectl.toml ---":
+        inside = True
+    elif line.strip() == "# --- end ---":
+        inside = False
+    elif inside:
+        lines.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
+toml_text = "\n".join(lines) + "\n"
+print(json.dumps({"yaml": yaml.safe_load(text), "toml": tomllib.loads(toml_text), "toml_text": toml_text}))
+"##;
+    let path = repo().join("buildspecs").join(name);
+    let python = python();
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "parsing {} with {} failed (PyYAML is in tests/requirements.txt):\n{}",
+        path.display(),
+        python.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The commands of `phase`, each a string.
+fn commands(spec: &Value, phase: &str) -> Vec<String> {
+    spec["yaml"]["phases"][phase]["commands"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{BUILDSPEC}: no {phase} commands"))
+        .iter()
+        .map(|c| c.as_str().expect("commands are strings").to_owned())
+        .collect()
+}
+
+/// `pathset` of docs/FORMAT.md for already-normalized paths.
+fn pathset_digest(paths: &[String]) -> String {
+    let mut sorted: Vec<&str> = paths.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let input = format!("cachectl-paths-v1\n{}", sorted.join("\n"));
+    blake3::hash(input.as_bytes()).to_hex()[..16].to_owned()
+}
+
+/// A CodeBuild-style build id, `<project>:<uuid>`, distinct per build.
+fn build_id(n: u32) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let seed = format!("{}-{n}-{nanos}", std::process::id());
+    let h = blake3::hash(seed.as_bytes()).to_hex();
+    format!(
+        "{PROJECT}:{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+// --- S3 request recorder ------------------------------------------------------------------------
+
+/// A loopback TCP proxy in front of moto's S3 that records the request line (`METHOD /path?query`)
+/// of every HTTP request passing through, bodies skipped by their `Content-Length`. Bytes are
+/// forwarded untouched; a request is recorded before any of it reaches moto, so it is in the log
+/// by the time the command that sent it has exited.
+struct S3Recorder {
+    endpoint: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl S3Recorder {
+    fn start(upstream: &str) -> S3Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the S3 recorder");
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("moto on http")
+            .to_owned();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let shared = Arc::clone(&log);
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (upstream, log) = (upstream.clone(), Arc::clone(&shared));
+                thread::spawn(move || relay(client, &upstream, &log));
+            }
+        });
+        S3Recorder { endpoint, log }
+    }
+
+    fn mark(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    fn since(&self, mark: usize) -> Vec<String> {
+        self.log.lock().unwrap()[mark..].to_vec()
+    }
+}
+
+fn relay(mut client: TcpStream, upstream: &str, log: &Mutex<Vec<String>>) {
+    let Ok(mut server) = TcpStream::connect(upstream) else {
+        log.lock().unwrap().push("CONNECT-FAILED".into());
+        return;
+    };
+    let (Ok(mut server_out), Ok(mut client_in)) = (server.try_clone(), client.try_clone()) else {
+        return;
+    };
+    let answers = thread::spawn(move || {
+        let _ = std::io::copy(&mut server_out, &mut client_in);
+        let _ = client_in.shutdown(Shutdown::Write);
+    });
+    let mut parser = RequestParser::default();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let n = match client.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let lines = parser.feed(&chunk[..n]);
+        log.lock().unwrap().extend(lines);
+        if server.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = server.shutdown(Shutdown::Write);
+    let _ = answers.join();
+}
+
+/// Splits a client's byte stream into HTTP/1.1 requests.
+#[derive(Default)]
+struct RequestParser {
+    head: Vec<u8>,
+    /// Body bytes of the current request still to come.
+    body_left: u64,
+    /// A body we cannot delimit (chunked): stop parsing this connection.
+    lost: bool,
+}
+
+impl RequestParser {
+    /// The request lines that start in `bytes`.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() && !self.lost {
+            if self.body_left > 0 {
+                let skip = self.body_left.min((bytes.len() - i) as u64);
+                self.body_left -= skip;
+                i += skip as usize;
+                continue;
+            }
+            // Heads are small: byte by byte up to the blank line.
+            self.head.push(bytes[i]);
+            i += 1;
+            if self.head.ends_with(b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.head).into_owned();
+                self.head.clear();
+                lines.push(self.parse_head(&head));
+                if self.lost {
+                    lines.push("(chunked body: the rest of this connection is not parsed)".into());
+                }
+            }
+        }
+        lines
+    }
+
+    /// `METHOD /target`; sets how much body follows.
+    fn parse_head(&mut self, head: &str) -> String {
+        let mut parts = head.split(' ');
+        let method = parts.next().unwrap_or_default();
+        let target = parts.next().unwrap_or_default();
+        let header = |name: &str| {
+            head.split("\r\n").skip(1).find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+        };
+        self.lost = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+        self.body_left = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        format!("{method} {target}")
+    }
+}
+
+/// Requests that write: anything but GET and HEAD (PutObject, UploadPart, multipart POSTs,
+/// DELETE).
+fn writes(requests: &[String]) -> Vec<&String> {
+    requests
+        .iter()
+        .filter(|r| !(r.starts_with("GET ") || r.starts_with("HEAD ")))
+        .collect()
+}
+
+// --- the bucket, straight from moto -------------------------------------------------------------
+
+fn s3() -> aws_sdk_s3::Client {
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "it"))
+        .endpoint_url(&moto::moto().endpoint)
+        .force_path_style(true)
+        .http_client(http)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// One object as listed: name -> (size, ETag, LastModified).
+type Listing = BTreeMap<String, (i64, String, String)>;
+
+fn snapshot(client: &aws_sdk_s3::Client, bucket: &str) -> Listing {
+    RUNTIME.block_on(async {
+        let mut out = Listing::new();
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.unwrap_or_else(|e| panic!("list {bucket}: {e:?}"));
+            for o in page.contents() {
+                out.insert(
+                    o.key().unwrap_or_default().to_owned(),
+                    (
+                        o.size().unwrap_or(-1),
+                        o.e_tag().unwrap_or_default().to_owned(),
+                        o.last_modified()
+                            .map(|t| format!("{t:?}"))
+                            .unwrap_or_default(),
+                    ),
+                );
+            }
+        }
+        out
+    })
+}
+
+fn multipart_uploads_in_progress(client: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let out = RUNTIME
+        .block_on(client.list_multipart_uploads().bucket(bucket).send())
+        .unwrap_or_else(|e| panic!("list multipart uploads in {bucket}: {e:?}"));
+    out.uploads()
+        .iter()
+        .map(|u| u.key().unwrap_or_default().to_owned())
+        .collect()
+}
+
+// --- CodeBuild, emulated ------------------------------------------------------------------------
+
+/// Everything the builds share: the buildspec, the bucket, the recorder, a bin dir with the
+/// cachectl under test.
+struct World {
+    sandbox: tempfile::TempDir,
+    spec: Value,
+    bucket: String,
+    recorder: S3Recorder,
+    bridge: &'static str,
+    /// `<sandbox>/bin`, first on PATH: `cachectl` -> the binary under test.
+    bin: PathBuf,
+}
+
+/// One command of one phase, as it ran.
+struct Step {
+    phase: &'static str,
+    run: Run,
+    /// S3 requests sent while it ran.
+    s3: Vec<String>,
+}
+
+struct Build {
+    n: u32,
+    id: String,
+    src: PathBuf,
+    steps: Vec<Step>,
+    /// CODEBUILD_BUILD_SUCCEEDING after the build phase.
+    succeeded: bool,
+    /// The line restore --json left in /tmp/cachectl-npm.json.
+    restore: Value,
+    seconds: f64,
+}
+
+impl Build {
+    fn phase(&self, phase: &str) -> Vec<&Step> {
+        self.steps.iter().filter(|s| s.phase == phase).collect()
+    }
+
+    /// Every command's output, for failure messages.
+    fn transcript(&self) -> String {
+        transcript(self.n, &self.id, &self.src, &self.steps)
+    }
+
+    /// The post_build `cachectl save` step: exactly one (it exited 0: `World::build` fails the
+    /// test when a post_build command fails).
+    fn save_step(&self) -> &Step {
+        let saves: Vec<&Step> = self
+            .phase("post_build")
+            .into_iter()
+            .filter(|s| s.run.cmdline.trim_start().starts_with("cachectl save"))
+            .collect();
+        assert_eq!(saves.len(), 1, "{}", self.transcript());
+        saves[0]
+    }
+
+    /// `save <cache>: ...` from save's stderr: its one summary line for the cache.
+    fn save_line(&self, cache: &str) -> String {
+        let step = self.save_step();
+        let prefix = format!("save {cache}: ");
+        let lines: Vec<&str> = step
+            .run
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "build {}: expected one `{prefix}…` summary line\n{}",
+            self.n,
+            self.transcript()
+        );
+        lines[0][prefix.len()..].to_owned()
+    }
+
+    /// Warnings any cachectl command printed (metrics not published, store trouble, …).
+    fn cachectl_warnings(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|s| s.run.cmdline.contains("cachectl "))
+            .flat_map(|s| s.run.stderr.lines().map(str::to_owned))
+            .filter(|l| l.to_lowercase().contains("warning") || l.contains("error:"))
+            .collect()
+    }
+
+    fn output_of_phase(&self, phase: &str) -> String {
+        self.phase(phase)
+            .iter()
+            .map(|s| format!("{}{}", s.run.stdout, s.run.stderr))
+            .collect()
+    }
+}
+
+fn transcript(n: u32, id: &str, src: &Path, steps: &[Step]) -> String {
+    let mut out = format!("=== build {n} ({id}), src {} ===\n", src.display());
+    for step in steps {
+        out.push_str(&format!(
+            "--- [{}]\n{}\nS3 requests: {:?}\n",
+            step.phase,
+            step.run.context(),
+            step.s3
+        ));
+    }
+    out
+}
+
+impl World {
+    fn new() -> World {
+        let sandbox = tempdir("cachectl-it-codebuild-");
+        let spec = load_buildspec(BUILDSPEC);
+        let moto = moto::moto();
+        let bucket = moto::bucket_name("codebuild-node-npm");
+        moto.create_bucket(&bucket);
+        let recorder = S3Recorder::start(&moto.endpoint);
+        let bin = sandbox.path().join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        symlink(env!("CARGO_BIN_EXE_cachectl"), bin.join("cachectl")).unwrap();
+        World {
+            sandbox,
+            spec,
+            bucket,
+            recorder,
+            bridge: cloudwatch::bridge(),
+            bin,
+        }
+    }
+
+    /// The one cache of the embedded cachectl.toml: (name, its table).
+    fn cache(&self) -> (String, Value) {
+        let caches = self.spec["toml"]["cache"].as_object().unwrap();
+        assert_eq!(caches.len(), 1, "{BUILDSPEC}: one cache expected");
+        let (name, table) = caches.iter().next().unwrap();
+        (name.clone(), table.clone())
+    }
+
+    /// The environment CodeBuild would give the build's commands, aimed at moto.
+    fn env(&self, id: &str, n: u32, src: &Path, home: &Path, tmp: &Path) -> Vec<(String, String)> {
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut env: Vec<(String, String)> = Vec::new();
+        // The buildspec's env.variables first; the test's store replaces the example bucket.
+        if let Some(vars) = self.spec["yaml"]["env"]["variables"].as_object() {
+            for (k, v) in vars {
+                env.push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
+            }
+        }
+        let store = format!("s3://{}", self.bucket);
+        let s = |v: &Path| v.display().to_string();
+        env.extend(
+            [
+                ("PATH", path),
+                ("HOME", s(home)),
+                ("TMPDIR", s(tmp)),
+                ("CODEBUILD_CI", "true".into()),
+                ("CODEBUILD_BUILD_ID", id.to_owned()),
+                ("CODEBUILD_BUILD_NUMBER", n.to_string()),
+                (
+                    "CODEBUILD_BUILD_ARN",
+                    format!("arn:aws:codebuild:us-east-1:123456789012:build/{id}"),
+                ),
+                ("CODEBUILD_SRC_DIR", s(src)),
+                ("CACHE_BUCKET", self.bucket.clone()),
+                ("CACHECTL_STORE", store),
+                ("CACHECTL_METRICS_NAMESPACE", NAMESPACE.into()),
+                ("AWS_ENDPOINT_URL_S3", self.recorder.endpoint.clone()),
+                ("AWS_ENDPOINT_URL_CLOUDWATCH", self.bridge.to_owned()),
+                ("AWS_ACCESS_KEY_ID", "testing".into()),
+                ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+                ("AWS_REGION", "us-east-1".into()),
+                ("AWS_DEFAULT_REGION", "us-east-1".into()),
+                ("AWS_EC2_METADATA_DISABLED", "true".into()),
+                (
+                    "AWS_CONFIG_FILE",
+                    "/nonexistent/cachectl-it/aws-config".into(),
+                ),
+                (
+                    "AWS_SHARED_CREDENTIALS_FILE",
+                    "/nonexistent/cachectl-it/aws-credentials".into(),
+                ),
+                ("RUST_BACKTRACE", "1".into()),
+                // Quieter, faster npm; nothing here changes what is installed or cached.
+                ("NPM_CONFIG_AUDIT", "false".into()),
+                ("NPM_CONFIG_FUND", "false".into()),
+                ("NPM_CONFIG_UPDATE_NOTIFIER", "false".into()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        // npm must reach its registry the way it does here (proxy, mirror, CA), loopback direct.
+        for name in [
+            "http_proxy",
+            "https_proxy",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "NPM_CONFIG_REGISTRY",
+            "npm_config_registry",
+            "NODE_EXTRA_CA_CERTS",
+            "SSL_CERT_FILE",
+        ] {
+            if let Ok(value) = std::env::var(name) {
+                env.push((name.to_owned(), value));
+            }
+        }
+        for name in ["no_proxy", "NO_PROXY"] {
+            let value = std::env::var(name).unwrap_or_default();
+            let sep = if value.is_empty() { "" } else { "," };
+            env.push((name.to_owned(), format!("{value}{sep}127.0.0.1,localhost")));
+        }
+        env
+    }
+
+    /// One build in a fresh "container": the fixture project `fixture` as the source, `test_js`
+    /// as its tests; pre_build, build, post_build as CodeBuild runs them.
+    fn build(&self, n: u32, fixture: &str, test_js: &str) -> Build {
+        let started = Instant::now();
+        let root = self.sandbox.path().join(format!("build{n}"));
+        let (src, home, tmp) = (root.join("src"), root.join("home"), root.join("tmp"));
+        for dir in [&src, &home, &tmp] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        let fixture_dir = repo().join("tests/fixtures").join(fixture);
+        for file in ["package.json", "package-lock.json"] {
+            fs::copy(fixture_dir.join(file), src.join(file))
+                .unwrap_or_else(|e| panic!("{}/{file}: {e}", fixture_dir.display()));
+        }
+        write(&src.join("test.js"), test_js);
+        write(
+            &src.join("cachectl.toml"),
+            self.spec["toml_text"].as_str().unwrap(),
+        );
+        let id = build_id(n);
+        let env = self.env(&id, n, &src, &home, &tmp);
+
+        let mut steps = Vec::new();
+        let mut succeeding = true;
+        for phase in ["pre_build", "build", "post_build"] {
+            for command in commands(&self.spec, phase) {
+                // Builds run one after another here, not in separate containers: /tmp is the
+                // build's own TMPDIR.
+                let command = command.replace("/tmp/", &format!("{}/", tmp.display()));
+                let mut cmd = Command::new("/bin/sh");
+                cmd.arg("-c")
+                    .arg(&command)
+                    .current_dir(&src)
+                    .env_clear()
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .env(
+                        "CODEBUILD_BUILD_SUCCEEDING",
+                        if succeeding { "1" } else { "0" },
+                    );
+                let mark = self.recorder.mark();
+                let run = exec(&mut cmd, command.trim().to_owned());
+                let ok = run.code == Some(0);
+                steps.push(Step {
+                    phase,
+                    run,
+                    s3: self.recorder.since(mark),
+                });
+                if ok {
+                    continue;
+                }
+                // A failed command ends its phase. After pre_build that ends the build (no
+                // post_build): the buildspec's restore must never do that. After build,
+                // CodeBuild goes on to post_build with CODEBUILD_BUILD_SUCCEEDING=0.
+                assert_eq!(
+                    phase,
+                    "build",
+                    "build {n}: a {phase} command failed\n{}",
+                    transcript(n, &id, &src, &steps)
+                );
+                succeeding = false;
+                break;
+            }
+        }
+        let json_path = tmp.join("cachectl-npm.json");
+        let text = fs::read_to_string(&json_path).unwrap_or_default();
+        let mut build = Build {
+            n,
+            id,
+            src,
+            steps,
+            succeeded: succeeding,
+            restore: Value::Null,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        build.restore = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "build {n}: {} holds {text:?}, not restore's JSON line ({e})\n{}",
+                json_path.display(),
+                build.transcript()
+            )
+        });
+        eprintln!(
+            "[codebuild] build {n} ({fixture}): restore {}, {}, {:.1} s",
+            build.restore["outcome"],
+            if build.succeeded {
+                "succeeded"
+            } else {
+                "FAILED"
+            },
+            build.seconds
+        );
+        build
+    }
+}
+
+/// Runs `cmd` to completion (killed after TIMEOUT, which fails the test).
+fn exec(cmd: &mut Command, cmdline: String) -> Run {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmdline}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{cmdline}` still running after {TIMEOUT:?}; killed");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        cmdline,
+        code: status.code(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+        elapsed: started.elapsed(),
+    }
+}
+
+// --- CloudWatch, read back ----------------------------------------------------------------------
+
+/// Every metric of the namespace: (name, dimensions as sorted (name, value) pairs).
+fn list_metrics(client: &aws_sdk_cloudwatch::Client) -> Vec<(String, Vec<(String, String)>)> {
+    let metrics: Vec<Metric> = RUNTIME.block_on(async {
+        let mut all = Vec::new();
+        let mut pages = client
+            .list_metrics()
+            .namespace(NAMESPACE)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.unwrap_or_else(|e| {
+                panic!(
+                    "ListMetrics: {}",
+                    aws_sdk_cloudwatch::error::DisplayErrorContext(&e)
+                )
+            });
+            all.extend(page.metrics().iter().cloned());
+        }
+        all
+    });
+    let mut out: Vec<(String, Vec<(String, String)>)> = metrics
+        .iter()
+        .map(|m| {
+            let mut dims: Vec<(String, String)> = m
+                .dimensions()
+                .iter()
+                .map(|d| {
+                    (
+                        d.name().unwrap_or_default().to_owned(),
+                        d.value().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            dims.sort();
+            (m.metric_name().unwrap_or_default().to_owned(), dims)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// GetMetricData over the whole test: `stat` of each metric for (cache, PROJECT), one period.
+fn metric_data(
+    client: &aws_sdk_cloudwatch::Client,
+    cache: &str,
+    since: SystemTime,
+    queries: &[(&str, &str)],
+) -> BTreeMap<String, f64> {
+    let start = since - Duration::from_secs(120);
+    let end = SystemTime::now() + Duration::from_secs(120);
+    let span = end.duration_since(start).unwrap().as_secs();
+    let period = i32::try_from(span.div_ceil(60) * 60).unwrap();
+    let dims = [("CacheName", cache), ("ProjectName", PROJECT)]
+        .map(|(n, v)| Dimension::builder().name(n).value(v).build());
+    let mut request = client
+        .get_metric_data()
+        .start_time(start.into())
+        .end_time(end.into());
+    for (i, (metric, stat)) in queries.iter().enumerate() {
+        request = request.metric_data_queries(
+            MetricDataQuery::builder()
+                .id(format!("q{i}"))
+                .metric_stat(
+                    MetricStat::builder()
+                        .metric(
+                            Metric::builder()
+                                .namespace(NAMESPACE)
+                                .metric_name(*metric)
+                                .set_dimensions(Some(dims.to_vec()))
+                                .build(),
+                        )
+                        .period(period)
+                        .stat(*stat)
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    let out = RUNTIME.block_on(request.send()).unwrap_or_else(|e| {
+        panic!(
+            "GetMetricData: {}",
+            aws_sdk_cloudwatch::error::DisplayErrorContext(&e)
+        )
+    });
+    let mut values = BTreeMap::new();
+    for result in out.metric_data_results() {
+        let i: usize = result.id().unwrap()[1..].parse().unwrap();
+        let (metric, stat) = queries[i];
+        values.insert(
+            format!("{metric} {stat}"),
+            result.values().iter().sum::<f64>(),
+        );
+    }
+    values
+}
+
+// --- the test -----------------------------------------------------------------------------------
+
+#[test]
+fn node_npm_buildspec_four_builds_against_moto() {
+    let test_started = Instant::now();
+    let since = SystemTime::now();
+    require_tool("npm", "runs the buildspec's real `npm ci` and `npm test`");
+    require_tool(
+        "node",
+        "runs the buildspec's `node --version` and the project's tests",
+    );
+
+    let world = World::new();
+    let s3 = s3();
+    let (cache, table) = world.cache();
+    let paths: Vec<String> = table["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    let pathset = pathset_digest(&paths);
+    let restore_cmd = commands(&world.spec, "pre_build")
+        .into_iter()
+        .find(|c| c.starts_with("cachectl restore"))
+        .expect("pre_build restores");
+    assert!(
+        restore_cmd.contains(&format!("--cache {cache}")),
+        "{restore_cmd}"
+    );
+    assert!(snapshot(&s3, &world.bucket).is_empty());
+    let object = |key: &str| format!("v1/{pathset}/{key}");
+
+    // --- build 1: cold. Miss, npm ci, save uploads the entry. ---
+    let b1 = world.build(1, "npm-small", TEST_JS);
+    let ctx = b1.transcript();
+    assert!(b1.succeeded, "build 1 failed\n{ctx}");
+    assert_eq!(b1.restore["outcome"], "miss", "{ctx}");
+    assert!(b1.restore["matched_key"].is_null(), "{ctx}");
+    let key1 = b1.restore["key"].as_str().unwrap().to_owned();
+    assert!(key1.starts_with(&format!("{cache}-")), "{key1}");
+    let build_out = b1.output_of_phase("build");
+    assert!(
+        !build_out.contains(SKIPPED_NPM_CI) && build_out.contains("added 1 package"),
+        "build 1 must run npm ci\n{ctx}"
+    );
+    assert!(build_out.contains("all tests passed"), "{ctx}");
+    let line = b1.save_line(&cache);
+    assert!(
+        line.starts_with(&format!("saved {key1} ")),
+        "build 1: {line}\n{ctx}"
+    );
+    let uploads = writes(&b1.save_step().s3);
+    assert!(
+        uploads
+            .iter()
+            .any(|r| r.contains(&format!("/{}/{}", world.bucket, object(&key1)))),
+        "build 1's save sent no upload of {}: {:?}\n(the recorder must see uploads for its \
+         silence to mean anything)",
+        object(&key1),
+        b1.save_step().s3
+    );
+    let after1 = snapshot(&s3, &world.bucket);
+    assert_eq!(
+        after1.keys().collect::<Vec<_>>(),
+        [&object(&key1)],
+        "the bucket after build 1\n{ctx}"
+    );
+
+    // --- build 2: same lockfile. Exact hit, npm ci skipped, nothing uploaded. ---
+    let b2 = world.build(2, "npm-small", TEST_JS);
+    let ctx = b2.transcript();
+    assert!(b2.succeeded, "build 2 failed\n{ctx}");
+    assert_eq!(b2.restore["outcome"], "hit", "{ctx}");
+    assert_eq!(b2.restore["key"], key1.as_str(), "{ctx}");
+    assert_eq!(b2.restore["matched_key"], key1.as_str(), "{ctx}");
+    let build_out = b2.output_of_phase("build");
+    assert!(
+        build_out.contains(SKIPPED_NPM_CI) && !build_out.contains("added "),
+        "build 2 must skip npm ci after an exact hit\n{ctx}"
+    );
+    assert!(
+        build_out.contains("ok is-number@7.0.0") && build_out.contains("all tests passed"),
+        "build 2's tests must pass on the restored node_modules\n{ctx}"
+    );
+    let line = b2.save_line(&cache);
+    assert!(
+        line.starts_with(&format!("skipped {key1}, ")) && line.contains("unchanged"),
+        "build 2: {line}\n{ctx}"
+    );
+    assert_eq!(
+        writes(&b2.save_step().s3),
+        Vec::<&String>::new(),
+        "build 2's save wrote to S3 after an exact hit\n{ctx}"
+    );
+    assert_eq!(
+        snapshot(&s3, &world.bucket),
+        after1,
+        "build 2 changed the bucket\n{ctx}"
+    );
+
+    // --- build 3: a dependency added. Partial hit on key 1, npm ci, a new key saved. ---
+    let b3 = world.build(3, "npm-small-v2", TEST_JS);
+    let ctx = b3.transcript();
+    assert!(b3.succeeded, "build 3 failed\n{ctx}");
+    assert_eq!(b3.restore["outcome"], "partial", "{ctx}");
+    assert_eq!(b3.restore["matched_key"], key1.as_str(), "{ctx}");
+    let key3 = b3.restore["key"].as_str().unwrap().to_owned();
+    assert_ne!(key3, key1, "a changed lockfile must change the key");
+    let build_out = b3.output_of_phase("build");
+    assert!(
+        !build_out.contains(SKIPPED_NPM_CI) && build_out.contains("added "),
+        "build 3 must run npm ci after a partial hit\n{ctx}"
+    );
+    assert!(
+        build_out.contains("ok ms@2.1.3") && build_out.contains("all tests passed"),
+        "{ctx}"
+    );
+    let line = b3.save_line(&cache);
+    assert!(
+        line.starts_with(&format!("saved {key3} ")),
+        "build 3: {line}\n{ctx}"
+    );
+    let after3 = snapshot(&s3, &world.bucket);
+    assert_eq!(
+        after3.keys().collect::<BTreeSet<_>>(),
+        BTreeSet::from([&object(&key1), &object(&key3)]),
+        "the bucket after build 3\n{ctx}"
+    );
+    assert_eq!(
+        after3[&object(&key1)],
+        after1[&object(&key1)],
+        "build 3 touched key 1's object"
+    );
+
+    // --- build 4: another dependency, and a failing test. No save. ---
+    let b4 = world.build(4, "npm-small-v3", FAILING_TEST_JS);
+    let ctx = b4.transcript();
+    assert!(
+        !b4.succeeded,
+        "build 4's tests fail: the build must fail\n{ctx}"
+    );
+    assert_eq!(b4.restore["outcome"], "partial", "{ctx}");
+    assert_eq!(
+        b4.restore["matched_key"],
+        key3.as_str(),
+        "the newest entry under the restore key wins\n{ctx}"
+    );
+    let key4 = b4.restore["key"].as_str().unwrap().to_owned();
+    assert!(key4 != key1 && key4 != key3, "{key4}");
+    assert!(
+        b4.output_of_phase("build").contains("added "),
+        "build 4 runs npm ci\n{ctx}"
+    );
+    let line = b4.save_line(&cache);
+    assert!(
+        line.starts_with(&format!("skipped {key4}, "))
+            && line.contains("CODEBUILD_BUILD_SUCCEEDING=0"),
+        "build 4: {line}\n{ctx}"
+    );
+    assert_eq!(
+        writes(&b4.save_step().s3),
+        Vec::<&String>::new(),
+        "build 4's save wrote to S3 after a failed build\n{ctx}"
+    );
+    assert_eq!(
+        snapshot(&s3, &world.bucket),
+        after3,
+        "build 4 changed the bucket\n{ctx}"
+    );
+
+    // Across all builds: restores never write, nothing is left half-uploaded, no cachectl
+    // command warned (a metrics warning would mean CloudWatch missed a datum).
+    let builds = [&b1, &b2, &b3, &b4];
+    for b in builds {
+        for step in b.phase("pre_build") {
+            assert_eq!(
+                writes(&step.s3),
+                Vec::<&String>::new(),
+                "build {}: a restore wrote to S3\n{}",
+                b.n,
+                b.transcript()
+            );
+        }
+        assert_eq!(
+            b.cachectl_warnings(),
+            Vec::<String>::new(),
+            "build {}\n{}",
+            b.n,
+            b.transcript()
+        );
+    }
+    assert_eq!(
+        multipart_uploads_in_progress(&s3, &world.bucket),
+        Vec::<String>::new()
+    );
+
+    // --- CloudWatch ---
+    let restored_bytes: u64 = builds
+        .iter()
+        .map(|b| b.restore["bytes"].as_u64().unwrap())
+        .sum();
+    assert!(restored_bytes > 0);
+    let uploaded_bytes: u64 = [&key1, &key3]
+        .iter()
+        .map(|k| u64::try_from(after3[&object(k)].0).unwrap())
+        .sum();
+
+    let client = cloudwatch::client();
+    let listed = list_metrics(&client);
+    let dims = vec![
+        ("CacheName".to_owned(), cache.clone()),
+        ("ProjectName".to_owned(), PROJECT.to_owned()),
+    ];
+    let names: BTreeSet<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "BytesDownloaded",
+            "BytesUploaded",
+            "CacheError",
+            "CacheHit",
+            "CacheMiss",
+            "CachePartialHit",
+            "RestoreSeconds",
+            "SaveSeconds",
+        ]),
+        "metrics in {NAMESPACE}: {listed:#?}"
+    );
+    for (name, d) in &listed {
+        assert_eq!(d, &dims, "dimensions of {name}: {listed:#?}");
+    }
+
+    let queries = [
+        ("CacheHit", "Sum"),
+        ("CachePartialHit", "Sum"),
+        ("CacheMiss", "Sum"),
+        ("CacheError", "Sum"),
+        ("CacheHit", "SampleCount"),
+        ("CachePartialHit", "SampleCount"),
+        ("CacheMiss", "SampleCount"),
+        ("CacheError", "SampleCount"),
+        ("RestoreSeconds", "SampleCount"),
+        ("BytesDownloaded", "Sum"),
+        ("SaveSeconds", "SampleCount"),
+        ("BytesUploaded", "Sum"),
+    ];
+    let got = metric_data(&client, &cache, since, &queries);
+    let want: BTreeMap<String, f64> = [
+        ("CacheHit Sum", 1.0),
+        ("CachePartialHit Sum", 2.0),
+        ("CacheMiss Sum", 1.0),
+        ("CacheError Sum", 0.0),
+        // Every restore sends each outcome metric once (0 or 1).
+        ("CacheHit SampleCount", 4.0),
+        ("CachePartialHit SampleCount", 4.0),
+        ("CacheMiss SampleCount", 4.0),
+        ("CacheError SampleCount", 4.0),
+        ("RestoreSeconds SampleCount", 4.0),
+        ("BytesDownloaded Sum", restored_bytes as f64),
+        // Only the two saves that uploaded.
+        ("SaveSeconds SampleCount", 2.0),
+        ("BytesUploaded Sum", uploaded_bytes as f64),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(got, want, "GetMetricData for {cache}/{PROJECT}");
+
+    // And as `cachectl stats` reports it, through the same endpoint variable as the builds.
+    let f = Fixture::bare();
+    let mut stats = f.cachectl();
+    stats
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", world.bridge)
+        .args(["stats", "--json", "--since", "1h", "--namespace", NAMESPACE])
+        .timeout(Duration::from_secs(60));
+    let run = stats.run();
+    run.assert_code(0);
+    let report = run.json();
+    let rows = report["caches"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{report:#}");
+    let row = &rows[0];
+    assert_eq!(
+        (row["cache"].as_str(), row["project"].as_str()),
+        (Some(cache.as_str()), Some(PROJECT)),
+        "{report:#}"
+    );
+    for (field, want) in [
+        ("restores", 4),
+        ("hit", 1),
+        ("partial", 2),
+        ("miss", 1),
+        ("error", 0),
+        ("saves", 2),
+        ("bytes_downloaded", restored_bytes),
+        ("bytes_uploaded", uploaded_bytes),
+    ] {
+        assert_eq!(row[field], want, "stats {field}\n{report:#}");
+    }
+    assert!(
+        row["restore_seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{report:#}"
+    );
+
+    let elapsed = test_started.elapsed();
+    eprintln!("[codebuild] 4 builds and the metrics checks in {elapsed:.1?}");
+}
+
+/// The recorder's parser: requests on one keep-alive connection, bodies skipped by length
+/// (even when they look like requests), heads and bodies split anywhere across reads.
+#[test]
+fn s3_recorder_splits_requests_on_a_connection() {
+    let body = b"GET /not-a-request HTTP/1.1\r\n\r\n";
+    let mut stream = Vec::new();
+    stream.extend_from_slice(b"HEAD /b/k HTTP/1.1\r\nHost: x\r\n\r\n");
+    stream.extend_from_slice(
+        format!(
+            "PUT /b/k?x-id=PutObject HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    stream.extend_from_slice(body);
+    stream.extend_from_slice(b"GET /b/?list-type=2 HTTP/1.1\r\n\r\n");
+    let want = [
+        "HEAD /b/k",
+        "PUT /b/k?x-id=PutObject",
+        "GET /b/?list-type=2",
+    ];
+    for split in [1, 7, 40, stream.len()] {
+        let mut parser = RequestParser::default();
+        let seen: Vec<String> = stream.chunks(split).flat_map(|c| parser.feed(c)).collect();
+        assert_eq!(seen, want, "reads of {split} bytes");
+        assert_eq!(writes(&seen), [&seen[1]]);
+    }
+}
