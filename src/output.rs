@@ -89,6 +89,41 @@ pub fn rate(bytes: u64, elapsed: Duration) -> String {
     format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
 }
 
+impl RestoreReport {
+    /// A report that says `error` until the restore says otherwise.
+    pub fn new(cache: &str, key: &str, store: String) -> Self {
+        RestoreReport {
+            cache: cache.to_owned(),
+            outcome: RestoreOutcome::Error,
+            key: key.to_owned(),
+            matched_key: None,
+            bytes: 0,
+            files: 0,
+            unpacked_bytes: 0,
+            seconds: 0.0,
+            store,
+            message: None,
+        }
+    }
+}
+
+impl SaveReport {
+    /// A report that says `error` until the save says otherwise.
+    pub fn new(cache: &str, key: &str, store: String) -> Self {
+        SaveReport {
+            cache: cache.to_owned(),
+            outcome: SaveOutcome::Error,
+            key: key.to_owned(),
+            bytes: 0,
+            files: 0,
+            unpacked_bytes: 0,
+            seconds: 0.0,
+            store,
+            reason: None,
+        }
+    }
+}
+
 /// One human line on stderr, unless `--quiet`.
 pub fn say(line: &str) {
     if crate::progress::verbosity() != crate::progress::Verbosity::Quiet {

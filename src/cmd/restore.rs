@@ -122,34 +122,15 @@ fn failed_report(job: &Job, f: &Failure, store: String) -> RestoreReport {
         f.hint.as_deref(),
     );
     RestoreReport {
-        cache: job.name.clone(),
-        outcome: RestoreOutcome::Error,
-        key: job.key.to_string(),
-        matched_key: None,
-        bytes: 0,
-        files: 0,
-        unpacked_bytes: 0,
-        seconds: 0.0,
-        store,
         message: Some(f.message()),
+        ..RestoreReport::new(&job.name, job.key.as_str(), store)
     }
 }
 
 /// Restores one cache; store trouble becomes outcome `error` with its cause, never a panic.
 async fn restore_one(store: Arc<dyn Store>, job: &Job, args: &RestoreArgs) -> RestoreReport {
     let started = Instant::now();
-    let mut report = RestoreReport {
-        cache: job.name.clone(),
-        outcome: RestoreOutcome::Error,
-        key: job.key.to_string(),
-        matched_key: None,
-        bytes: 0,
-        files: 0,
-        unpacked_bytes: 0,
-        seconds: 0.0,
-        store: store.describe(),
-        message: None,
-    };
+    let mut report = RestoreReport::new(&job.name, job.key.as_str(), store.describe());
     let result = restore(store, job, args, &mut report).await;
     report.seconds = started.elapsed().as_secs_f64();
     let name = &job.name;

@@ -89,15 +89,9 @@ fn failed_report(job: &Job, f: &Failure, store: String, seconds: f64) -> SaveRep
         f.hint.as_deref(),
     );
     SaveReport {
-        cache: job.name.clone(),
-        outcome: SaveOutcome::Error,
-        key: job.key.to_string(),
-        bytes: 0,
-        files: 0,
-        unpacked_bytes: 0,
         seconds,
-        store,
         reason: Some(f.message()),
+        ..SaveReport::new(&job.name, job.key.as_str(), store)
     }
 }
 
@@ -131,17 +125,7 @@ async fn save_one(
         _ => job.key.clone(),
     };
     let job = Job { key, ..job.clone() };
-    let mut report = SaveReport {
-        cache: job.name.clone(),
-        outcome: SaveOutcome::Error,
-        key: job.key.to_string(),
-        bytes: 0,
-        files: 0,
-        unpacked_bytes: 0,
-        seconds: 0.0,
-        store: store.describe(),
-        reason: None,
-    };
+    let mut report = SaveReport::new(&job.name, job.key.as_str(), store.describe());
     let when = args.when.or(job.when).unwrap_or(When::Success);
     let result = if let Err(why) = policy_allows(when) {
         report.outcome = SaveOutcome::Skipped;
