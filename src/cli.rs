@@ -27,6 +27,111 @@ pub enum Command {
     Keys(KeysArgs),
     /// Read restore outcomes back from CloudWatch: hit / partial / miss rates and time saved.
     Stats(StatsArgs),
+    /// Delete entries by age, last use and total size, never one a build may be using
+    /// (what the scheduled prune project runs).
+    Prune(PruneArgs),
+    /// List entries: key, size, created, last used, family and paths.
+    Ls(LsArgs),
+    /// Delete entries by exact key or by key prefix (drop a bad cache).
+    Rm(RmArgs),
+}
+
+/// `--store` alone, for commands that do not transfer archives.
+#[derive(Debug, Args)]
+pub struct StoreLocation {
+    /// Where caches live: `s3://bucket[/prefix]` or a local directory
+    /// [default: $XDG_CACHE_HOME/cachectl, else ~/.cache/cachectl]
+    #[arg(long, env = env::STORE, value_name = "STORE")]
+    pub store: Option<String>,
+}
+
+/// An RFC 3339 time such as `2026-11-26T12:00:00Z`.
+pub fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    crate::time::parse_rfc3339(s.trim())
+        .ok_or_else(|| format!("`{s}` is not an RFC 3339 time like 2026-11-26T12:00:00Z"))
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Delete entries created longer ago than this, e.g. `30d`
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub max_age: Option<std::time::Duration>,
+
+    /// Delete entries not restored for this long (never restored: since creation), e.g. `14d`
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub max_unused: Option<std::time::Duration>,
+
+    /// Keep at least the N newest entries of each key family, whatever the other rules say
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+
+    /// Then delete least recently used entries until the store holds at most this much,
+    /// e.g. `50GiB`, `500MB` or bytes
+    #[arg(long, value_name = "SIZE", value_parser = crate::prune::parse_size)]
+    pub max_total_size: Option<u64>,
+
+    /// Never delete anything created or used more recently than this [default: 1h]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub min_age: Option<std::time::Duration>,
+
+    /// Print what would be deleted and why; delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Judge ages as if it were this time (RFC 3339), to preview a policy
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub as_of: Option<std::time::SystemTime>,
+
+    /// Print one JSON object with the summary and every deletion
+    #[arg(long)]
+    pub json: bool,
+
+    /// cachectl.toml whose `[prune]` table sets defaults for these flags
+    /// [default: ./cachectl.toml when it exists]
+    #[arg(long, env = env::CONFIG, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub store: StoreLocation,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only keys starting with this
+    #[arg(value_name = "PREFIX", default_value = "")]
+    pub prefix: String,
+
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub store: StoreLocation,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Keys to delete (every path set saved under each key)
+    #[arg(value_name = "KEY", value_parser = CacheKey::parse_arg, required_unless_present = "prefix", conflicts_with = "prefix")]
+    pub keys: Vec<CacheKey>,
+
+    /// Delete every entry whose key starts with PREFIX
+    #[arg(long, value_name = "PREFIX", value_parser = CacheKey::parse_prefix_arg)]
+    pub prefix: Option<CacheKey>,
+
+    /// Print what would be deleted; delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print one JSON object instead of lines
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub store: StoreLocation,
 }
 
 #[derive(Debug, Args)]

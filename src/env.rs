@@ -31,3 +31,6 @@ pub const STATE_DIR: &str = "CACHECTL_STATE_DIR";
 pub const CONFIG: &str = "CACHECTL_CONFIG";
 /// `1` prints per-stage timings of a save or restore on stderr.
 pub const TIMINGS: &str = "CACHECTL_TIMINGS";
+/// RFC 3339 time that replaces the clock for recorded creation and last-use times (tests and
+/// policy previews; leave unset in builds).
+pub const NOW: &str = "CACHECTL_NOW";

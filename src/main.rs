@@ -34,6 +34,9 @@ fn main() -> ExitCode {
                 Command::Save(args) => cmd::save::run(args).await,
                 Command::Restore(args) => cmd::restore::run(args).await,
                 Command::Stats(args) => cmd::stats::run(args).await,
+                Command::Prune(args) => cmd::prune::run(args).await,
+                Command::Ls(args) => cmd::ls::run(args).await,
+                Command::Rm(args) => cmd::rm::run(args).await,
                 Command::HashFiles(_) | Command::Keys(_) => unreachable!("handled above"),
             }
         };

@@ -1,10 +1,11 @@
 //! Restore outcomes and transfer timings to CloudWatch: best effort, bounded in time, never fatal.
 //!
-//! Every datum has two dimensions, `CacheName` and `ProjectName` (the CodeBuild project, or
-//! `local`). A restore sends `CacheHit`, `CachePartialHit`, `CacheMiss` and `CacheError` (exactly
+//! Save and restore datums have two dimensions, `CacheName` and `ProjectName` (the CodeBuild
+//! project, or `local`). A restore sends `CacheHit`, `CachePartialHit`, `CacheMiss` and `CacheError` (exactly
 //! one of them 1, the others 0, so their sums count restores and their averages are rates), plus
 //! `RestoreSeconds` and `BytesDownloaded`. A save sends `SaveSeconds` and `BytesUploaded`, never
-//! an outcome metric. `cachectl stats` reads them back.
+//! an outcome metric. `cachectl stats` reads them back. A prune sends `PrunedEntries`,
+//! `PrunedBytes`, `StoreEntries` and `StoreBytes` with the one dimension `Store`.
 //!
 //! A command calls [`Metrics::start`] first, so region and credential lookup overlap the
 //! transfer, and [`Metrics::publish`] once at the end with every cache's [`Event`]: one
@@ -35,12 +36,18 @@ pub const RESTORE_SECONDS: &str = "RestoreSeconds";
 pub const BYTES_DOWNLOADED: &str = "BytesDownloaded";
 pub const SAVE_SECONDS: &str = "SaveSeconds";
 pub const BYTES_UPLOADED: &str = "BytesUploaded";
+pub const PRUNED_ENTRIES: &str = "PrunedEntries";
+pub const PRUNED_BYTES: &str = "PrunedBytes";
+pub const STORE_ENTRIES: &str = "StoreEntries";
+pub const STORE_BYTES: &str = "StoreBytes";
 
 /// The four restore outcomes, in the order `RestoreOutcome` lists them.
 pub const OUTCOME_METRICS: [&str; 4] = [CACHE_HIT, CACHE_PARTIAL_HIT, CACHE_MISS, CACHE_ERROR];
 
 pub const CACHE_DIMENSION: &str = "CacheName";
 pub const PROJECT_DIMENSION: &str = "ProjectName";
+/// Prune's one dimension: the store (`s3://bucket/prefix/` or the directory).
+pub const STORE_DIMENSION: &str = "Store";
 /// ProjectName outside CodeBuild.
 pub const LOCAL_PROJECT: &str = "local";
 
@@ -75,6 +82,14 @@ pub enum Event {
         cache: String,
         seconds: f64,
         bytes: u64,
+    },
+    /// What one prune deleted, and the store after it.
+    Prune {
+        store: String,
+        entries: u64,
+        bytes: u64,
+        store_entries: u64,
+        store_bytes: u64,
     },
 }
 
@@ -393,26 +408,28 @@ pub fn datums(events: &[Event], project: &str) -> Vec<MetricDatum> {
     let project = dimension_value(project);
     let mut out = Vec::with_capacity(events.len() * 6);
     for event in events {
-        let cache = match event {
-            Event::Restore { cache, .. } | Event::Save { cache, .. } => dimension_value(cache),
+        let dimensions = match event {
+            Event::Restore { cache, .. } | Event::Save { cache, .. } => vec![
+                Dimension::builder()
+                    .name(CACHE_DIMENSION)
+                    .value(dimension_value(cache))
+                    .build(),
+                Dimension::builder()
+                    .name(PROJECT_DIMENSION)
+                    .value(&project)
+                    .build(),
+            ],
+            Event::Prune { store, .. } => vec![Dimension::builder()
+                .name(STORE_DIMENSION)
+                .value(dimension_value(store))
+                .build()],
         };
         let datum = |name: &str, value: f64, unit: StandardUnit| {
             MetricDatum::builder()
                 .metric_name(name)
                 .value(metric_value(value))
                 .unit(unit)
-                .dimensions(
-                    Dimension::builder()
-                        .name(CACHE_DIMENSION)
-                        .value(&cache)
-                        .build(),
-                )
-                .dimensions(
-                    Dimension::builder()
-                        .name(PROJECT_DIMENSION)
-                        .value(&project)
-                        .build(),
-                )
+                .set_dimensions(Some(dimensions.clone()))
                 .build()
         };
         match event {
@@ -433,6 +450,22 @@ pub fn datums(events: &[Event], project: &str) -> Vec<MetricDatum> {
             Event::Save { seconds, bytes, .. } => {
                 out.push(datum(SAVE_SECONDS, *seconds, StandardUnit::Seconds));
                 out.push(datum(BYTES_UPLOADED, *bytes as f64, StandardUnit::Bytes));
+            }
+            Event::Prune {
+                entries,
+                bytes,
+                store_entries,
+                store_bytes,
+                ..
+            } => {
+                out.push(datum(PRUNED_ENTRIES, *entries as f64, StandardUnit::Count));
+                out.push(datum(PRUNED_BYTES, *bytes as f64, StandardUnit::Bytes));
+                out.push(datum(
+                    STORE_ENTRIES,
+                    *store_entries as f64,
+                    StandardUnit::Count,
+                ));
+                out.push(datum(STORE_BYTES, *store_bytes as f64, StandardUnit::Bytes));
             }
         }
     }

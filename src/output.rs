@@ -124,6 +124,22 @@ impl SaveReport {
     }
 }
 
+/// `1 entry`, `2,500 entries`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
+/// `45s`, `12m`, `5h`, `3d`: how long ago, to the unit a person would use.
+pub fn human_age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
 /// One human line on stderr, unless `--quiet`.
 pub fn say(line: &str) {
     if crate::progress::verbosity() != crate::progress::Verbosity::Quiet {
@@ -213,5 +229,9 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(312 * 1024 * 1024), "312.0 MiB");
+        assert_eq!(human_age(Duration::from_secs(59)), "59s");
+        assert_eq!(human_age(Duration::from_secs(3600)), "60m");
+        assert_eq!(human_age(Duration::from_secs(5 * 3600)), "5h");
+        assert_eq!(human_age(Duration::from_secs(3 * 86400 + 5)), "3d");
     }
 }

@@ -3,7 +3,10 @@
 pub mod hash_files;
 pub mod jobs;
 pub mod keys;
+pub mod ls;
+pub mod prune;
 pub mod restore;
+pub mod rm;
 pub mod save;
 pub mod stats;
 
@@ -22,14 +25,18 @@ pub struct Failure {
 
 impl<E: std::error::Error + Hint + 'static> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure {
-            cause: chain(&e),
-            hint: e.hint(),
-        }
+        Failure::of(&e)
     }
 }
 
 impl Failure {
+    pub fn of<E: std::error::Error + Hint + 'static>(e: &E) -> Self {
+        Failure {
+            cause: chain(e),
+            hint: e.hint(),
+        }
+    }
+
     pub fn message(&self) -> String {
         match &self.hint {
             Some(h) => format!("{} (fix: {h})", self.cause),
@@ -64,13 +71,23 @@ pub fn set_verbosity(r: &crate::cli::ReportArgs) {
     });
 }
 
-/// Reports a planning failure (bad flags or configuration) with its exit status.
-pub fn plan_failed(e: jobs::PlanError) -> std::process::ExitCode {
-    eprintln!("error: {}", e.failure.cause);
-    if let Some(h) = &e.failure.hint {
+/// Prints a failure that ends a store-maintenance command (`ls`, `rm`, `prune`): exit 1.
+pub fn fail(f: &Failure) -> std::process::ExitCode {
+    fail_with(f, crate::error::code::FAILED)
+}
+
+/// `error: <cause>` and `hint: <fix>` on stderr; returns `status`.
+pub fn fail_with(f: &Failure, status: u8) -> std::process::ExitCode {
+    eprintln!("error: {}", f.cause);
+    if let Some(h) = &f.hint {
         eprintln!("hint: {h}");
     }
-    std::process::ExitCode::from(e.status)
+    std::process::ExitCode::from(status)
+}
+
+/// Reports a planning failure (bad flags or configuration) with its exit status.
+pub fn plan_failed(e: jobs::PlanError) -> std::process::ExitCode {
+    fail_with(&e.failure, e.status)
 }
 
 /// Starts building the CloudWatch client in the background, unless metrics are off.

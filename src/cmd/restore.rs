@@ -11,13 +11,14 @@ use crate::metrics;
 use crate::output::{self, human_bytes, thousands, RestoreOutcome, RestoreReport};
 use crate::progress::Progress;
 use crate::state;
-use crate::store::{EntryInfo, Store};
+use crate::store::{self, EntryInfo, Store, UseRecord};
 use crate::timings;
 use crate::transfer::{self, VerifyingReader};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 pub async fn run(args: RestoreArgs) -> ExitCode {
     let started = Instant::now();
@@ -131,8 +132,12 @@ fn failed_report(job: &Job, f: &Failure, store: String) -> RestoreReport {
 async fn restore_one(store: Arc<dyn Store>, job: &Job, args: &RestoreArgs) -> RestoreReport {
     let started = Instant::now();
     let mut report = RestoreReport::new(&job.name, job.key.as_str(), store.describe());
-    let result = restore(store, job, args, &mut report).await;
+    let mut recorder = None;
+    let result = restore(store, job, args, &mut report, &mut recorder).await;
     report.seconds = started.elapsed().as_secs_f64();
+    if let Some(task) = recorder {
+        finish_recording(&job.name, task).await;
+    }
     let name = &job.name;
     match result {
         Ok(()) => {
@@ -195,11 +200,28 @@ async fn lookup(
     Ok(None)
 }
 
+/// How long a restore that is otherwise done waits for its use record to be written.
+const RECORD_USE_BUDGET: Duration = Duration::from_secs(2);
+
+/// Waits (briefly) for the use record; a failure is worth a note, never a failed restore.
+async fn finish_recording(cache: &str, task: JoinHandle<Result<(), store::Error>>) {
+    let note = match tokio::time::timeout(RECORD_USE_BUDGET, task).await {
+        Ok(Ok(Ok(()))) => return,
+        Ok(Ok(Err(e))) => Failure::of(&e).message(),
+        Ok(Err(e)) => format!("recording task failed: {e}"),
+        Err(_) => format!("no answer within {} s", RECORD_USE_BUDGET.as_secs()),
+    };
+    if crate::progress::verbosity() == crate::progress::Verbosity::Verbose {
+        eprintln!("note: restore {cache}: last use not recorded (prune may judge the entry unused): {note}");
+    }
+}
+
 async fn restore(
     store: Arc<dyn Store>,
     job: &Job,
     args: &RestoreArgs,
     report: &mut RestoreReport,
+    recorder: &mut Option<JoinHandle<Result<(), store::Error>>>,
 ) -> Result<(), Failure> {
     let (cwd, home) = super::anchors();
     let dests = job.paths.resolve(&cwd, home.as_deref())?;
@@ -216,6 +238,12 @@ async fn restore(
         report.outcome = outcome;
         return Ok(());
     }
+    // Written alongside the download, so it costs the restore nothing (docs/FORMAT.md, "Last use").
+    *recorder = Some(tokio::spawn({
+        let store = Arc::clone(&store);
+        let used = UseRecord::at(entry.name.clone(), crate::time::now());
+        async move { store.record_use(&used).await }
+    }));
     let staged = dests
         .iter()
         .map(|d| Staged::create(d))

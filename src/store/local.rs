@@ -3,7 +3,10 @@
 //! Uploads go to `<root>/tmp/` and appear under their name with one `link` (no clobber) or
 //! `rename` (overwrite), so a reader never sees a half-written archive.
 
-use super::{EntryInfo, EntryMeta, Error, PutOutcome, Store, Upload};
+use super::{
+    EntryInfo, EntryMeta, Error, Leftover, LeftoverKind, PutOutcome, Removal, Scan, Scanned, Store,
+    Upload, UseRecord, USED_DIR,
+};
 use crate::key::{EntryName, FORMAT_DIR};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -112,6 +115,124 @@ fn info_from(name: EntryName, md: &fs::Metadata) -> EntryInfo {
         size: md.len(),
         modified: md.modified().unwrap_or(std::time::UNIX_EPOCH),
     }
+}
+
+/// `<root>/v1-used/<pathset>/<stamp>/<escaped key>`.
+fn use_path(root: &Path, u: &UseRecord) -> PathBuf {
+    root.join(USED_DIR)
+        .join(&u.name.pathset)
+        .join(u.stamp())
+        .join(escape(&u.name.key))
+}
+
+/// `read_dir` that treats a missing directory as empty.
+fn read_dir_names(dir: &Path) -> Result<Vec<(String, fs::Metadata)>, Error> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(format!("list {}", dir.display()))(e)),
+    };
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(io_err(format!("list {}", dir.display())))?;
+        // Names that are not UTF-8 are not ours; a file removed meanwhile is not listed.
+        if let (Some(name), Ok(md)) = (ent.file_name().to_str(), ent.metadata()) {
+            out.push((name.to_owned(), md));
+        }
+    }
+    Ok(out)
+}
+
+fn remove_if_present(path: &Path) -> Result<(), Error> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(format!("remove {}", path.display()))(e)),
+    }
+}
+
+/// The blocking part of [`LocalStore::scan`].
+fn scan_dir(root: &Path, key_prefix: &str) -> Result<Scan, Error> {
+    let mut scan = Scan::default();
+    let is_pathset = |name: &str| name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit());
+    for (pathset, md) in read_dir_names(&root.join(FORMAT_DIR))? {
+        if !md.is_dir() || !is_pathset(&pathset) {
+            continue;
+        }
+        let dir = root.join(FORMAT_DIR).join(&pathset);
+        let files = read_dir_names(&dir)?;
+        let data: std::collections::HashSet<&str> = files
+            .iter()
+            .filter(|(n, md)| md.is_file() && !n.ends_with(META_SUFFIX))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        for (fname, md) in &files {
+            if let Some(stem) = fname.strip_suffix(META_SUFFIX) {
+                // A sidecar whose archive is gone: a delete interrupted between the two files.
+                if !data.contains(stem) && key_prefix.is_empty() {
+                    scan.leftovers.push(Leftover {
+                        what: dir.join(fname).display().to_string(),
+                        since: md.modified().unwrap_or(std::time::UNIX_EPOCH),
+                        kind: LeftoverKind::File(dir.join(fname)),
+                    });
+                }
+                continue;
+            }
+            if !md.is_file() {
+                continue;
+            }
+            let Some(key) = unescape(fname).filter(|k| k.starts_with(key_prefix)) else {
+                continue;
+            };
+            let path = dir.join(fname);
+            let meta = fs::read(meta_path(&path))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<EntryMeta>(&b).ok());
+            let name = EntryName {
+                pathset: pathset.clone(),
+                key,
+            };
+            scan.entries.push(Scanned {
+                info: info_from(name, md),
+                meta,
+            });
+        }
+    }
+    for (pathset, md) in read_dir_names(&root.join(USED_DIR))? {
+        if !md.is_dir() || !is_pathset(&pathset) {
+            continue;
+        }
+        let dir = root.join(USED_DIR).join(&pathset);
+        for (stamp, _) in read_dir_names(&dir)? {
+            let Some(hour) = UseRecord::parse_stamp(&stamp) else {
+                continue;
+            };
+            for (fname, _) in read_dir_names(&dir.join(&stamp))? {
+                if let Some(key) = unescape(&fname).filter(|k| k.starts_with(key_prefix)) {
+                    scan.uses.push(UseRecord {
+                        name: EntryName {
+                            pathset: pathset.clone(),
+                            key,
+                        },
+                        hour,
+                    });
+                }
+            }
+        }
+    }
+    if key_prefix.is_empty() {
+        let tmp = root.join("tmp");
+        for (fname, md) in read_dir_names(&tmp)? {
+            if md.is_file() {
+                scan.leftovers.push(Leftover {
+                    what: tmp.join(&fname).display().to_string(),
+                    since: md.modified().unwrap_or(std::time::UNIX_EPOCH),
+                    kind: LeftoverKind::File(tmp.join(&fname)),
+                });
+            }
+        }
+    }
+    Ok(scan)
 }
 
 fn meta_path(data: &Path) -> PathBuf {
@@ -227,6 +348,82 @@ impl Store for LocalStore {
             meta_json,
             overwrite,
         }))
+    }
+
+    async fn record_use(&self, use_: &UseRecord) -> Result<(), Error> {
+        let path = use_path(&self.root, use_);
+        tokio::task::spawn_blocking(move || {
+            let parent = path.parent().expect("use record has a parent");
+            fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
+            // create_new: the second restore in the hour finds the record and writes nothing.
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(io_err(format!("create {}", path.display()))(e)),
+            }
+        })
+        .await
+        .map_err(|e| blocking_err("record use", e))?
+    }
+
+    async fn scan(&self, key_prefix: &str) -> Result<Scan, Error> {
+        let root = self.root.clone();
+        let key_prefix = key_prefix.to_owned();
+        tokio::task::spawn_blocking(move || scan_dir(&root, &key_prefix))
+            .await
+            .map_err(|e| blocking_err("scan", e))?
+    }
+
+    async fn remove(&self, batch: &[Removal]) -> Vec<Result<(), Error>> {
+        let store = LocalStore::new(self.root.clone());
+        let batch = batch.to_vec();
+        let n = batch.len();
+        match tokio::task::spawn_blocking(move || {
+            batch.iter().map(|r| store.remove_one(r)).collect()
+        })
+        .await
+        {
+            Ok(results) => results,
+            Err(e) => (0..n)
+                .map(|_| {
+                    Err(Error::Other {
+                        what: "remove".into(),
+                        source: e.to_string().into(),
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+impl LocalStore {
+    fn remove_one(&self, r: &Removal) -> Result<(), Error> {
+        match r {
+            Removal::Entry(name) => {
+                let data = self.data_path(name)?;
+                // Archive first: a sidecar left alone is a leftover the next prune removes.
+                remove_if_present(&data)?;
+                remove_if_present(&meta_path(&data))
+            }
+            Removal::Use(u) => {
+                let path = use_path(&self.root, u);
+                remove_if_present(&path)?;
+                // The hour's directory goes when its last record does; a non-empty one stays.
+                let _ = fs::remove_dir(path.parent().expect("use record has a parent"));
+                Ok(())
+            }
+            Removal::Leftover(l) => match &l.kind {
+                LeftoverKind::File(p) => remove_if_present(p),
+                LeftoverKind::Upload { key, .. } => Err(Error::Other {
+                    what: format!("abort upload {key}"),
+                    source: "not a local-store leftover".into(),
+                }),
+            },
+        }
     }
 }
 

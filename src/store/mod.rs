@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -94,6 +94,98 @@ pub struct EntryInfo {
     pub modified: SystemTime,
 }
 
+/// One hour in which an entry was restored: the object `v1-used/<pathset>/<hour stamp>/<key>`
+/// (docs/FORMAT.md, "Last use"). Only its name carries information.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UseRecord {
+    pub name: EntryName,
+    /// Hours since the Unix epoch (UTC) at the start of that hour.
+    pub hour: u64,
+}
+
+impl UseRecord {
+    pub fn at(name: EntryName, t: SystemTime) -> Self {
+        let secs = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        UseRecord {
+            name,
+            hour: secs / 3600,
+        }
+    }
+
+    /// `YYYYMMDDHH` (UTC): sorts like time and reads like a date in a bucket listing.
+    pub fn stamp(&self) -> String {
+        let t =
+            crate::time::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(self.hour * 3600));
+        t[..13].chars().filter(char::is_ascii_digit).collect()
+    }
+
+    pub fn parse_stamp(stamp: &str) -> Option<u64> {
+        if stamp.len() != 10 || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let t = crate::time::parse_rfc3339(&format!(
+            "{}-{}-{}T{}:00:00Z",
+            &stamp[..4],
+            &stamp[4..6],
+            &stamp[6..8],
+            &stamp[8..10]
+        ))?;
+        Some(t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs() / 3600)
+    }
+
+    /// The end of the hour: the latest the use can have been, so `--min-age` errs on keeping.
+    pub fn latest(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs((self.hour + 1) * 3600)
+    }
+}
+
+/// An entry found by [`Store::scan`], with its metadata when it could be read.
+#[derive(Debug, Clone)]
+pub struct Scanned {
+    pub info: EntryInfo,
+    pub meta: Option<EntryMeta>,
+}
+
+/// Something an interrupted save left behind.
+#[derive(Debug, Clone)]
+pub struct Leftover {
+    /// For messages: `multipart upload s3://b/v1/…/key` or the file's path.
+    pub what: String,
+    /// When it was started or last written.
+    pub since: SystemTime,
+    pub kind: LeftoverKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeftoverKind {
+    /// An S3 multipart upload never completed or aborted.
+    Upload { key: String, upload_id: String },
+    /// A local-store temporary file, or a metadata sidecar whose archive is gone.
+    File(PathBuf),
+}
+
+/// Everything in a store: entries, use records and leftovers, in no particular order.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub entries: Vec<Scanned>,
+    pub uses: Vec<UseRecord>,
+    pub leftovers: Vec<Leftover>,
+}
+
+/// One thing [`Store::remove`] deletes.
+#[derive(Debug, Clone)]
+pub enum Removal {
+    /// The archive and its metadata (use records are separate removals).
+    Entry(EntryName),
+    Use(UseRecord),
+    Leftover(Leftover),
+}
+
+/// Most removals in one [`Store::remove`] call: S3's DeleteObjects limit.
+pub const MAX_REMOVALS_PER_CALL: usize = 1000;
+
 /// The result of a put that must not clobber (keys are immutable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -139,6 +231,19 @@ pub trait Store: Send + Sync + 'static {
         meta: &EntryMeta,
         overwrite: bool,
     ) -> Result<Box<dyn Upload>, Error>;
+
+    /// Records that `use_.name` was restored during `use_.hour`. Idempotent within the hour and
+    /// cheap: one conditional write of an empty object, a no-op when the hour is already there.
+    async fn record_use(&self, use_: &UseRecord) -> Result<(), Error>;
+
+    /// Every entry whose key starts with `key_prefix` (all path sets), their use records, and
+    /// leftovers of interrupted saves. Lists with pagination; reads each matching entry's
+    /// metadata (S3: one HEAD each, several in flight).
+    async fn scan(&self, key_prefix: &str) -> Result<Scan, Error>;
+
+    /// Deletes up to [`MAX_REMOVALS_PER_CALL`] things; one result per removal, in order.
+    /// Something already gone counts as removed.
+    async fn remove(&self, batch: &[Removal]) -> Vec<Result<(), Error>>;
 }
 
 /// An upload in progress. Parts are numbered from 1 and may be sent in any order, concurrently;
@@ -216,6 +321,29 @@ impl StoreUrl {
             StoreUrl::Local(dir) => Arc::new(local::LocalStore::new(dir.clone())),
         }
     }
+}
+
+/// Top directory of use records, next to `v1/` so entry listings never see them.
+pub const USED_DIR: &str = "v1-used";
+
+/// `v1-used/<pathset>/<stamp>/` + key (below the store prefix), the name of a use record.
+pub(crate) fn use_object_name(u: &UseRecord, key: &str) -> String {
+    format!("{USED_DIR}/{}/{}/{key}", u.name.pathset, u.stamp())
+}
+
+/// Parses `v1-used/<pathset>/<stamp>/<key>` (key unescaped by the caller's backend).
+pub(crate) fn parse_use_name(rel: &str) -> Option<(String, u64, String)> {
+    let rest = rel.strip_prefix(USED_DIR)?.strip_prefix('/')?;
+    let (pathset, rest) = rest.split_once('/')?;
+    let (stamp, key) = rest.split_once('/')?;
+    if pathset.len() != 16 || key.is_empty() {
+        return None;
+    }
+    Some((
+        pathset.to_owned(),
+        UseRecord::parse_stamp(stamp)?,
+        key.to_owned(),
+    ))
 }
 
 /// Parses `v1/<pathset>/<key>` (below the store prefix) back into a name.
@@ -307,5 +435,30 @@ mod tests {
         assert_eq!(parse_object_name(&n.object_name()), Some(n));
         assert_eq!(parse_object_name("v1/short/k"), None);
         assert_eq!(parse_object_name("v2/0123456789abcdef/k"), None);
+    }
+
+    #[test]
+    fn use_records_round_trip_through_their_names() {
+        let name = EntryName {
+            pathset: "0123456789abcdef".into(),
+            key: "npm/x-1".into(),
+        };
+        let t = crate::time::parse_rfc3339("2026-11-26T17:42:10Z").unwrap();
+        let u = UseRecord::at(name.clone(), t);
+        assert_eq!(u.stamp(), "2026112617");
+        let obj = use_object_name(&u, &name.key);
+        assert_eq!(obj, "v1-used/0123456789abcdef/2026112617/npm/x-1");
+        assert_eq!(
+            parse_use_name(&obj),
+            Some((name.pathset.clone(), u.hour, name.key.clone()))
+        );
+        assert_eq!(
+            crate::time::rfc3339(u.latest()),
+            "2026-11-26T18:00:00Z",
+            "a use counts as late as its hour allows"
+        );
+        assert_eq!(parse_use_name("v1-used/0123456789abcdef/20261126/k"), None);
+        assert_eq!(parse_use_name("v1-used/0123456789abcdef/2026112617"), None);
+        assert_eq!(UseRecord::parse_stamp("2026139917"), None);
     }
 }

@@ -1,6 +1,9 @@
 //! The S3 store: entries are objects `<prefix>v1/<pathset>/<key>` with `cachectl-*` user metadata.
 
-use super::{parse_object_name, BoxError, EntryInfo, EntryMeta, Error, PutOutcome, Store, Upload};
+use super::{
+    parse_object_name, parse_use_name, use_object_name, BoxError, EntryInfo, EntryMeta, Error,
+    Leftover, LeftoverKind, PutOutcome, Removal, Scan, Scanned, Store, Upload, UseRecord,
+};
 use crate::aws_error::{self, Kind};
 use crate::env;
 use crate::key::EntryName;
@@ -9,7 +12,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use std::ops::Range;
@@ -139,6 +142,39 @@ pub fn pct_encode(s: &str) -> String {
     out
 }
 
+/// Inverse of [`pct_encode`]; `None` for malformed escapes or non-UTF-8.
+pub fn pct_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Metadata back from HEAD's user-metadata map; `None` when it is not a cachectl entry's.
+fn meta_from_headers(m: &std::collections::HashMap<String, String>) -> Option<EntryMeta> {
+    let get = |k: &str| m.get(k).map(String::as_str);
+    Some(EntryMeta {
+        format: get("cachectl-format")?.parse().ok()?,
+        key: pct_decode(get("cachectl-key")?)?,
+        paths: serde_json::from_str(&pct_decode(get("cachectl-paths")?)?).ok()?,
+        family: pct_decode(get("cachectl-family")?)?,
+        created: get("cachectl-created")?.to_owned(),
+        cachectl: get("cachectl-version").unwrap_or_default().to_owned(),
+    })
+}
+
+/// HEADs in flight while scanning: listing is paged 1,000 at a time, HEADs are one each.
+const SCAN_HEADS_IN_FLIGHT: usize = 32;
+
 fn meta_headers(meta: &EntryMeta) -> Vec<(&'static str, String)> {
     vec![
         ("cachectl-format", meta.format.to_string()),
@@ -187,35 +223,22 @@ impl Store for S3Store {
     }
 
     async fn list(&self, pathset: &str, key_prefix: &str) -> Result<Vec<EntryInfo>, Error> {
-        let prefix = self.object_key(&EntryName {
+        let rel = EntryName {
             pathset: pathset.to_owned(),
             key: key_prefix.to_owned(),
-        });
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&prefix)
-            .into_paginator()
-            .send();
+        }
+        .object_name();
         let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| self.classify(format!("list s3://{}/{prefix}", self.bucket), e))?;
-            for obj in page.contents() {
-                let Some(rel) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
-                    continue;
-                };
-                let Some(name) = parse_object_name(rel) else {
-                    continue;
-                };
+        self.list_under(&rel, |rel, size, modified| {
+            if let Some(name) = parse_object_name(rel) {
                 out.push(EntryInfo {
                     name,
-                    size: obj.size().unwrap_or(0).max(0) as u64,
-                    modified: to_system_time(obj.last_modified()),
+                    size,
+                    modified,
                 });
             }
-        }
+        })
+        .await?;
         Ok(out)
     }
 
@@ -310,6 +333,298 @@ impl Store for S3Store {
             overwrite,
             parts: Mutex::new(Vec::new()),
         }))
+    }
+
+    async fn record_use(&self, use_: &UseRecord) -> Result<(), Error> {
+        let key = format!("{}{}", self.prefix, use_object_name(use_, &use_.name.key));
+        // If-None-Match makes the second restore in an hour a no-op instead of a write.
+        match self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_none_match("*")
+            .body(ByteStream::from_static(b""))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_precondition_failed(&e) => Ok(()),
+            Err(e) => Err(self.classify(format!("record use s3://{}/{key}", self.bucket), e)),
+        }
+    }
+
+    async fn scan(&self, key_prefix: &str) -> Result<Scan, Error> {
+        let mut infos = Vec::new();
+        self.list_under(
+            &format!("{}/", crate::key::FORMAT_DIR),
+            |rel, size, modified| {
+                if let Some(name) = parse_object_name(rel).filter(|n| n.key.starts_with(key_prefix))
+                {
+                    infos.push(EntryInfo {
+                        name,
+                        size,
+                        modified,
+                    });
+                }
+            },
+        )
+        .await?;
+        let mut uses = Vec::new();
+        self.list_under(&format!("{}/", super::USED_DIR), |rel, _, _| {
+            if let Some((pathset, hour, key)) = parse_use_name(rel) {
+                if key.starts_with(key_prefix) {
+                    uses.push(UseRecord {
+                        name: EntryName { pathset, key },
+                        hour,
+                    });
+                }
+            }
+        })
+        .await?;
+        let leftovers = if key_prefix.is_empty() {
+            self.stale_uploads().await?
+        } else {
+            Vec::new()
+        };
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let entries = stream::iter(infos)
+            .map(|info| async move {
+                let meta = self.head_meta(&info.name).await?;
+                Ok::<_, Error>(Scanned { info, meta })
+            })
+            .buffered(SCAN_HEADS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(Scan {
+            entries,
+            uses,
+            leftovers,
+        })
+    }
+
+    async fn remove(&self, batch: &[Removal]) -> Vec<Result<(), Error>> {
+        let mut results: Vec<Option<Result<(), Error>>> = batch.iter().map(|_| None).collect();
+        let mut keys = Vec::new();
+        let mut key_slots = Vec::new();
+        for (i, r) in batch.iter().enumerate() {
+            match r {
+                Removal::Entry(name) => {
+                    keys.push(self.object_key(name));
+                    key_slots.push(i);
+                }
+                Removal::Use(u) => {
+                    keys.push(format!(
+                        "{}{}",
+                        self.prefix,
+                        use_object_name(u, &u.name.key)
+                    ));
+                    key_slots.push(i);
+                }
+                Removal::Leftover(l) => {
+                    results[i] = Some(match &l.kind {
+                        LeftoverKind::Upload { key, upload_id } => {
+                            self.abort_upload(key, upload_id).await
+                        }
+                        LeftoverKind::File(p) => Err(Error::Other {
+                            what: format!("remove {}", p.display()),
+                            source: "not an S3 leftover".into(),
+                        }),
+                    });
+                }
+            }
+        }
+        for (slot, res) in key_slots.into_iter().zip(self.delete_keys(&keys).await) {
+            results[slot] = Some(res);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every removal has a result"))
+            .collect()
+    }
+}
+
+impl S3Store {
+    /// Every object whose name (below the store prefix) starts with `rel_prefix`, with size and
+    /// LastModified, page by page.
+    async fn list_under(
+        &self,
+        rel_prefix: &str,
+        mut visit: impl FnMut(&str, u64, SystemTime),
+    ) -> Result<(), Error> {
+        let prefix = format!("{}{rel_prefix}", self.prefix);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| self.classify(format!("list s3://{}/{prefix}", self.bucket), e))?;
+            for obj in page.contents() {
+                if let Some(rel) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) {
+                    let size = obj.size().unwrap_or(0).max(0) as u64;
+                    visit(rel, size, to_system_time(obj.last_modified()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry's metadata; `Ok(None)` when the entry vanished or carries none of ours.
+    async fn head_meta(&self, name: &EntryName) -> Result<Option<EntryMeta>, Error> {
+        let key = self.object_key(name);
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.metadata().and_then(meta_from_headers)),
+            Err(e) => match self.classify(format!("head s3://{}/{key}", self.bucket), e) {
+                Error::NotFound { .. } => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Multipart uploads under `<prefix>v1/` that were never completed or aborted.
+    async fn stale_uploads(&self) -> Result<Vec<Leftover>, Error> {
+        let prefix = format!("{}{}/", self.prefix, crate::key::FORMAT_DIR);
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    self.classify(format!("list uploads s3://{}/{prefix}", self.bucket), e)
+                })?;
+            for u in page.uploads() {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
+                    continue;
+                };
+                out.push(Leftover {
+                    what: format!("multipart upload s3://{}/{key}", self.bucket),
+                    since: to_system_time(u.initiated()),
+                    kind: LeftoverKind::Upload {
+                        key: key.to_owned(),
+                        upload_id: id.to_owned(),
+                    },
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(out);
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// One DeleteObjects for `keys`; per-key results in order.
+    async fn delete_keys(&self, keys: &[String]) -> Vec<Result<(), Error>> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let objects = keys
+            .iter()
+            .map(|k| {
+                ObjectIdentifier::builder()
+                    .key(k)
+                    .build()
+                    .expect("key is set")
+            })
+            .collect();
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .expect("objects are set");
+        let what = |k: &str| format!("delete s3://{}/{k}", self.bucket);
+        match self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                // Quiet mode lists only the failures.
+                let mut failed: std::collections::HashMap<&str, String> = out
+                    .errors()
+                    .iter()
+                    .filter(|e| e.code() != Some("NoSuchKey"))
+                    .filter_map(|e| {
+                        let msg = format!(
+                            "{}: {}",
+                            e.code().unwrap_or("error"),
+                            e.message().unwrap_or("")
+                        );
+                        e.key().map(|k| (k, msg))
+                    })
+                    .collect();
+                keys.iter()
+                    .map(|k| match failed.remove(k.as_str()) {
+                        None => Ok(()),
+                        Some(msg) if msg.starts_with("AccessDenied") => Err(Error::Denied {
+                            what: what(k),
+                            source: msg.into(),
+                        }),
+                        Some(msg) => Err(Error::Other {
+                            what: what(k),
+                            source: msg.into(),
+                        }),
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                let e = self.classify(
+                    format!("delete {} objects in s3://{}", keys.len(), self.bucket),
+                    e,
+                );
+                let shared = crate::error::chain(&e);
+                keys.iter()
+                    .map(|k| {
+                        Err(Error::Other {
+                            what: what(k),
+                            source: shared.clone().into(),
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), Error> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match self.classify(format!("abort upload s3://{}/{key}", self.bucket), e) {
+                Error::NotFound { .. } => Ok(()),
+                e => Err(e),
+            },
+        }
     }
 }
 

@@ -1,0 +1,162 @@
+//! `cachectl rm KEY...` / `cachectl rm --prefix PREFIX`: drop entries on purpose (a bad cache,
+//! a poisoned one). Deletes every path set saved under a key, and the entry's use records.
+
+use super::Failure;
+use crate::cli::RmArgs;
+use crate::error::{chain, code};
+use crate::inventory::{self, Inventory};
+use crate::output::{count, human_bytes, say};
+use crate::store::Removal;
+use std::collections::HashSet;
+use std::process::ExitCode;
+
+pub async fn run(args: RmArgs) -> ExitCode {
+    crate::progress::set_verbosity(crate::progress::Verbosity::Normal);
+    let store = match super::open_store(args.store.store.as_deref()).await {
+        Ok(s) => s,
+        Err(f) => return super::fail(&f),
+    };
+    let keys: Vec<&str> = args.keys.iter().map(|k| k.as_str()).collect();
+    // Listing is per store, not per key: one scan narrowed to what all the keys share.
+    let scan_prefix = match &args.prefix {
+        Some(p) => p.as_str().to_owned(),
+        None => common_prefix(&keys),
+    };
+    let inv = match Inventory::load(store.as_ref(), &scan_prefix).await {
+        Ok(inv) => inv,
+        Err(e) => return super::fail(&e.into()),
+    };
+    let wanted: HashSet<&str> = keys.iter().copied().collect();
+    let doomed: Vec<_> = inv
+        .records
+        .iter()
+        .filter(|r| args.prefix.is_some() || wanted.contains(r.name.key.as_str()))
+        .collect();
+    let found: HashSet<&str> = doomed.iter().map(|r| r.name.key.as_str()).collect();
+    let not_found: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !found.contains(k))
+        .collect();
+
+    let mut removals = Vec::new();
+    let mut entry_slots = Vec::new();
+    if !args.dry_run {
+        let names: HashSet<_> = doomed.iter().map(|r| &r.name).collect();
+        for r in &doomed {
+            entry_slots.push(removals.len());
+            removals.extend(inv.removals_for(&r.name));
+        }
+        removals.extend(
+            inv.stale_uses
+                .iter()
+                .filter(|u| names.contains(&u.name))
+                .cloned()
+                .map(Removal::Use),
+        );
+    }
+    let results = inventory::remove_all(store.as_ref(), &removals).await;
+    let mut deleted = Vec::new();
+    let mut failed = Vec::new();
+    let mut freed = 0;
+    for (i, r) in doomed.iter().enumerate() {
+        let outcome = entry_slots.get(i).map(|&slot| &results[slot]);
+        match outcome {
+            Some(Err(e)) => {
+                let f = Failure::of(e);
+                eprintln!("error: delete {}: {}", r.name.key, f.message());
+                failed.push(serde_json::json!({ "key": r.name.key, "pathset": r.name.pathset, "error": chain(e) }));
+            }
+            _ => {
+                let verb = if args.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                };
+                if !args.json {
+                    say(&format!(
+                        "{verb} {} ({}) {}",
+                        r.name.key,
+                        if r.paths.is_empty() {
+                            format!("path set {}", r.name.pathset)
+                        } else {
+                            r.paths.join(" ")
+                        },
+                        human_bytes(r.size)
+                    ));
+                }
+                freed += r.size;
+                deleted.push(super::ls::record_json(r));
+            }
+        }
+    }
+    for k in &not_found {
+        eprintln!("error: no entry with key `{k}` in {}", store.describe());
+    }
+    if args.prefix.is_some() && doomed.is_empty() {
+        say(&format!(
+            "no entry has a key starting `{scan_prefix}` in {}",
+            store.describe()
+        ));
+    } else if !args.json {
+        say(&format!(
+            "{} {}, {}",
+            if args.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            },
+            count(deleted.len() as u64, "entry", "entries"),
+            human_bytes(freed)
+        ));
+    }
+    let ok = failed.is_empty() && not_found.is_empty();
+    if args.json {
+        let out = serde_json::json!({
+            "store": store.describe(),
+            "dry_run": args.dry_run,
+            "outcome": if ok { "ok" } else { "error" },
+            "deleted": deleted,
+            "bytes_freed": freed,
+            "not_found": not_found,
+            "failed": failed,
+        });
+        println!("{out}");
+    }
+    ExitCode::from(if ok { code::OK } else { code::FAILED })
+}
+
+/// The longest prefix all `keys` share (on a character boundary).
+fn common_prefix(keys: &[&str]) -> String {
+    let Some(first) = keys.first() else {
+        return String::new();
+    };
+    let mut end = first.len();
+    for k in &keys[1..] {
+        end = first[..end]
+            .char_indices()
+            .zip(k.chars())
+            .find(|((_, a), b)| a != b)
+            .map_or(end.min(k.len()), |((i, _), _)| i);
+    }
+    while !first.is_char_boundary(end) {
+        end -= 1;
+    }
+    first[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn common_prefix() {
+        assert_eq!(super::common_prefix(&[]), "");
+        assert_eq!(super::common_prefix(&["npm-abc"]), "npm-abc");
+        assert_eq!(
+            super::common_prefix(&["npm-abc", "npm-abd", "npm-x"]),
+            "npm-"
+        );
+        assert_eq!(super::common_prefix(&["npm-abc", "npm"]), "npm");
+        assert_eq!(super::common_prefix(&["é1", "é2"]), "é");
+        assert_eq!(super::common_prefix(&["a", "b"]), "");
+    }
+}
