@@ -54,18 +54,24 @@ pub async fn run(args: PruneArgs) -> ExitCode {
         Ok(s) => s,
         Err(f) => return super::fail(&f),
     };
+    let t = Instant::now();
     let inv = match Inventory::load(store.as_ref(), "").await {
         Ok(inv) => inv,
         Err(e) => return super::fail(&e.into()),
     };
+    let scan_seconds = t.elapsed().as_secs_f64();
+    let t = Instant::now();
     let plan = prune::plan(&inv.records, &rules, as_of);
     let work = Work::new(&inv, &plan, &rules, as_of);
+    let plan_seconds = t.elapsed().as_secs_f64();
+    let t = Instant::now();
     let results = if args.dry_run {
         Vec::new()
     } else {
         inventory::remove_all(store.as_ref(), &work.removals).await
     };
-    let report = Report::build(
+    let delete_seconds = t.elapsed().as_secs_f64();
+    let mut report = Report::build(
         &args,
         &rules,
         as_of,
@@ -75,6 +81,12 @@ pub async fn run(args: PruneArgs) -> ExitCode {
         &work,
         &results,
     );
+    // Wall time per stage, for BENCHMARKS.md and for spotting a slow store.
+    report.json["seconds"] = json!({
+        "scan": scan_seconds,
+        "plan": plan_seconds,
+        "delete": delete_seconds,
+    });
     report.print_lines(&args, &inv, &plan, &rules, as_of, &work, &results);
     report.print_summary(&args);
     if let Some(m) = metrics {
