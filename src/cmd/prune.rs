@@ -490,8 +490,8 @@ impl Report {
         }
         if self.failed > 0 {
             eprintln!(
-                "error: {} deletions failed; they are listed above and will be retried by the next prune",
-                thousands(self.failed as u64)
+                "error: {} failed; each is listed above, and the next prune retries them",
+                output::count(self.failed as u64, "deletion", "deletions")
             );
         }
     }

@@ -12,6 +12,7 @@ mod codebuild;
 mod harness;
 mod hash_files;
 mod metrics;
+mod prune;
 mod s3_errors;
 mod store;
 mod store_layout;

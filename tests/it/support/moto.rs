@@ -20,6 +20,9 @@ pub const MOTO_ENV: &str = "CACHECTL_MOTO_SERVER";
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// An object to put: name, body and user metadata (`x-amz-meta-*` without the prefix).
+pub type PlantedObject = (String, Vec<u8>, Vec<(String, String)>);
+
 pub struct Moto {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
@@ -273,6 +276,60 @@ wait "$pid""#;
                 .map_err(|e| format!("complete: {}", DisplayErrorContext(&e)))?;
             Ok(())
         })
+    }
+
+    /// Puts every `(name, body, user metadata)` object, 16 requests in flight.
+    pub fn put_many(&self, bucket: &str, objects: Vec<PlantedObject>) {
+        use futures_util::stream::{self, StreamExt};
+        RUNTIME.block_on(async {
+            stream::iter(objects)
+                .map(|(name, body, metadata)| {
+                    let mut put = self
+                        .client
+                        .put_object()
+                        .bucket(bucket)
+                        .key(&name)
+                        .body(ByteStream::from(body));
+                    for (k, v) in metadata {
+                        put = put.metadata(k, v);
+                    }
+                    async move {
+                        put.send()
+                            .await
+                            .unwrap_or_else(|e| panic!("put {bucket}/{name}: {}", describe(&e)));
+                    }
+                })
+                .buffer_unordered(16)
+                .collect::<Vec<()>>()
+                .await;
+        });
+    }
+
+    /// Starts a multipart upload of `name` and leaves it open, as a killed save does.
+    pub fn start_upload(&self, bucket: &str, name: &str) -> String {
+        RUNTIME
+            .block_on(
+                self.client
+                    .create_multipart_upload()
+                    .bucket(bucket)
+                    .key(name)
+                    .send(),
+            )
+            .unwrap_or_else(|e| panic!("create upload {bucket}/{name}: {}", describe(&e)))
+            .upload_id()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Keys of the multipart uploads in progress.
+    pub fn uploads(&self, bucket: &str) -> Vec<String> {
+        let out = RUNTIME
+            .block_on(self.client.list_multipart_uploads().bucket(bucket).send())
+            .unwrap_or_else(|e| panic!("list uploads {bucket}: {}", describe(&e)));
+        out.uploads()
+            .iter()
+            .filter_map(|u| u.key().map(str::to_owned))
+            .collect()
     }
 
     /// HTTP status of a ListObjectsV2 with the test credentials (Ok = 200).
