@@ -63,7 +63,7 @@ pub enum Error {
 impl crate::error::Hint for Error {
     fn hint(&self) -> Option<String> {
         Some(match self {
-            Error::Denied { .. } => "the build's role needs s3:GetObject, s3:PutObject, s3:ListBucket and s3:AbortMultipartUpload on the cache bucket; check the credentials in use (`aws sts get-caller-identity`)".into(),
+            Error::Denied { .. } => "the build's role needs s3:GetObject, s3:PutObject, s3:ListBucket and s3:AbortMultipartUpload on the cache bucket (prune and rm also s3:DeleteObject and s3:ListBucketMultipartUploads); check the credentials in use (`aws sts get-caller-identity`)".into(),
             Error::NoCredentials { .. } => "in CodeBuild the project's service role provides credentials; elsewhere set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
             Error::NoBucket { bucket, .. } => format!("create the bucket or fix --store / CACHECTL_STORE (looked for `{bucket}`)"),
             Error::Unreachable { .. } => "check AWS_ENDPOINT_URL / AWS_REGION and network access to S3 (a VPC build needs an S3 gateway endpoint or NAT)".into(),

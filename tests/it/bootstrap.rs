@@ -882,6 +882,29 @@ fn embedded_cachectl_toml_is_valid_and_matches_the_buildspec() {
         );
         if name == "prune.yml" {
             assert!(toml["prune"].is_object(), "{name}: no [prune] table");
+            // The real parser accepts the policy, and the buildspec's command line parses.
+            let f = Fixture::bare();
+            let src = f.dir("src");
+            write(&src.join("cachectl.toml"), embedded_toml_text(name));
+            let run = f
+                .cachectl()
+                .cwd(&src)
+                .args(["prune", "--dry-run", "--json", "--store", &f.store])
+                .run();
+            run.assert_code(0);
+            assert_eq!(
+                run.json()["rules"]["max_unused"],
+                "14d",
+                "{}",
+                run.context()
+            );
+            let command = commands(&spec, "build")
+                .into_iter()
+                .find(|c| c.starts_with("cachectl prune"))
+                .expect("a cachectl prune command");
+            let mut args: Vec<&str> = command.split_whitespace().skip(1).collect();
+            args.extend(["--dry-run", "--store", &f.store]);
+            f.cachectl().args(&args).run().assert_code(0);
             continue;
         }
 
