@@ -898,7 +898,7 @@ fn embedded_cachectl_toml_is_valid_and_matches_the_buildspec() {
                 "{}",
                 run.context()
             );
-            let command = commands(&spec, "build")
+            let command = commands(spec, "build")
                 .into_iter()
                 .find(|c| c.starts_with("cachectl prune"))
                 .expect("a cachectl prune command");
