@@ -203,7 +203,7 @@ pub struct SelectArgs {
 /// Reporting shared by save and restore.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Do not publish hit/miss and timing metrics to CloudWatch
+    /// Do not publish metrics to CloudWatch (restore outcomes and timings, prune results)
     #[arg(long, env = env::NO_METRICS, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_metrics: bool,
 
@@ -215,7 +215,8 @@ pub struct ReportArgs {
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Per-stage timings and no progress bars
+    /// More detail on stderr: per-stage timings and no progress bars (save, restore), one line
+    /// per deleted entry (prune)
     #[arg(long, short)]
     pub verbose: bool,
 }

@@ -356,6 +356,31 @@ fn restore_records_last_use_at_most_once_an_hour() {
     }
 }
 
+#[test]
+fn a_use_record_that_cannot_be_written_never_fails_the_restore() {
+    let fx = Fixture::new(StoreKind::Local, "prune-norecord");
+    save_at(&fx, "npm-0000000f", 1000, "2026-03-01T00:00:00Z");
+    // A file where the records' directory should be: every record write fails.
+    write(&Path::new(&fx.store).join("v1-used"), b"not a directory");
+    let dst = fx.root().join("dst");
+    fs::create_dir_all(&dst).unwrap();
+    let run = fx
+        .restore("npm-0000000f", &dst)
+        .paths(["deps"])
+        .arg("--verbose")
+        .run();
+    run.expect(0, "hit");
+    assert!(dst.join("deps/blob").is_file());
+    assert!(
+        run.stderr.contains("last use not recorded"),
+        "--verbose says why\n{}",
+        run.context()
+    );
+    let quiet = fx.restore("npm-0000000f", &dst).paths(["deps"]).run();
+    quiet.expect(0, "hit");
+    assert!(!quiet.stderr.contains("last use"), "{}", quiet.context());
+}
+
 /// Plants `n` entries `k<i>` with creation `2026-01-01 + i minutes`, families `f<i % 10>`
 /// and a 64-byte body, straight into the store per docs/FORMAT.md.
 fn plant(fx: &Fixture, n: usize) {
