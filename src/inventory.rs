@@ -47,6 +47,8 @@ pub struct Inventory {
     /// The newest use record of each entry (deleted along with the entry).
     pub newest_uses: HashMap<EntryName, UseRecord>,
     pub leftovers: Vec<Leftover>,
+    /// Parts of the store the scan could not look at.
+    pub warnings: Vec<String>,
 }
 
 impl Inventory {
@@ -103,6 +105,7 @@ impl Inventory {
             orphan_uses,
             newest_uses: kept,
             leftovers: scan.leftovers,
+            warnings: scan.warnings,
         }
     }
 
@@ -188,6 +191,7 @@ mod tests {
                 use_at("gone", "2026-01-04T00:00:00Z"),
             ],
             leftovers: Vec::new(),
+            warnings: Vec::new(),
         };
         let inv = Inventory::from_scan(scan);
         let keys: Vec<_> = inv.records.iter().map(|r| r.name.key.as_str()).collect();

@@ -10,7 +10,7 @@ use crate::metrics::{Event, Metrics};
 use crate::output::{self, human_age, human_bytes, say, thousands};
 use crate::progress::{verbosity, Verbosity};
 use crate::prune::{self, Plan, Protection, Reason, Rules, Verdict};
-use crate::store::{Removal, Store};
+use crate::store::{Error as StoreError, Removal};
 use crate::time::rfc3339;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -71,35 +71,35 @@ pub async fn run(args: PruneArgs) -> ExitCode {
         inventory::remove_all(store.as_ref(), &work.removals).await
     };
     let delete_seconds = t.elapsed().as_secs_f64();
-    let mut report = Report::build(
-        &args,
-        &rules,
+    let outcome = Outcome {
+        args: &args,
+        rules: &rules,
         as_of,
-        store.as_ref(),
-        &inv,
-        &plan,
-        &work,
-        &results,
-    );
-    // Wall time per stage, for BENCHMARKS.md and for spotting a slow store.
-    report.json["seconds"] = json!({
-        "scan": scan_seconds,
-        "plan": plan_seconds,
-        "delete": delete_seconds,
-    });
-    report.print_lines(&args, &inv, &plan, &rules, as_of, &work, &results);
-    report.print_summary(&args);
+        store: store.describe(),
+        inv: &inv,
+        plan: &plan,
+        work: &work,
+        results: &results,
+        seconds: [scan_seconds, plan_seconds, delete_seconds],
+    };
+    let totals = outcome.totals();
+    outcome.print_lines();
+    if args.json {
+        println!("{}", outcome.json(&totals));
+    } else {
+        outcome.print_summary(&totals);
+    }
     if let Some(m) = metrics {
         let event = Event::Prune {
             store: store.describe(),
-            entries: report.deleted as u64,
-            bytes: report.bytes_freed,
-            store_entries: report.entries_after as u64,
-            store_bytes: report.bytes_after,
+            entries: totals.deleted as u64,
+            bytes: totals.bytes_freed,
+            store_entries: totals.entries_after as u64,
+            store_bytes: totals.bytes_after,
         };
         super::finish_metrics(Some(m), &[event]).await;
     }
-    ExitCode::from(if report.failed == 0 {
+    ExitCode::from(if totals.failed == 0 {
         code::OK
     } else {
         code::FAILED
@@ -134,6 +134,9 @@ struct Work<'a> {
     removals: Vec<Removal>,
     /// (record index, index of its `Removal::Entry`) for each entry to delete.
     entries: Vec<(usize, usize)>,
+    /// Removals before this index delete entries (and their newest use records); then
+    /// `uses` use records; then the leftovers.
+    entries_removals: usize,
     leftovers: Vec<&'a crate::store::Leftover>,
     uses: usize,
 }
@@ -153,7 +156,7 @@ impl<'a> Work<'a> {
         }
         // Older use records of live entries are never needed; those of vanished entries only
         // once no restore can still be writing them.
-        let uses_before = removals.len();
+        let entries_removals = removals.len();
         removals.extend(inv.stale_uses.iter().cloned().map(Removal::Use));
         removals.extend(
             inv.orphan_uses
@@ -162,23 +165,37 @@ impl<'a> Work<'a> {
                 .cloned()
                 .map(Removal::Use),
         );
-        let uses = removals.len() - uses_before;
+        let uses = removals.len() - entries_removals;
         let leftovers: Vec<_> = inv.leftovers.iter().filter(|l| l.since < cutoff).collect();
         removals.extend(leftovers.iter().map(|l| Removal::Leftover((*l).clone())));
         Work {
             removals,
             entries,
+            entries_removals,
             leftovers,
             uses,
         }
     }
 }
 
+/// A prune run, decided and done: printed as lines, a summary or one JSON object.
+struct Outcome<'a> {
+    args: &'a PruneArgs,
+    rules: &'a Rules,
+    as_of: SystemTime,
+    store: String,
+    inv: &'a Inventory,
+    plan: &'a Plan,
+    work: &'a Work<'a>,
+    /// One per `work.removals`; empty for a dry run.
+    results: &'a [Result<(), StoreError>],
+    /// Wall seconds of scan, plan and delete.
+    seconds: [f64; 3],
+}
+
+/// The counts of an [`Outcome`]; a dry run counts what it would delete as deleted.
 #[derive(Debug, Default)]
-struct Report {
-    json: serde_json::Value,
-    scanned: usize,
-    scanned_bytes: u64,
+struct Totals {
     deleted: usize,
     by_reason: BTreeMap<&'static str, usize>,
     bytes_freed: u64,
@@ -186,12 +203,8 @@ struct Report {
     protected: BTreeMap<&'static str, usize>,
     entries_after: usize,
     bytes_after: u64,
-    over_budget: u64,
-    leftovers: usize,
-    uses: usize,
+    /// Entries, use records and leftovers that could not be deleted.
     failed: usize,
-    dry_run: bool,
-    store: String,
 }
 
 fn protection_str(p: Protection) -> &'static str {
@@ -237,154 +250,74 @@ fn why(r: &Record, reason: Reason, rules: &Rules, as_of: SystemTime) -> String {
     }
 }
 
-impl Report {
-    #[allow(clippy::too_many_arguments)]
-    fn build(
-        args: &PruneArgs,
-        rules: &Rules,
-        as_of: SystemTime,
-        store: &dyn Store,
-        inv: &Inventory,
-        plan: &Plan,
-        work: &Work<'_>,
-        results: &[Result<(), crate::store::Error>],
-    ) -> Report {
-        let mut r = Report {
-            scanned: inv.records.len(),
-            scanned_bytes: inv.total_bytes(),
-            dry_run: args.dry_run,
-            store: store.describe(),
-            over_budget: plan.over_budget,
-            ..Report::default()
-        };
-        let failed_at = |slot: usize| results.get(slot).and_then(|res| res.as_ref().err());
-        let mut entries = Vec::new();
-        for &(i, slot) in &work.entries {
-            let rec = &inv.records[i];
-            let Verdict::Delete(reason) = plan.verdicts[i] else {
-                unreachable!("work lists only deletions")
-            };
-            let mut j = super::ls::record_json(rec);
-            j["reason"] = json!(reason.as_str());
-            j["why"] = json!(why(rec, reason, rules, as_of));
-            match failed_at(slot) {
-                Some(e) => {
-                    r.failed += 1;
-                    j["error"] = json!(chain(e));
+impl Outcome<'_> {
+    fn error_at(&self, slot: usize) -> Option<&StoreError> {
+        self.results.get(slot).and_then(|r| r.as_ref().err())
+    }
+
+    /// Each entry to delete with its reason and, if its deletion failed, the error.
+    fn deletions(&self) -> impl Iterator<Item = (&Record, Reason, Option<&StoreError>)> + '_ {
+        self.work
+            .entries
+            .iter()
+            .filter_map(|&(i, slot)| match self.plan.verdicts[i] {
+                Verdict::Delete(reason) => {
+                    Some((&self.inv.records[i], reason, self.error_at(slot)))
                 }
-                None => {
-                    r.deleted += 1;
-                    r.bytes_freed += rec.size;
-                    *r.by_reason.entry(reason.as_str()).or_default() += 1;
-                }
+                _ => None,
+            })
+    }
+
+    fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        let (mut failed_entries, mut failed_bytes) = (0, 0);
+        for (rec, reason, err) in self.deletions() {
+            if err.is_some() {
+                failed_entries += 1;
+                failed_bytes += rec.size;
+            } else {
+                t.deleted += 1;
+                t.bytes_freed += rec.size;
+                *t.by_reason.entry(reason.as_str()).or_default() += 1;
             }
-            entries.push(j);
         }
-        for v in &plan.verdicts {
-            if let Verdict::Protected(p) = v {
-                *r.protected.entry(protection_str(*p)).or_default() += 1;
-            }
-            if !matches!(v, Verdict::Delete(_)) {
-                r.kept += 1;
+        for v in &self.plan.verdicts {
+            match v {
+                Verdict::Delete(_) => {}
+                Verdict::Protected(p) => {
+                    t.kept += 1;
+                    *t.protected.entry(protection_str(*p)).or_default() += 1;
+                }
+                Verdict::Keep => t.kept += 1,
             }
         }
         // An entry that failed to delete is still in the store.
-        let failed_bytes: u64 = work
-            .entries
-            .iter()
-            .filter(|(_, slot)| failed_at(*slot).is_some())
-            .map(|(i, _)| inv.records[*i].size)
-            .sum();
-        r.entries_after = plan.entries_after + r.failed;
-        r.bytes_after = plan.bytes_after + failed_bytes;
-        let housekeeping_failures = work
-            .removals
-            .iter()
-            .enumerate()
-            .filter(|(slot, rm)| !matches!(rm, Removal::Entry(_)) && failed_at(*slot).is_some())
-            .count();
-        r.failed += housekeeping_failures;
-        r.leftovers = work.leftovers.len();
-        r.uses = work.uses;
-        let leftovers: Vec<_> = work
-            .leftovers
-            .iter()
-            .map(|l| json!({ "what": l.what, "since": rfc3339(l.since) }))
-            .collect();
-        r.json = json!({
-            "store": r.store,
-            "dry_run": args.dry_run,
-            "as_of": rfc3339(as_of),
-            "outcome": if r.failed == 0 { "ok" } else { "error" },
-            "rules": {
-                "max_age": rules.max_age.map(compact),
-                "max_unused": rules.max_unused.map(compact),
-                "keep_last": rules.keep_last,
-                "max_total_size": rules.max_total_size,
-                "min_age": compact(rules.min_age()),
-            },
-            "scanned": r.scanned,
-            "scanned_bytes": r.scanned_bytes,
-            "deleted": if args.dry_run { work.entries.len() } else { r.deleted },
-            "deleted_by_reason": r.planned_by_reason(plan),
-            "bytes_freed": if args.dry_run { plan_bytes(inv, work) } else { r.bytes_freed },
-            "kept": r.kept,
-            "protected": r.protected,
-            "store_entries_after": r.entries_after,
-            "store_bytes_after": r.bytes_after,
-            "over_budget_bytes": r.over_budget,
-            "leftovers_removed": r.leftovers,
-            "leftovers": leftovers,
-            "use_records_removed": work.uses,
-            "failed": r.failed,
-            "entries": entries,
-        });
-        r
+        t.entries_after = self.plan.entries_after + failed_entries;
+        t.bytes_after = self.plan.bytes_after + failed_bytes;
+        t.failed = self.results.iter().filter(|r| r.is_err()).count();
+        t
     }
 
-    fn planned_by_reason(&self, plan: &Plan) -> BTreeMap<&'static str, usize> {
-        if !self.dry_run {
-            return self.by_reason.clone();
-        }
-        let mut m = BTreeMap::new();
-        for v in &plan.verdicts {
-            if let Verdict::Delete(reason) = v {
-                *m.entry(reason.as_str()).or_default() += 1;
-            }
-        }
-        m
-    }
-
-    /// One line per deleted entry (with --verbose, or always for --dry-run), and errors.
-    #[allow(clippy::too_many_arguments)]
-    fn print_lines(
-        &self,
-        args: &PruneArgs,
-        inv: &Inventory,
-        plan: &Plan,
-        rules: &Rules,
-        as_of: SystemTime,
-        work: &Work<'_>,
-        results: &[Result<(), crate::store::Error>],
-    ) {
-        let each = args.dry_run || verbosity() == Verbosity::Verbose;
-        let verb = if args.dry_run {
-            "would delete"
+    fn verb(&self, done: &'static str, would: &'static str) -> &'static str {
+        if self.args.dry_run {
+            would
         } else {
-            "deleted"
-        };
-        for &(i, slot) in &work.entries {
-            let rec = &inv.records[i];
-            let Verdict::Delete(reason) = plan.verdicts[i] else {
-                continue;
-            };
-            match results.get(slot) {
-                Some(Err(e)) => eprintln!(
+            done
+        }
+    }
+
+    /// Errors always; one line per deletion with --verbose, or always for --dry-run.
+    fn print_lines(&self) {
+        let each = !self.args.json && (self.args.dry_run || verbosity() == Verbosity::Verbose);
+        let verb = self.verb("deleted", "would delete");
+        for (rec, reason, err) in self.deletions() {
+            match err {
+                Some(e) => eprintln!(
                     "error: delete {}: {}",
                     rec.name.key,
                     Failure::of(e).message()
                 ),
-                _ if each && !args.json => say(&format!(
+                None if each => say(&format!(
                     "{verb} {} [{}] {}: {}",
                     rec.name.key,
                     if rec.paths.is_empty() {
@@ -393,42 +326,39 @@ impl Report {
                         rec.paths.join(" ")
                     },
                     human_bytes(rec.size),
-                    why(rec, reason, rules, as_of)
+                    why(rec, reason, self.rules, self.as_of)
                 )),
-                _ => {}
+                None => {}
             }
         }
-        let first_leftover = work.removals.len() - work.leftovers.len();
-        for (k, l) in work.leftovers.iter().enumerate() {
-            match results.get(first_leftover + k) {
-                Some(Err(e)) => eprintln!("error: remove {}: {}", l.what, Failure::of(e).message()),
-                _ if each && !args.json => say(&format!(
+        let first_leftover = self.work.removals.len() - self.work.leftovers.len();
+        for (k, l) in self.work.leftovers.iter().enumerate() {
+            match self.error_at(first_leftover + k) {
+                Some(e) => eprintln!("error: remove {}: {}", l.what, Failure::of(e).message()),
+                None if each => say(&format!(
                     "{} {} (left {} ago by an interrupted save)",
-                    if args.dry_run {
-                        "would remove"
-                    } else {
-                        "removed"
-                    },
+                    self.verb("removed", "would remove"),
                     l.what,
-                    human_age(as_of.duration_since(l.since).unwrap_or_default())
+                    human_age(self.as_of.duration_since(l.since).unwrap_or_default())
                 )),
-                _ => {}
+                None => {}
+            }
+        }
+        let first_use = self.work.entries_removals;
+        for r in self.results.iter().skip(first_use).take(self.work.uses) {
+            if let Err(e) = r {
+                eprintln!("error: remove use record: {}", Failure::of(e).message());
             }
         }
     }
 
-    fn print_summary(&self, args: &PruneArgs) {
-        if args.json {
-            println!("{}", self.json);
-            return;
-        }
-        let j = &self.json;
-        let count = |v: &serde_json::Value| thousands(v.as_u64().unwrap_or(0));
-        let reasons: Vec<String> = j["deleted_by_reason"]
-            .as_object()
-            .map(|m| m.iter().map(|(k, v)| format!("{} {k}", count(v))).collect())
-            .unwrap_or_default();
-        let protected: Vec<String> = self
+    fn print_summary(&self, t: &Totals) {
+        let reasons: Vec<String> = t
+            .by_reason
+            .iter()
+            .map(|(k, v)| format!("{} {k}", thousands(*v as u64)))
+            .collect();
+        let protected: Vec<String> = t
             .protected
             .iter()
             .map(|(k, v)| format!("{} by {k}", thousands(*v as u64)))
@@ -436,68 +366,111 @@ impl Report {
         say(&format!(
             "prune {}{}: scanned {} ({}); {} {}{}, {} {}; kept {}{}; store {} {}, {}",
             self.store,
-            if self.dry_run { " (dry run)" } else { "" },
-            output::count(self.scanned as u64, "entry", "entries"),
-            human_bytes(self.scanned_bytes),
-            if self.dry_run {
-                "would delete"
-            } else {
-                "deleted"
-            },
-            count(&j["deleted"]),
+            self.verb("", " (dry run)"),
+            output::count(self.inv.records.len() as u64, "entry", "entries"),
+            human_bytes(self.inv.total_bytes()),
+            self.verb("deleted", "would delete"),
+            thousands(t.deleted as u64),
             if reasons.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", reasons.join(", "))
             },
-            if self.dry_run { "would free" } else { "freed" },
-            human_bytes(j["bytes_freed"].as_u64().unwrap_or(0)),
-            thousands(self.kept as u64),
+            self.verb("freed", "would free"),
+            human_bytes(t.bytes_freed),
+            thousands(t.kept as u64),
             if protected.is_empty() {
                 String::new()
             } else {
                 format!(" (protected: {})", protected.join(", "))
             },
-            if self.dry_run {
-                "would hold"
-            } else {
-                "now holds"
-            },
-            output::count(self.entries_after as u64, "entry", "entries"),
-            human_bytes(self.bytes_after),
+            self.verb("now holds", "would hold"),
+            output::count(t.entries_after as u64, "entry", "entries"),
+            human_bytes(t.bytes_after),
         ));
-        if self.leftovers + self.uses > 0 {
+        if !self.work.leftovers.is_empty() || self.work.uses > 0 {
             say(&format!(
-                "prune: {} {} leftovers of interrupted saves and {} old use records",
-                if self.dry_run {
-                    "would remove"
-                } else {
-                    "removed"
-                },
-                thousands(self.leftovers as u64),
-                thousands(self.uses as u64)
+                "prune: {} {} left by interrupted saves and {} no longer needed",
+                self.verb("removed", "would remove"),
+                output::count(self.work.leftovers.len() as u64, "leftover", "leftovers"),
+                output::count(self.work.uses as u64, "use record", "use records"),
             ));
         }
-        if self.over_budget > 0 {
+        for w in &self.inv.warnings {
+            crate::output::warn("prune", w, None);
+        }
+        if self.plan.over_budget > 0 {
             crate::output::warn(
                 "prune",
                 &format!(
                     "the store stays {} over max-total-size: only entries protected by min-age or keep-last remain",
-                    human_bytes(self.over_budget)
+                    human_bytes(self.plan.over_budget)
                 ),
                 Some("raise max-total-size or lower keep-last"),
             );
         }
-        if self.failed > 0 {
+        if t.failed > 0 {
             eprintln!(
                 "error: {} failed; each is listed above, and the next prune retries them",
-                output::count(self.failed as u64, "deletion", "deletions")
+                output::count(t.failed as u64, "deletion", "deletions")
             );
         }
     }
-}
 
-/// Bytes a dry run would free.
-fn plan_bytes(inv: &Inventory, work: &Work<'_>) -> u64 {
-    work.entries.iter().map(|(i, _)| inv.records[*i].size).sum()
+    /// The `--json` object; only here is a value built per deleted entry.
+    fn json(&self, t: &Totals) -> serde_json::Value {
+        let entries: Vec<_> = self
+            .deletions()
+            .map(|(rec, reason, err)| {
+                let mut j = super::ls::record_json(rec);
+                j["reason"] = json!(reason.as_str());
+                j["why"] = json!(why(rec, reason, self.rules, self.as_of));
+                if let Some(e) = err {
+                    j["error"] = json!(chain(e));
+                }
+                j
+            })
+            .collect();
+        let leftovers: Vec<_> = self
+            .work
+            .leftovers
+            .iter()
+            .map(|l| json!({ "what": l.what, "since": rfc3339(l.since) }))
+            .collect();
+        let rules = self.rules;
+        json!({
+            "store": self.store,
+            "dry_run": self.args.dry_run,
+            "as_of": rfc3339(self.as_of),
+            "outcome": if t.failed == 0 { "ok" } else { "error" },
+            "rules": {
+                "max_age": rules.max_age.map(compact),
+                "max_unused": rules.max_unused.map(compact),
+                "keep_last": rules.keep_last,
+                "max_total_size": rules.max_total_size,
+                "min_age": compact(rules.min_age()),
+            },
+            "scanned": self.inv.records.len(),
+            "scanned_bytes": self.inv.total_bytes(),
+            "deleted": t.deleted,
+            "deleted_by_reason": t.by_reason,
+            "bytes_freed": t.bytes_freed,
+            "kept": t.kept,
+            "protected": t.protected,
+            "store_entries_after": t.entries_after,
+            "store_bytes_after": t.bytes_after,
+            "over_budget_bytes": self.plan.over_budget,
+            "leftovers_removed": self.work.leftovers.len(),
+            "leftovers": leftovers,
+            "use_records_removed": self.work.uses,
+            "failed": t.failed,
+            "warnings": self.inv.warnings,
+            "seconds": {
+                "scan": self.seconds[0],
+                "plan": self.seconds[1],
+                "delete": self.seconds[2],
+            },
+            "entries": entries,
+        })
+    }
 }

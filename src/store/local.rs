@@ -125,8 +125,9 @@ fn use_path(root: &Path, u: &UseRecord) -> PathBuf {
         .join(escape(&u.name.key))
 }
 
-/// `read_dir` that treats a missing directory as empty.
-fn read_dir_names(dir: &Path) -> Result<Vec<(String, fs::Metadata)>, Error> {
+/// Names in `dir` with their types (from the directory entry: no stat), a missing directory
+/// being empty. Names that are not UTF-8 are not ours and are skipped.
+fn read_dir_names(dir: &Path) -> Result<Vec<(String, fs::FileType)>, Error> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -135,9 +136,8 @@ fn read_dir_names(dir: &Path) -> Result<Vec<(String, fs::Metadata)>, Error> {
     let mut out = Vec::new();
     for ent in rd {
         let ent = ent.map_err(io_err(format!("list {}", dir.display())))?;
-        // Names that are not UTF-8 are not ours; a file removed meanwhile is not listed.
-        if let (Some(name), Ok(md)) = (ent.file_name().to_str(), ent.metadata()) {
-            out.push((name.to_owned(), md));
+        if let (Some(name), Ok(ty)) = (ent.file_name().to_str(), ent.file_type()) {
+            out.push((name.to_owned(), ty));
         }
     }
     Ok(out)
@@ -151,55 +151,32 @@ fn remove_if_present(path: &Path) -> Result<(), Error> {
     }
 }
 
-/// The blocking part of [`LocalStore::scan`].
+fn mtime(path: &Path) -> std::time::SystemTime {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::UNIX_EPOCH)
+}
+
+fn is_pathset(name: &str) -> bool {
+    name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The blocking part of [`LocalStore::scan`]: one directory at a time, stat and sidecar read
+/// only for matching entries, so memory is the result plus one directory's names.
 fn scan_dir(root: &Path, key_prefix: &str) -> Result<Scan, Error> {
     let mut scan = Scan::default();
-    let is_pathset = |name: &str| name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit());
-    for (pathset, md) in read_dir_names(&root.join(FORMAT_DIR))? {
-        if !md.is_dir() || !is_pathset(&pathset) {
-            continue;
-        }
-        let dir = root.join(FORMAT_DIR).join(&pathset);
-        let files = read_dir_names(&dir)?;
-        let data: std::collections::HashSet<&str> = files
-            .iter()
-            .filter(|(n, md)| md.is_file() && !n.ends_with(META_SUFFIX))
-            .map(|(n, _)| n.as_str())
-            .collect();
-        for (fname, md) in &files {
-            if let Some(stem) = fname.strip_suffix(META_SUFFIX) {
-                // A sidecar whose archive is gone: a delete interrupted between the two files.
-                if !data.contains(stem) && key_prefix.is_empty() {
-                    scan.leftovers.push(Leftover {
-                        what: dir.join(fname).display().to_string(),
-                        since: md.modified().unwrap_or(std::time::UNIX_EPOCH),
-                        kind: LeftoverKind::File(dir.join(fname)),
-                    });
-                }
-                continue;
-            }
-            if !md.is_file() {
-                continue;
-            }
-            let Some(key) = unescape(fname).filter(|k| k.starts_with(key_prefix)) else {
-                continue;
-            };
-            let path = dir.join(fname);
-            let meta = fs::read(meta_path(&path))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<EntryMeta>(&b).ok());
-            let name = EntryName {
-                pathset: pathset.clone(),
-                key,
-            };
-            scan.entries.push(Scanned {
-                info: info_from(name, md),
-                meta,
-            });
+    for (pathset, ty) in read_dir_names(&root.join(FORMAT_DIR))? {
+        if ty.is_dir() && is_pathset(&pathset) {
+            scan_entries(
+                &root.join(FORMAT_DIR).join(&pathset),
+                &pathset,
+                key_prefix,
+                &mut scan,
+            )?;
         }
     }
-    for (pathset, md) in read_dir_names(&root.join(USED_DIR))? {
-        if !md.is_dir() || !is_pathset(&pathset) {
+    for (pathset, ty) in read_dir_names(&root.join(USED_DIR))? {
+        if !ty.is_dir() || !is_pathset(&pathset) {
             continue;
         }
         let dir = root.join(USED_DIR).join(&pathset);
@@ -222,17 +199,65 @@ fn scan_dir(root: &Path, key_prefix: &str) -> Result<Scan, Error> {
     }
     if key_prefix.is_empty() {
         let tmp = root.join("tmp");
-        for (fname, md) in read_dir_names(&tmp)? {
-            if md.is_file() {
+        for (fname, ty) in read_dir_names(&tmp)? {
+            if ty.is_file() {
+                let path = tmp.join(&fname);
                 scan.leftovers.push(Leftover {
-                    what: tmp.join(&fname).display().to_string(),
-                    since: md.modified().unwrap_or(std::time::UNIX_EPOCH),
-                    kind: LeftoverKind::File(tmp.join(&fname)),
+                    what: path.display().to_string(),
+                    since: mtime(&path),
+                    kind: LeftoverKind::File(path),
                 });
             }
         }
     }
     Ok(scan)
+}
+
+/// Entries of one path-set directory into `scan`, and sidecars whose archive is gone.
+fn scan_entries(dir: &Path, pathset: &str, key_prefix: &str, scan: &mut Scan) -> Result<(), Error> {
+    let files = read_dir_names(dir)?;
+    let data: std::collections::HashSet<&str> = files
+        .iter()
+        .filter(|(n, ty)| ty.is_file() && !n.ends_with(META_SUFFIX))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    for (fname, ty) in &files {
+        if let Some(stem) = fname.strip_suffix(META_SUFFIX) {
+            // An interrupted delete removes the archive first and may leave the sidecar.
+            if !data.contains(stem) && key_prefix.is_empty() {
+                let path = dir.join(fname);
+                scan.leftovers.push(Leftover {
+                    what: path.display().to_string(),
+                    since: mtime(&path),
+                    kind: LeftoverKind::File(path),
+                });
+            }
+            continue;
+        }
+        if !ty.is_file() {
+            continue;
+        }
+        let Some(key) = unescape(fname).filter(|k| k.starts_with(key_prefix)) else {
+            continue;
+        };
+        let path = dir.join(fname);
+        // Removed since the listing: not an entry any more.
+        let Ok(md) = fs::metadata(&path) else {
+            continue;
+        };
+        let meta = fs::read(meta_path(&path))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<EntryMeta>(&b).ok());
+        let name = EntryName {
+            pathset: pathset.to_owned(),
+            key,
+        };
+        scan.entries.push(Scanned {
+            info: info_from(name, &md),
+            meta,
+        });
+    }
+    Ok(())
 }
 
 fn meta_path(data: &Path) -> PathBuf {

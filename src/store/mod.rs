@@ -172,6 +172,8 @@ pub struct Scan {
     pub entries: Vec<Scanned>,
     pub uses: Vec<UseRecord>,
     pub leftovers: Vec<Leftover>,
+    /// What the scan could not look at, and why (e.g. a server without ListMultipartUploads).
+    pub warnings: Vec<String>,
 }
 
 /// One thing [`Store::remove`] deletes.

@@ -382,8 +382,18 @@ impl Store for S3Store {
             }
         })
         .await?;
+        let mut warnings = Vec::new();
         let leftovers = if key_prefix.is_empty() {
-            self.stale_uploads().await?
+            match self.stale_uploads().await? {
+                Some(l) => l,
+                None => {
+                    warnings.push(format!(
+                        "s3://{}/{}: the server does not implement ListMultipartUploads, so uploads left by interrupted saves were not looked for",
+                        self.bucket, self.prefix
+                    ));
+                    Vec::new()
+                }
+            }
         } else {
             Vec::new()
         };
@@ -400,6 +410,7 @@ impl Store for S3Store {
             entries,
             uses,
             leftovers,
+            warnings,
         })
     }
 
@@ -492,13 +503,15 @@ impl S3Store {
         }
     }
 
-    /// Multipart uploads under `<prefix>v1/` that were never completed or aborted.
-    async fn stale_uploads(&self) -> Result<Vec<Leftover>, Error> {
+    /// Multipart uploads under `<prefix>v1/` that were never completed or aborted; `None` when
+    /// the server does not implement the listing (some S3-compatible servers): entries can
+    /// still be pruned, and such uploads are left to the server's own cleanup.
+    async fn stale_uploads(&self) -> Result<Option<Vec<Leftover>>, Error> {
         let prefix = format!("{}{}/", self.prefix, crate::key::FORMAT_DIR);
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
         loop {
-            let page = self
+            let page = match self
                 .client
                 .list_multipart_uploads()
                 .bucket(&self.bucket)
@@ -507,9 +520,20 @@ impl S3Store {
                 .set_upload_id_marker(id_marker.take())
                 .send()
                 .await
-                .map_err(|e| {
-                    self.classify(format!("list uploads s3://{}/{prefix}", self.bucket), e)
-                })?;
+            {
+                Ok(page) => page,
+                Err(e)
+                    if e.code() == Some("NotImplemented")
+                        || e.raw_response().is_some_and(|r| r.status().as_u16() == 501) =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => {
+                    return Err(
+                        self.classify(format!("list uploads s3://{}/{prefix}", self.bucket), e)
+                    )
+                }
+            };
             for u in page.uploads() {
                 let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
                     continue;
@@ -524,12 +548,12 @@ impl S3Store {
                 });
             }
             if page.is_truncated() != Some(true) {
-                return Ok(out);
+                return Ok(Some(out));
             }
             key_marker = page.next_key_marker().map(str::to_owned);
             id_marker = page.next_upload_id_marker().map(str::to_owned);
             if key_marker.is_none() && id_marker.is_none() {
-                return Ok(out);
+                return Ok(Some(out));
             }
         }
     }
