@@ -85,7 +85,8 @@ pub async fn run(args: PruneArgs) -> ExitCode {
     let totals = outcome.totals();
     outcome.print_lines();
     if args.json {
-        println!("{}", outcome.json(&totals));
+        // A closed stdout (`| head`) is not a failed prune: the deletions are done.
+        let _ = outcome.print_json(&totals);
     } else {
         outcome.print_summary(&totals);
     }
@@ -417,20 +418,34 @@ impl Outcome<'_> {
         }
     }
 
-    /// The `--json` object; only here is a value built per deleted entry.
-    fn json(&self, t: &Totals) -> serde_json::Value {
-        let entries: Vec<_> = self
-            .deletions()
-            .map(|(rec, reason, err)| {
-                let mut j = super::ls::record_json(rec);
-                j["reason"] = json!(reason.as_str());
-                j["why"] = json!(why(rec, reason, self.rules, self.as_of));
-                if let Some(e) = err {
-                    j["error"] = json!(chain(e));
-                }
-                j
-            })
-            .collect();
+    /// Prints the `--json` object as one line, streaming `entries` (a prune of a million
+    /// entries must not hold a million JSON values).
+    fn print_json(&self, t: &Totals) -> std::io::Result<()> {
+        use std::io::Write;
+        let summary = self.json_summary(t).to_string();
+        let open = summary
+            .strip_suffix('}')
+            .expect("a JSON object ends with }");
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        write!(out, "{open},\"entries\":[")?;
+        for (n, (rec, reason, err)) in self.deletions().enumerate() {
+            let mut j = super::ls::record_json(rec);
+            j["reason"] = json!(reason.as_str());
+            j["why"] = json!(why(rec, reason, self.rules, self.as_of));
+            if let Some(e) = err {
+                j["error"] = json!(chain(e));
+            }
+            if n > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut out, &j)?;
+        }
+        out.write_all(b"]}\n")?;
+        out.flush()
+    }
+
+    /// Everything in `--json` but the deleted entries.
+    fn json_summary(&self, t: &Totals) -> serde_json::Value {
         let leftovers: Vec<_> = self
             .work
             .leftovers
@@ -470,7 +485,6 @@ impl Outcome<'_> {
                 "plan": self.seconds[1],
                 "delete": self.seconds[2],
             },
-            "entries": entries,
         })
     }
 }
