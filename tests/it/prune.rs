@@ -784,3 +784,97 @@ fn prune_publishes_store_metrics() {
         run.context()
     );
 }
+
+/// A loopback S3 look-alike with an empty bucket and no ListMultipartUploads, like s3s-fs:
+/// answers ListObjectsV2 with an empty page and `?uploads` with 501 NotImplemented. Returns its
+/// endpoint; the server lives until the test process ends.
+fn server_without_upload_listing() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut request = String::new();
+                    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut body_len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                body_len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; body_len];
+                    let _ = reader.read_exact(&mut body);
+                    let target = request.split(' ').nth(1).unwrap_or_default();
+                    let (status, xml) = if target.contains("?uploads") {
+                        (
+                            "501 Not Implemented",
+                            "<Error><Code>NotImplemented</Code><Message>ListMultipartUploads is not implemented yet</Message></Error>".to_owned(),
+                        )
+                    } else {
+                        (
+                            "200 OK",
+                            "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>b</Name><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>".to_owned(),
+                        )
+                    };
+                    let xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>{xml}");
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+                        xml.len()
+                    );
+                    if conn.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    endpoint
+}
+
+#[test]
+fn a_server_without_upload_listing_gets_a_warning_not_a_failed_prune() {
+    let fx = Fixture::s3_at(&server_without_upload_listing(), "plain-bucket");
+    let run = fx
+        .cachectl()
+        .args(["prune", "--json", "--store", &fx.store, "--max-age", "30d"])
+        .run();
+    run.assert_code(0);
+    let json = run.json();
+    assert_eq!(json["outcome"], "ok", "{}", run.context());
+    assert_eq!(json["scanned"], 0);
+    let warnings = json["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{}", run.context());
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains("does not implement ListMultipartUploads"),
+        "{}",
+        run.context()
+    );
+    let human = fx
+        .cachectl()
+        .args(["prune", "--store", &fx.store, "--max-age", "30d"])
+        .run();
+    human.assert_code(0);
+    assert!(
+        human.stderr.contains("warning: prune:") && human.stderr.contains("ListMultipartUploads"),
+        "{}",
+        human.context()
+    );
+}
