@@ -29,6 +29,15 @@ pub struct Record {
 }
 
 impl Record {
+    /// The paths for people: as saved, or the path-set digest when the metadata is unreadable.
+    pub fn paths_label(&self) -> String {
+        if self.paths.is_empty() {
+            format!("path set {}", self.name.pathset)
+        } else {
+            self.paths.join(" ")
+        }
+    }
+
     /// When the entry was last needed: its last use, or its creation if never restored.
     pub fn last_used(&self) -> SystemTime {
         self.used.map_or(self.created, |u| u.max(self.created))

@@ -321,11 +321,7 @@ impl Outcome<'_> {
                 None if each => say(&format!(
                     "{verb} {} [{}] {}: {}",
                     rec.name.key,
-                    if rec.paths.is_empty() {
-                        rec.name.pathset.clone()
-                    } else {
-                        rec.paths.join(" ")
-                    },
+                    rec.paths_label(),
                     human_bytes(rec.size),
                     why(rec, reason, self.rules, self.as_of)
                 )),

@@ -77,11 +77,7 @@ pub async fn run(args: RmArgs) -> ExitCode {
                     say(&format!(
                         "{verb} {} ({}) {}",
                         r.name.key,
-                        if r.paths.is_empty() {
-                            format!("path set {}", r.name.pathset)
-                        } else {
-                            r.paths.join(" ")
-                        },
+                        r.paths_label(),
                         human_bytes(r.size)
                     ));
                 }

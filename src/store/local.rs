@@ -151,10 +151,15 @@ fn remove_if_present(path: &Path) -> Result<(), Error> {
     }
 }
 
-fn mtime(path: &Path) -> std::time::SystemTime {
-    fs::metadata(path)
-        .and_then(|m| m.modified())
-        .unwrap_or(std::time::UNIX_EPOCH)
+/// A file an interrupted save or delete left behind, dated by its mtime.
+fn file_leftover(path: PathBuf) -> Leftover {
+    Leftover {
+        what: path.display().to_string(),
+        since: fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH),
+        kind: LeftoverKind::File(path),
+    }
 }
 
 fn is_pathset(name: &str) -> bool {
@@ -201,12 +206,7 @@ fn scan_dir(root: &Path, key_prefix: &str) -> Result<Scan, Error> {
         let tmp = root.join("tmp");
         for (fname, ty) in read_dir_names(&tmp)? {
             if ty.is_file() {
-                let path = tmp.join(&fname);
-                scan.leftovers.push(Leftover {
-                    what: path.display().to_string(),
-                    since: mtime(&path),
-                    kind: LeftoverKind::File(path),
-                });
+                scan.leftovers.push(file_leftover(tmp.join(&fname)));
             }
         }
     }
@@ -225,12 +225,7 @@ fn scan_entries(dir: &Path, pathset: &str, key_prefix: &str, scan: &mut Scan) ->
         if let Some(stem) = fname.strip_suffix(META_SUFFIX) {
             // An interrupted delete removes the archive first and may leave the sidecar.
             if !data.contains(stem) && key_prefix.is_empty() {
-                let path = dir.join(fname);
-                scan.leftovers.push(Leftover {
-                    what: path.display().to_string(),
-                    since: mtime(&path),
-                    kind: LeftoverKind::File(path),
-                });
+                scan.leftovers.push(file_leftover(dir.join(fname)));
             }
             continue;
         }
@@ -284,35 +279,23 @@ impl Store for LocalStore {
     async fn list(&self, pathset: &str, key_prefix: &str) -> Result<Vec<EntryInfo>, Error> {
         let dir = self.dir(pathset);
         let prefix = escape(key_prefix);
-        let what = || format!("list {}", dir.display());
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(what())(e)),
-        };
         let mut out = Vec::new();
-        for ent in rd {
-            let ent = ent.map_err(io_err(what()))?;
-            let fname = ent.file_name();
-            let Some(fname) = fname.to_str() else {
+        for (fname, ty) in read_dir_names(&dir)? {
+            if !ty.is_file() || !fname.starts_with(&prefix) || fname.ends_with(META_SUFFIX) {
+                continue;
+            }
+            let Some(key) = unescape(&fname) else {
                 continue;
             };
-            if !fname.starts_with(&prefix) || fname.ends_with(META_SUFFIX) {
-                continue;
-            }
-            let Some(key) = unescape(fname) else { continue };
             // A file removed between readdir and stat is simply not listed.
-            let Ok(md) = ent.metadata() else { continue };
-            if !md.is_file() {
+            let Ok(md) = fs::metadata(dir.join(&fname)) else {
                 continue;
-            }
-            out.push(info_from(
-                EntryName {
-                    pathset: pathset.to_owned(),
-                    key,
-                },
-                &md,
-            ));
+            };
+            let name = EntryName {
+                pathset: pathset.to_owned(),
+                key,
+            };
+            out.push(info_from(name, &md));
         }
         Ok(out)
     }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
@@ -201,25 +202,11 @@ impl Store for S3Store {
     }
 
     async fn head(&self, name: &EntryName) -> Result<Option<EntryInfo>, Error> {
-        let key = self.object_key(name);
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(EntryInfo {
-                name: name.clone(),
-                size: out.content_length().unwrap_or(0).max(0) as u64,
-                modified: to_system_time(out.last_modified()),
-            })),
-            Err(e) => match self.classify(format!("head s3://{}/{key}", self.bucket), e) {
-                Error::NotFound { .. } => Ok(None),
-                e => Err(e),
-            },
-        }
+        Ok(self.head_object(name).await?.map(|out| EntryInfo {
+            name: name.clone(),
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            modified: to_system_time(out.last_modified()),
+        }))
     }
 
     async fn list(&self, pathset: &str, key_prefix: &str) -> Result<Vec<EntryInfo>, Error> {
@@ -484,8 +471,8 @@ impl S3Store {
         Ok(())
     }
 
-    /// The entry's metadata; `Ok(None)` when the entry vanished or carries none of ours.
-    async fn head_meta(&self, name: &EntryName) -> Result<Option<EntryMeta>, Error> {
+    /// HEAD of the entry's object; `Ok(None)` when it does not exist.
+    async fn head_object(&self, name: &EntryName) -> Result<Option<HeadObjectOutput>, Error> {
         let key = self.object_key(name);
         match self
             .client
@@ -495,12 +482,20 @@ impl S3Store {
             .send()
             .await
         {
-            Ok(out) => Ok(out.metadata().and_then(meta_from_headers)),
+            Ok(out) => Ok(Some(out)),
             Err(e) => match self.classify(format!("head s3://{}/{key}", self.bucket), e) {
                 Error::NotFound { .. } => Ok(None),
                 e => Err(e),
             },
         }
+    }
+
+    /// The entry's metadata; `Ok(None)` when the entry vanished or carries none of ours.
+    async fn head_meta(&self, name: &EntryName) -> Result<Option<EntryMeta>, Error> {
+        Ok(self
+            .head_object(name)
+            .await?
+            .and_then(|out| out.metadata().and_then(meta_from_headers)))
     }
 
     /// Multipart uploads under `<prefix>v1/` that were never completed or aborted; `None` when
