@@ -41,21 +41,9 @@ pub fn escape(key: &str) -> String {
     out
 }
 
+/// Inverse of [`escape`]: plain percent-decoding.
 pub fn unescape(name: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(name.len());
-    let b = name.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = name.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    super::percent_decode(name)
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {

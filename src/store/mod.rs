@@ -325,6 +325,24 @@ impl StoreUrl {
     }
 }
 
+/// `%XX` sequences back to bytes, as UTF-8; `None` for a malformed escape or invalid UTF-8.
+/// Decodes both the local store's file names and S3 metadata values.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Top directory of use records, next to `v1/` so entry listings never see them.
 pub const USED_DIR: &str = "v1-used";
 
@@ -437,6 +455,21 @@ mod tests {
         assert_eq!(parse_object_name(&n.object_name()), Some(n));
         assert_eq!(parse_object_name("v1/short/k"), None);
         assert_eq!(parse_object_name("v2/0123456789abcdef/k"), None);
+    }
+
+    #[test]
+    fn metadata_values_round_trip_through_percent_encoding() {
+        for v in [
+            "npm-linux-x64-3f2a",
+            "ünïcödé/ key%",
+            "[\"node_modules\",\"~/.npm\"]",
+            "",
+        ] {
+            assert_eq!(percent_decode(&s3::pct_encode(v)).as_deref(), Some(v));
+        }
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
     }
 
     #[test]

@@ -143,31 +143,14 @@ pub fn pct_encode(s: &str) -> String {
     out
 }
 
-/// Inverse of [`pct_encode`]; `None` for malformed escapes or non-UTF-8.
-pub fn pct_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Metadata back from HEAD's user-metadata map; `None` when it is not a cachectl entry's.
 fn meta_from_headers(m: &std::collections::HashMap<String, String>) -> Option<EntryMeta> {
     let get = |k: &str| m.get(k).map(String::as_str);
     Some(EntryMeta {
         format: get("cachectl-format")?.parse().ok()?,
-        key: pct_decode(get("cachectl-key")?)?,
-        paths: serde_json::from_str(&pct_decode(get("cachectl-paths")?)?).ok()?,
-        family: pct_decode(get("cachectl-family")?)?,
+        key: super::percent_decode(get("cachectl-key")?)?,
+        paths: serde_json::from_str(&super::percent_decode(get("cachectl-paths")?)?).ok()?,
+        family: super::percent_decode(get("cachectl-family")?)?,
         created: get("cachectl-created")?.to_owned(),
         cachectl: get("cachectl-version").unwrap_or_default().to_owned(),
     })
