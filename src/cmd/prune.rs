@@ -83,12 +83,12 @@ pub async fn run(args: PruneArgs) -> ExitCode {
         seconds: [scan_seconds, plan_seconds, delete_seconds],
     };
     let totals = outcome.totals();
+    // People read stderr (lines, summary, warnings); `--json` adds the object on stdout.
     outcome.print_lines();
+    outcome.print_summary(&totals);
     if args.json {
         // A closed stdout (`| head`) is not a failed prune: the deletions are done.
         let _ = outcome.print_json(&totals);
-    } else {
-        outcome.print_summary(&totals);
     }
     if let Some(m) = metrics {
         let event = Event::Prune {
@@ -309,7 +309,7 @@ impl Outcome<'_> {
 
     /// Errors always; one line per deletion with --verbose, or always for --dry-run.
     fn print_lines(&self) {
-        let each = !self.args.json && (self.args.dry_run || verbosity() == Verbosity::Verbose);
+        let each = self.args.dry_run || verbosity() == Verbosity::Verbose;
         let verb = self.verb("deleted", "would delete");
         for (rec, reason, err) in self.deletions() {
             match err {

@@ -73,14 +73,12 @@ pub async fn run(args: RmArgs) -> ExitCode {
                 } else {
                     "deleted"
                 };
-                if !args.json {
-                    say(&format!(
-                        "{verb} {} ({}) {}",
-                        r.name.key,
-                        r.paths_label(),
-                        human_bytes(r.size)
-                    ));
-                }
+                say(&format!(
+                    "{verb} {} ({}) {}",
+                    r.name.key,
+                    r.paths_label(),
+                    human_bytes(r.size)
+                ));
                 freed += r.size;
                 deleted.push(super::ls::record_json(r));
             }
@@ -94,7 +92,7 @@ pub async fn run(args: RmArgs) -> ExitCode {
             "no entry has a key starting `{scan_prefix}` in {}",
             store.describe()
         ));
-    } else if !args.json {
+    } else {
         say(&format!(
             "{} {}, {}",
             if args.dry_run {
