@@ -1094,8 +1094,67 @@ fn node_npm_buildspec_four_builds_against_moto() {
         "{report:#}"
     );
 
+    // --- the scheduled prune project (prune.yml's build command) ---
+    let prune = |extra: &str| -> Value {
+        let spec = load_buildspec("prune.yml");
+        let command = commands(&spec, "build")
+            .into_iter()
+            .find(|c| c.starts_with("cachectl prune"))
+            .expect("prune.yml runs cachectl prune");
+        let root = world.sandbox.path().join("prune");
+        let (src, home, tmp) = (root.join("src"), root.join("home"), root.join("tmp"));
+        for dir in [&src, &home, &tmp] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        let env = world.env("cachectl-prune:0001", 1, &src, &home, &tmp);
+        let command = format!("{} --json {extra}", command.trim());
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(&command)
+            .current_dir(&src)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("CACHECTL_METRICS_NAMESPACE", format!("{NAMESPACE}-prune"));
+        let run = exec(&mut cmd, command.clone());
+        run.assert_code(0);
+        run.json()
+    };
+    // Right after the builds: both entries were just saved or restored, nothing goes.
+    let report = prune("");
+    assert_eq!(
+        (&report["scanned"], &report["deleted"]),
+        (&Value::from(2), &Value::from(0)),
+        "{report:#}"
+    );
+    // Entries with a use record (`v1-used/<pathset>/<hour>/<key>`; an hour may have turned
+    // between builds, so count entries, not records).
+    let used: BTreeSet<String> = snapshot(&s3, &world.bucket)
+        .into_keys()
+        .filter_map(|k| {
+            let parts: Vec<&str> = k.splitn(4, '/').collect();
+            (parts[0] == "v1-used").then(|| format!("{}/{}", parts[1], parts[3]))
+        })
+        .collect();
+    assert_eq!(
+        used.len(),
+        2,
+        "both entries were restored (key 1 in builds 2-3, key 3 in build 4): {used:?}"
+    );
+    // Fifteen days later nobody restored them: max-unused 14d takes both, records too.
+    let later = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(15 * 86400),
+    );
+    let report = prune(&format!("--as-of {later}"));
+    assert_eq!(report["deleted"], 2, "{report:#}");
+    assert_eq!(report["deleted_by_reason"]["max-unused"], 2, "{report:#}");
+    assert!(
+        snapshot(&s3, &world.bucket).is_empty(),
+        "the bucket after the prune: {:?}",
+        snapshot(&s3, &world.bucket)
+    );
+
     let elapsed = test_started.elapsed();
-    eprintln!("[codebuild] 4 builds and the metrics checks in {elapsed:.1?}");
+    eprintln!("[codebuild] 4 builds, the metrics checks and 2 prunes in {elapsed:.1?}");
 }
 
 /// The recorder's parser: requests on one keep-alive connection, bodies skipped by length
