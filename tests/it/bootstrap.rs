@@ -9,18 +9,17 @@
 //! the tests' venv, checked for the phases and commands they need, their commands checked with
 //! `sh -n`, and their install step and skip-on-exact-hit logic run with fakes on PATH.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::support::buildspec::{self, commands, repo};
 use crate::support::{list_dir, moto, tempdir, write, Fixture, Run};
 
 const VERSION: &str = "0.1.0";
@@ -28,10 +27,6 @@ const X86: &str = "cachectl-x86_64-unknown-linux-musl";
 const ARM: &str = "cachectl-aarch64-unknown-linux-musl";
 const WARNING: &str = "cachectl install: WARNING:";
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn install_sh() -> PathBuf {
     repo().join("bootstrap/install.sh")
@@ -652,7 +647,7 @@ fn installs_from_s3_through_the_aws_cli() {
     );
 
     // The install step of a buildspec, from fetching install.sh on: into a fresh directory.
-    let spec = &buildspecs()["node-npm.yml"];
+    let spec = &buildspec::all()["node-npm.yml"];
     let step = install_step(spec);
     let fresh = s.path("bin2");
     let mut env = aws_env.to_vec();
@@ -673,74 +668,6 @@ fn installs_from_s3_through_the_aws_cli() {
 }
 
 // --- buildspecs -----------------------------------------------------------------------------
-
-/// A Python with PyYAML: the tests' venv (next to moto_server), else `python3` on PATH.
-fn python() -> PathBuf {
-    let beside_moto = std::env::var_os(moto::MOTO_ENV)
-        .map(PathBuf::from)
-        .and_then(|moto| moto.parent().map(|dir| dir.join("python3")))
-        .filter(|p| p.is_file());
-    beside_moto.unwrap_or_else(|| PathBuf::from("python3"))
-}
-
-/// Each buildspec, by file name: `{"yaml": <the parsed file>, "toml": <its embedded
-/// cachectl.toml, parsed>}`, as JSON from PyYAML and tomllib.
-fn buildspecs() -> &'static BTreeMap<String, Value> {
-    static SPECS: OnceLock<BTreeMap<String, Value>> = OnceLock::new();
-    SPECS.get_or_init(|| {
-        let script = r##"
-import glob, json, os, sys, tomllib
-import yaml
-out = {}
-for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.yml"))):
-    text = open(path, encoding="utf-8").read()
-    lines, inside = [], False
-    for line in text.splitlines():
-        if line.strip() == "# --- cachectl.toml ---":
-            inside = True
-        elif line.strip() == "# --- end ---":
-            inside = False
-        elif inside:
-            lines.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
-    out[os.path.basename(path)] = {
-        "yaml": yaml.safe_load(text),
-        "toml": tomllib.loads("\n".join(lines)) if lines else None,
-    }
-print(json.dumps(out))
-"##;
-        let python = python();
-        let dir = repo().join("buildspecs");
-        let mut cmd = Command::new(&python);
-        cmd.arg("-c").arg(script).arg(&dir);
-        let out = exec(
-            &mut cmd,
-            format!("{} -c <parse buildspecs>", python.display()),
-        );
-        assert_eq!(
-            out.code,
-            Some(0),
-            "parsing buildspecs failed (PyYAML is in tests/requirements.txt)\n{}",
-            out.context()
-        );
-        let parsed: BTreeMap<String, Value> = serde_json::from_str(&out.stdout).unwrap();
-        assert!(!parsed.is_empty(), "no buildspecs/*.yml");
-        parsed
-    })
-}
-
-/// The commands of `phase`, each a string (a YAML slip like `- echo a: b` would be a map).
-fn commands(spec: &Value, phase: &str) -> Vec<String> {
-    let Some(list) = spec["yaml"]["phases"][phase]["commands"].as_array() else {
-        return Vec::new();
-    };
-    list.iter()
-        .map(|c| {
-            c.as_str()
-                .unwrap_or_else(|| panic!("{phase} command is not a string: {c}"))
-                .to_owned()
-        })
-        .collect()
-}
 
 /// The install-phase command that fetches and runs install.sh.
 fn install_step(spec: &Value) -> String {
@@ -770,7 +697,7 @@ const EXPECTED_SPECS: &[&str] = &[
 
 #[test]
 fn buildspecs_have_the_phases_and_commands_they_need() {
-    let specs = buildspecs();
+    let specs = buildspec::all();
     let names: Vec<&str> = specs.keys().map(String::as_str).collect();
     assert_eq!(names, EXPECTED_SPECS);
     for (name, spec) in specs {
@@ -841,7 +768,7 @@ fn buildspecs_have_the_phases_and_commands_they_need() {
 #[test]
 fn buildspec_commands_are_valid_sh() {
     let s = Sandbox::new();
-    for (name, spec) in buildspecs() {
+    for (name, spec) in buildspec::all() {
         let phases = spec["yaml"]["phases"].as_object().unwrap();
         for phase in phases.keys() {
             for command in commands(spec, phase) {
@@ -874,7 +801,7 @@ const PROJECT_FILES: &[&str] = &[
 
 #[test]
 fn embedded_cachectl_toml_is_valid_and_matches_the_buildspec() {
-    for (name, spec) in buildspecs() {
+    for (name, spec) in buildspec::all() {
         let toml = &spec["toml"];
         assert!(
             toml.is_object(),
@@ -885,7 +812,7 @@ fn embedded_cachectl_toml_is_valid_and_matches_the_buildspec() {
             // The real parser accepts the policy, and the buildspec's command line parses.
             let f = Fixture::bare();
             let src = f.dir("src");
-            write(&src.join("cachectl.toml"), embedded_toml_text(name));
+            write(&src.join("cachectl.toml"), buildspec::toml_text(name));
             let run = f
                 .cachectl()
                 .cwd(&src)
@@ -915,7 +842,7 @@ fn embedded_cachectl_toml_is_valid_and_matches_the_buildspec() {
         for file in PROJECT_FILES {
             write(&src.join(file), format!("{file} of a test project\n"));
         }
-        write(&src.join("cachectl.toml"), embedded_toml_text(name));
+        write(&src.join("cachectl.toml"), buildspec::toml_text(name));
         let run = f.cachectl().cwd(&src).args(["keys", "--json"]).run();
         run.assert_code(0);
         let json: Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| {
@@ -952,7 +879,7 @@ fn embedded_cachectl_toml_is_valid_and_matches_the_buildspec() {
         }
 
         // A file the keys hash that the build writes must be written before the restore.
-        let text = embedded_toml_text(name);
+        let text = buildspec::toml_text(name);
         if text.contains(".cachectl-runtime") {
             let pre = commands(spec, "pre_build");
             let writes = pre.iter().position(|c| c.contains("> .cachectl-runtime"));
@@ -966,28 +893,10 @@ fn embedded_cachectl_toml_is_valid_and_matches_the_buildspec() {
 }
 
 /// The `# --- cachectl.toml ---` block of a buildspec, without the comment markers.
-fn embedded_toml_text(name: &str) -> String {
-    let text = fs::read_to_string(repo().join("buildspecs").join(name)).unwrap();
-    let mut lines = Vec::new();
-    let mut inside = false;
-    for line in text.lines() {
-        match line.trim() {
-            "# --- cachectl.toml ---" => inside = true,
-            "# --- end ---" => inside = false,
-            _ if inside => lines.push(
-                line.strip_prefix("# ")
-                    .unwrap_or(line.trim_start_matches('#')),
-            ),
-            _ => {}
-        }
-    }
-    lines.join("\n") + "\n"
-}
-
 #[test]
 fn buildspec_install_steps_never_fail_the_build() {
     for name in EXPECTED_SPECS {
-        let spec = &buildspecs()[*name];
+        let spec = &buildspec::all()[*name];
         let step = install_step(spec);
         let vars = spec["yaml"]["env"]["variables"].as_object().unwrap();
         let var = |n: &str| vars[n].as_str().unwrap().to_owned();
@@ -1101,7 +1010,7 @@ fn fake_build_tools(s: &Sandbox) {
 
 #[test]
 fn only_an_exact_hit_skips_the_install_step() {
-    let skippers: Vec<&str> = buildspecs()
+    let skippers: Vec<&str> = buildspec::all()
         .iter()
         .filter(|(_, spec)| {
             commands(spec, "build")
@@ -1127,7 +1036,7 @@ fn only_an_exact_hit_skips_the_install_step() {
         ("stand-in", "", true),
     ];
     for name in skippers {
-        let spec = &buildspecs()[name];
+        let spec = &buildspec::all()[name];
         let install = commands(spec, "build")
             .into_iter()
             .find(|c| c.contains(r#""outcome" *: *"hit""#))
@@ -1161,7 +1070,7 @@ fn only_an_exact_hit_skips_the_install_step() {
 #[test]
 fn node_npm_skips_npm_ci_on_the_next_build_with_the_real_cachectl() {
     let s = Sandbox::new();
-    let spec = &buildspecs()["node-npm.yml"];
+    let spec = &buildspec::all()["node-npm.yml"];
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_cachectl"), s.path("fake/cachectl")).unwrap();
     let log = s.path("calls.log");
     write_script(&s.path("fake/node"), "#!/bin/sh\necho v20.11.1\n");
@@ -1184,7 +1093,7 @@ fn node_npm_skips_npm_ci_on_the_next_build_with_the_real_cachectl() {
         write(&src.join("package-lock.json"), lockfile);
         write(
             &src.join("cachectl.toml"),
-            embedded_toml_text("node-npm.yml"),
+            buildspec::toml_text("node-npm.yml"),
         );
         let _ = fs::remove_file(&log);
         let build_id = format!("node-npm:build-{n}");

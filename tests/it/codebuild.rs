@@ -33,6 +33,7 @@ use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use serde_json::Value;
 
+use crate::support::buildspec::{self, commands, repo};
 use crate::support::cloudwatch::{self, RUNTIME};
 use crate::support::{moto, tempdir, write, Fixture, Run};
 
@@ -69,10 +70,6 @@ const FAILING_TEST_JS: &str = r#"console.error("1 failing: isarray is not wired 
 process.exit(1);
 "#;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// `name` on PATH, or a clear failure: this test needs the real tool.
 fn require_tool(name: &str, why: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -87,62 +84,6 @@ fn require_tool(name: &str, why: &str) -> PathBuf {
         })
 }
 
-/// A Python with PyYAML: the tests' venv (next to moto_server), else `python3` on PATH.
-fn python() -> PathBuf {
-    std::env::var_os(moto::MOTO_ENV)
-        .map(PathBuf::from)
-        .and_then(|moto| moto.parent().map(|dir| dir.join("python3")))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("python3"))
-}
-
-/// The buildspec as CodeBuild reads it (PyYAML), and its embedded cachectl.toml (tomllib):
-/// `{"yaml": ..., "toml": ..., "toml_text": "..."}`.
-fn load_buildspec(name: &str) -> Value {
-    let script = r##"
-import json, sys, tomllib
-import yaml
-text = open(sys.argv[1], encoding="utf-8").read()
-lines, inside = [], False
-for line in text.splitlines():
-    if line.strip() == "# --- cachectl.toml ---":
-        inside = True
-    elif line.strip() == "# --- end ---":
-        inside = False
-    elif inside:
-        lines.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
-toml_text = "\n".join(lines) + "\n"
-print(json.dumps({"yaml": yaml.safe_load(text), "toml": tomllib.loads(toml_text), "toml_text": toml_text}))
-"##;
-    let path = repo().join("buildspecs").join(name);
-    let python = python();
-    let out = Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", python.display()));
-    assert!(
-        out.status.success(),
-        "parsing {} with {} failed (PyYAML is in tests/requirements.txt):\n{}",
-        path.display(),
-        python.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The commands of `phase`, each a string.
-fn commands(spec: &Value, phase: &str) -> Vec<String> {
-    spec["yaml"]["phases"][phase]["commands"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{BUILDSPEC}: no {phase} commands"))
-        .iter()
-        .map(|c| c.as_str().expect("commands are strings").to_owned())
-        .collect()
-}
-
-/// `pathset` of docs/FORMAT.md for already-normalized paths.
 fn pathset_digest(paths: &[String]) -> String {
     let mut sorted: Vec<&str> = paths.iter().map(String::as_str).collect();
     sorted.sort_unstable();
@@ -476,7 +417,7 @@ fn transcript(n: u32, id: &str, src: &Path, steps: &[Step]) -> String {
 impl World {
     fn new() -> World {
         let sandbox = tempdir("cachectl-it-codebuild-");
-        let spec = load_buildspec(BUILDSPEC);
+        let spec = buildspec::get(BUILDSPEC).clone();
         let moto = moto::moto();
         let bucket = moto::bucket_name("codebuild-node-npm");
         moto.create_bucket(&bucket);
@@ -1096,8 +1037,7 @@ fn node_npm_buildspec_four_builds_against_moto() {
 
     // --- the scheduled prune project (prune.yml's build command) ---
     let prune = |extra: &str| -> Value {
-        let spec = load_buildspec("prune.yml");
-        let command = commands(&spec, "build")
+        let command = commands(buildspec::get("prune.yml"), "build")
             .into_iter()
             .find(|c| c.starts_with("cachectl prune"))
             .expect("prune.yml runs cachectl prune");

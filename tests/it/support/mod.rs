@@ -1,6 +1,7 @@
 //! Test harness: sandboxes, the `cachectl` command builder, moto (S3, and CloudWatch through a
 //! bridge), trees and hand-made archives.
 
+pub mod buildspec;
 pub mod cloudwatch;
 pub mod cmd;
 pub mod format;
