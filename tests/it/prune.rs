@@ -371,11 +371,8 @@ fn a_use_record_that_cannot_be_written_never_fails_the_restore() {
         .run();
     run.expect(0, "hit");
     assert!(dst.join("deps/blob").is_file());
-    assert!(
-        run.stderr.contains("last use not recorded"),
-        "--verbose says why\n{}",
-        run.context()
-    );
+    // --verbose says why.
+    run.assert_stderr_has("last use not recorded");
     let quiet = fx.restore("npm-0000000f", &dst).paths(["deps"]).run();
     quiet.expect(0, "hit");
     assert!(!quiet.stderr.contains("last use"), "{}", quiet.context());
@@ -570,16 +567,8 @@ fn a_failed_delete_is_reported_and_the_rest_goes_on() {
         ])
         .run();
     run.assert_code(1);
-    assert!(
-        run.stderr.contains("error: delete npm-0000000d"),
-        "{}",
-        run.context()
-    );
-    assert!(
-        run.stderr.contains("1 deletion failed"),
-        "{}",
-        run.context()
-    );
+    run.assert_stderr_has("error: delete npm-0000000d");
+    run.assert_stderr_has("1 deletion failed");
     assert!(
         keys_of(&ls(&fx)) == Vec::<String>::new(),
         "npm-e was deleted, npm-d's archive too"
@@ -609,33 +598,20 @@ fn prune_reads_rules_from_cachectl_toml_and_flags_override() {
     write(&cfg, "[prune]\nmax-agee = \"12d\"\n");
     let run = fx.cachectl().args(["prune", "--store", &fx.store]).run();
     run.assert_code(1);
-    assert!(
-        run.stderr.contains("unknown key `max-agee` in [prune]"),
-        "{}",
-        run.context()
-    );
+    run.assert_stderr_has("unknown key `max-agee` in [prune]");
     fs::remove_file(&cfg).unwrap();
     let run = fx
         .cachectl()
         .args(["prune", "--store", &fx.store, "--keep-last", "3"])
         .run();
     run.assert_code(2);
-    assert!(
-        run.stderr
-            .contains("prune has no rule that deletes anything"),
-        "{}",
-        run.context()
-    );
+    run.assert_stderr_has("prune has no rule that deletes anything");
     let run = fx
         .cachectl()
         .args(["prune", "--store", &fx.store, "--max-total-size", "10G"])
         .run();
     run.assert_code(2);
-    assert!(
-        run.stderr.contains("not a size like 500MiB"),
-        "{}",
-        run.context()
-    );
+    run.assert_stderr_has("not a size like 500MiB");
     assert_eq!(
         ls(&fx)["total_entries"],
         5,
@@ -710,11 +686,7 @@ fn ls_shows_entries_and_rm_drops_them() {
         let json = run.json();
         assert_eq!(json["deleted"].as_array().unwrap().len(), 3, "{json}");
         assert_eq!(json["not_found"], serde_json::json!(["npm-nope"]));
-        assert!(
-            run.stderr.contains("no entry with key `npm-nope`"),
-            "{}",
-            run.context()
-        );
+        run.assert_stderr_has("no entry with key `npm-nope`");
         assert_eq!(
             keys_of(&ls(&fx)),
             ["npm-00000003", "npm-00000004", "pip-00000001"]
@@ -730,11 +702,7 @@ fn ls_shows_entries_and_rm_drops_them() {
             .args(["rm", "--store", &fx.store, "--prefix", "npm-"])
             .run();
         run.assert_code(0);
-        assert!(
-            run.stderr.contains("deleted 2 entries"),
-            "{}",
-            run.context()
-        );
+        run.assert_stderr_has("deleted 2 entries");
         assert_eq!(keys_of(&ls(&fx)), ["pip-00000001"]);
         assert!(use_records(&fx).is_empty());
     }
@@ -871,10 +839,8 @@ fn a_server_without_upload_listing_gets_a_warning_not_a_failed_prune() {
         .cachectl()
         .args(["prune", "--store", &fx.store, "--max-age", "30d"])
         .run();
-    human.assert_code(0);
-    assert!(
-        human.stderr.contains("warning: prune:") && human.stderr.contains("ListMultipartUploads"),
-        "{}",
-        human.context()
-    );
+    human
+        .assert_code(0)
+        .assert_stderr_has("warning: prune:")
+        .assert_stderr_has("ListMultipartUploads");
 }

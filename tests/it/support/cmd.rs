@@ -216,6 +216,16 @@ impl Run {
         self
     }
 
+    /// Fails, showing the whole run, unless stderr contains `text`.
+    pub fn assert_stderr_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}\n{}",
+            self.context()
+        );
+        self
+    }
+
     /// The `--json` object: the last stdout line, and no other stdout line is a JSON object.
     pub fn json(&self) -> Value {
         let lines: Vec<&str> = self.stdout.lines().collect();
