@@ -6,9 +6,11 @@ pub const STORE: &str = "CACHECTL_STORE";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 /// Expansion of `~` in `--path`.
 pub const HOME: &str = "HOME";
-/// Generic and S3-specific endpoint overrides; when set we switch S3 to path-style addressing.
+/// Generic and per-service endpoint overrides (read by the SDK itself); when one is set for S3
+/// we switch to path-style addressing, and hints name them.
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
+pub const AWS_ENDPOINT_URL_CLOUDWATCH: &str = "AWS_ENDPOINT_URL_CLOUDWATCH";
 /// Parallel transfers (parts in flight / ranged GETs in flight); same as `--concurrency`.
 pub const CONCURRENCY: &str = "CACHECTL_CONCURRENCY";
 /// Part / ranged-GET size in MiB; same as `--part-size-mib`.

@@ -4,6 +4,7 @@
 
 use crate::key::{CacheKey, EntryName};
 use crate::store::{Error, Leftover, Removal, Scan, Store, UseRecord, MAX_REMOVALS_PER_CALL};
+use crate::units::{parse_rfc3339, rfc3339};
 use futures_util::stream::{self, StreamExt};
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -36,6 +37,20 @@ impl Record {
         } else {
             self.paths.join(" ")
         }
+    }
+
+    /// The entry as `ls --json`, `rm --json` and `prune --json` print it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "key": self.name.key,
+            "pathset": self.name.pathset,
+            "size": self.size,
+            "created": rfc3339(self.created),
+            "last_used": self.used.map(rfc3339),
+            "family": self.family,
+            "paths": self.paths,
+            "metadata_inferred": self.inferred,
+        })
     }
 
     /// When the entry was last needed: its last use, or its creation if never restored.
@@ -82,10 +97,7 @@ impl Inventory {
             .into_iter()
             .map(|s| {
                 let used = newest.get(&s.info.name).map(UseRecord::latest);
-                let created = s
-                    .meta
-                    .as_ref()
-                    .and_then(|m| crate::time::parse_rfc3339(&m.created));
+                let created = s.meta.as_ref().and_then(|m| parse_rfc3339(&m.created));
                 let family = s.meta.as_ref().map(|m| m.family.clone());
                 Record {
                     inferred: created.is_none() || family.is_none(),
@@ -156,7 +168,7 @@ mod tests {
     use std::time::Duration;
 
     fn t(s: &str) -> SystemTime {
-        crate::time::parse_rfc3339(s).unwrap()
+        parse_rfc3339(s).unwrap()
     }
 
     fn name(key: &str) -> EntryName {

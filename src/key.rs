@@ -24,6 +24,16 @@ pub enum Error {
     NoHome { path: String },
 }
 
+impl crate::error::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::NoHome { .. } => Some("set HOME, or give the path without `~`".into()),
+            // The other messages say what a key or path must look like.
+            _ => None,
+        }
+    }
+}
+
 /// A validated cache key (or key prefix, for `--restore-key`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CacheKey(String);

@@ -1,25 +1,29 @@
 //! cachectl: dependency caches for AWS CodeBuild, kept as zstd tarballs in S3 or a local directory.
 //!
-//! The library exists so `tests/` and `benches/` reach the internals; `main.rs` is a thin shell.
+//! `main.rs` parses the command line and calls [`cmd`]; tests reach the store contract
+//! ([`store`], [`key`]), the metrics publisher ([`metrics`]) and the outcomes ([`outcome`]).
+//! Everything else is private to the crate, so the compiler reports what nothing uses.
 #![forbid(unsafe_code)]
 
-pub mod archive;
-pub mod aws_error;
+mod archive;
+mod aws;
 pub mod cli;
 pub mod cmd;
-pub mod config;
-pub mod env;
+mod config;
+mod env;
 pub mod error;
-pub mod hash;
-pub mod inventory;
+mod hash;
+mod inventory;
 pub mod key;
 pub mod metrics;
-pub mod output;
-pub mod progress;
-pub mod prune;
+pub mod outcome;
+mod output;
+mod progress;
+mod prune;
 pub mod signal;
-pub mod state;
+mod state;
 pub mod store;
-pub mod time;
+mod time;
 pub mod timings;
-pub mod transfer;
+mod transfer;
+mod units;

@@ -1,219 +1,173 @@
-//! What a command reports: one JSON object on stdout (`--json`), one summary line on stderr.
+//! The edge where results meet people. stdout holds results (`--json` objects, tables,
+//! digests); stderr holds what people read (summary lines, warnings, per-item errors, notes),
+//! at the chosen verbosity. Apart from `error::report` (a command's fatal error) and the
+//! terminal progress bars, nothing else in cachectl prints.
+//!
+//! Writes to stderr never fail a command. On stdout, a reader that stopped reading (`cachectl
+//! ls | head -1`) is not a failure: the rest of the output is dropped and the command ends as
+//! it would have. Any other failed write (a full disk behind `>`) is a [`StdoutError`].
 
-use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use crate::error::{chain, render, Hint};
+use serde::Serialize;
+use std::error::Error as StdError;
+use std::io::{self, Write};
+use std::sync::OnceLock;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RestoreOutcome {
-    Hit,
-    Partial,
-    Miss,
-    Error,
+/// How much a command says on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Warnings and errors only (`-q`).
+    Quiet,
+    Normal,
+    /// Also notes and one line per item (`-v`).
+    Verbose,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SaveOutcome {
-    Saved,
-    Skipped,
-    Error,
+static VERBOSITY: OnceLock<Verbosity> = OnceLock::new();
+
+/// Set once, from `-q` / `-v`, before anything is printed.
+pub fn set_verbosity(v: Verbosity) {
+    let _ = VERBOSITY.set(v);
 }
 
-#[derive(Debug, Serialize)]
-pub struct RestoreReport {
-    /// The cache's name (`[cache.NAME]`, or the key's family for a plain `--key`).
-    pub cache: String,
-    pub outcome: RestoreOutcome,
-    pub key: String,
-    pub matched_key: Option<String>,
-    /// Archive bytes transferred (the object's size).
-    pub bytes: u64,
-    /// Tar entries restored: files, directories and links.
-    pub files: u64,
-    /// Bytes of file content restored.
-    pub unpacked_bytes: u64,
-    pub seconds: f64,
-    pub store: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+pub fn verbosity() -> Verbosity {
+    *VERBOSITY.get().unwrap_or(&Verbosity::Normal)
 }
 
-#[derive(Debug, Serialize)]
-pub struct SaveReport {
-    pub cache: String,
-    pub outcome: SaveOutcome,
-    pub key: String,
-    /// Archive bytes uploaded (0 when skipped).
-    pub bytes: u64,
-    /// Tar entries saved: files, directories and links.
-    pub files: u64,
-    /// Bytes of file content packed.
-    pub unpacked_bytes: u64,
-    pub seconds: f64,
-    pub store: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+fn stderr(text: &str) {
+    // A closed stderr leaves nobody to tell; the command goes on.
+    let _ = io::stderr().lock().write_all(text.as_bytes());
 }
 
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
+/// One line for people on stderr, unless `--quiet`.
+pub fn say(line: &str) {
+    if verbosity() != Verbosity::Quiet {
+        stderr(&format!("{line}\n"));
     }
 }
 
-/// `21340` -> `21,340`.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
+/// One line on stderr whatever the verbosity (per-stage timings asked for by the user).
+pub fn diagnostic(line: &str) {
+    stderr(&format!("{line}\n"));
+}
+
+/// `note: ...` on stderr with `--verbose` only: worth knowing, never a problem.
+pub fn note(line: &str) {
+    if verbosity() == Verbosity::Verbose {
+        stderr(&format!("note: {line}\n"));
+    }
+}
+
+/// `warning: <context>: <message>` and `hint: ...`: trouble that does not fail the command
+/// (fail-open store errors, metrics not published, paths left out).
+pub fn warn(context: &str, message: &str, hint: Option<&str>) {
+    stderr(&render("warning", &format!("{context}: {message}"), hint));
+}
+
+/// [`warn`] with an error's chain as the message and its own hint.
+pub fn warn_error<E: StdError + Hint + 'static>(context: &str, err: &E) {
+    warn(context, &chain(err), err.hint().as_deref());
+}
+
+/// `error: <context>: <message>` and `hint: ...` for one failed item of a command that goes
+/// on with the rest (a delete among thousands); the command's exit status says it failed.
+pub fn error<E: StdError + Hint + 'static>(context: &str, err: &E) {
+    stderr(&render(
+        "error",
+        &format!("{context}: {}", chain(err)),
+        err.hint().as_deref(),
+    ));
+}
+
+/// [`error`] for a failure that is not an error value (a key that names no entry).
+pub fn error_line(message: &str, hint: Option<&str>) {
+    stderr(&render("error", message, hint));
+}
+
+/// stdout could not be written, for another reason than its reader going away.
+#[derive(Debug, thiserror::Error)]
+#[error("writing to stdout")]
+pub struct StdoutError(#[source] pub io::Error);
+
+/// A closed pipe ends the output, not the command.
+fn stdout_result(r: io::Result<()>) -> Result<(), StdoutError> {
+    match r {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(StdoutError(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `text` to stdout as it is, flushed.
+pub fn print(text: &str) -> Result<(), StdoutError> {
+    let mut out = io::stdout().lock();
+    stdout_result(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
+/// One result line on stdout.
+pub fn println(line: &str) -> Result<(), StdoutError> {
+    print(&format!("{line}\n"))
+}
+
+/// One JSON object as one line on stdout.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<(), StdoutError> {
+    println(&serde_json::to_string(value).expect("reports serialize"))
+}
+
+/// Streams a result too large to build in memory (prune's JSON with every deleted entry) to
+/// stdout through `write`, buffered and flushed.
+pub fn stream(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), StdoutError> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    stdout_result(write(&mut out).and_then(|()| out.flush()))
+}
+
+/// The `--json` line of save and restore: the report itself for one cache; for several,
+/// `{"outcome": <the worst>, "caches": [...]}`.
+pub fn reports<T: Serialize>(reports: &[T], worst: &str) -> Result<(), StdoutError> {
+    match reports {
+        [one] => json(one),
+        many => json(&serde_json::json!({ "outcome": worst, "caches": many })),
+    }
+}
+
+/// A column's alignment in [`table`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Names: read left to right.
+    Left,
+    /// Numbers: line up on their last digit.
+    Right,
+}
+
+/// Rows (the header first) as aligned text, two spaces between columns, one `\n`-ended line
+/// per row, trailing spaces trimmed. `align[i]` is column `i`'s alignment (default left).
+pub fn table(rows: &[Vec<String>], align: &[Align]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c > 0 {
+                line.push_str("  ");
+            }
+            let w = widths[c];
+            match align.get(c).copied().unwrap_or(Align::Left) {
+                Align::Left => line.push_str(&format!("{cell:<w$}")),
+                Align::Right => line.push_str(&format!("{cell:>w$}")),
+            }
         }
-        out.push(c);
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
-}
-
-pub fn rate(bytes: u64, elapsed: Duration) -> String {
-    let secs = elapsed.as_secs_f64().max(1e-3);
-    format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
-}
-
-impl RestoreReport {
-    /// A report that says `error` until the restore says otherwise.
-    pub fn new(cache: &str, key: &str, store: String) -> Self {
-        RestoreReport {
-            cache: cache.to_owned(),
-            outcome: RestoreOutcome::Error,
-            key: key.to_owned(),
-            matched_key: None,
-            bytes: 0,
-            files: 0,
-            unpacked_bytes: 0,
-            seconds: 0.0,
-            store,
-            message: None,
-        }
-    }
-}
-
-impl SaveReport {
-    /// A report that says `error` until the save says otherwise.
-    pub fn new(cache: &str, key: &str, store: String) -> Self {
-        SaveReport {
-            cache: cache.to_owned(),
-            outcome: SaveOutcome::Error,
-            key: key.to_owned(),
-            bytes: 0,
-            files: 0,
-            unpacked_bytes: 0,
-            seconds: 0.0,
-            store,
-            reason: None,
-        }
-    }
-}
-
-/// `1 entry`, `2,500 entries`.
-pub fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{} {}", thousands(n), if n == 1 { one } else { many })
-}
-
-/// `45s`, `12m`, `5h`, `3d`: how long ago, to the unit a person would use.
-pub fn human_age(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..120 => format!("{s}s"),
-        120..7200 => format!("{}m", s / 60),
-        7200..172800 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
-}
-
-/// One human line on stderr, unless `--quiet`.
-pub fn say(line: &str) {
-    if crate::progress::verbosity() != crate::progress::Verbosity::Quiet {
-        eprintln!("{line}");
-    }
-}
-
-/// The `--json` line: the report itself for one cache; for several,
-/// `{"outcome": <the worst>, "caches": [...]}`.
-pub fn emit_json<T: Serialize>(json: bool, reports: &[T], worst: &str) {
-    if !json {
-        return;
-    }
-    let line = match reports {
-        [one] => serde_json::to_string(one),
-        many => serde_json::to_string(&serde_json::json!({ "outcome": worst, "caches": many })),
-    };
-    println!("{}", line.expect("report serializes"));
-}
-
-impl RestoreOutcome {
-    /// Order for "the worst outcome" of several caches.
-    fn badness(self) -> u8 {
-        match self {
-            RestoreOutcome::Hit => 0,
-            RestoreOutcome::Partial => 1,
-            RestoreOutcome::Miss => 2,
-            RestoreOutcome::Error => 3,
-        }
-    }
-
-    pub fn worst(all: impl IntoIterator<Item = Self>) -> Self {
-        all.into_iter()
-            .max_by_key(|o| o.badness())
-            .unwrap_or(RestoreOutcome::Miss)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestoreOutcome::Hit => "hit",
-            RestoreOutcome::Partial => "partial",
-            RestoreOutcome::Miss => "miss",
-            RestoreOutcome::Error => "error",
-        }
-    }
-}
-
-impl SaveOutcome {
-    pub fn worst(all: impl IntoIterator<Item = Self>) -> Self {
-        let rank = |o: &SaveOutcome| match o {
-            SaveOutcome::Saved => 0,
-            SaveOutcome::Skipped => 1,
-            SaveOutcome::Error => 2,
-        };
-        all.into_iter()
-            .max_by_key(rank)
-            .unwrap_or(SaveOutcome::Skipped)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SaveOutcome::Saved => "saved",
-            SaveOutcome::Skipped => "skipped",
-            SaveOutcome::Error => "error",
-        }
-    }
-}
-
-/// One loud line, the cause and the fix, for store trouble that does not fail the build.
-pub fn warn(what: &str, cause: &str, hint: Option<&str>) {
-    match hint {
-        Some(h) => eprintln!("warning: {what}: {cause} (fix: {h})"),
-        None => eprintln!("warning: {what}: {cause}"),
-    }
 }
 
 #[cfg(test)]
@@ -221,17 +175,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formatting() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(21340), "21,340");
-        assert_eq!(thousands(1234567), "1,234,567");
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(312 * 1024 * 1024), "312.0 MiB");
-        assert_eq!(human_age(Duration::from_secs(59)), "59s");
-        assert_eq!(human_age(Duration::from_secs(3600)), "60m");
-        assert_eq!(human_age(Duration::from_secs(5 * 3600)), "5h");
-        assert_eq!(human_age(Duration::from_secs(3 * 86400 + 5)), "3d");
+    fn tables_align_names_left_and_numbers_right() {
+        let rows = vec![
+            vec!["KEY".into(), "SIZE".into(), "PATHS".into()],
+            vec!["npm-1".into(), "1.5 KiB".into(), "node_modules".into()],
+            vec!["cargo-registry".into(), "12 B".into(), "~/.cargo".into()],
+        ];
+        assert_eq!(
+            table(&rows, &[Align::Left, Align::Right]),
+            "KEY                SIZE  PATHS\n\
+             npm-1           1.5 KiB  node_modules\n\
+             cargo-registry     12 B  ~/.cargo\n"
+        );
     }
 }

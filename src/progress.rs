@@ -1,29 +1,15 @@
-//! What a person sees while bytes move: an indicatif bar per cache on a TTY; in CodeBuild logs
-//! (no TTY) at most one line every 10 s per cache, and always one summary line (by the caller).
+//! The terminal side of [`Reporter`]: what a person sees while bytes move. An indicatif bar
+//! per cache on a TTY; in CodeBuild logs (no TTY) at most one line every 10 s per cache, and
+//! always one summary line (printed by the command).
 
+use crate::output::{self, verbosity, Verbosity};
+use crate::transfer::Reporter;
+use crate::units::{human_bytes, rate};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-/// How much a command says on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verbosity {
-    Quiet,
-    Normal,
-    Verbose,
-}
-
-static VERBOSITY: OnceLock<Verbosity> = OnceLock::new();
-
-pub fn set_verbosity(v: Verbosity) {
-    let _ = VERBOSITY.set(v);
-}
-
-pub fn verbosity() -> Verbosity {
-    *VERBOSITY.get().unwrap_or(&Verbosity::Normal)
-}
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
@@ -72,7 +58,7 @@ impl Progress {
         })
     }
 
-    pub fn add(&self, bytes: u64) {
+    fn add(&self, bytes: u64) {
         let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
         match &self.bar {
             Some(bar) => bar.set_position(done),
@@ -90,22 +76,18 @@ impl Progress {
         }
         *last = Instant::now();
         let total = self.total.load(Ordering::Relaxed);
-        let rate = crate::output::rate(done, self.started.elapsed());
-        if total > 0 {
-            eprintln!(
+        let rate = rate(done, self.started.elapsed());
+        output::say(&if total > 0 {
+            format!(
                 "{}: {} of {} ({:.0}%), {rate}",
                 self.label,
-                crate::output::human_bytes(done),
-                crate::output::human_bytes(total),
+                human_bytes(done),
+                human_bytes(total),
                 done as f64 * 100.0 / total as f64
-            );
+            )
         } else {
-            eprintln!(
-                "{}: {} so far, {rate}",
-                self.label,
-                crate::output::human_bytes(done)
-            );
-        }
+            format!("{}: {} so far, {rate}", self.label, human_bytes(done))
+        });
     }
 
     /// Removes the bar; the caller prints the summary line.
@@ -113,6 +95,12 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+impl Reporter for Progress {
+    fn on_bytes(&self, bytes: u64) {
+        self.add(bytes);
     }
 }
 

@@ -10,7 +10,9 @@
 //! Protection beats every deleting rule, so a store can stay over its size budget when only
 //! protected entries remain; the report says by how much.
 
+use crate::error::Hint;
 use crate::inventory::Record;
+use crate::units::{parse_duration, parse_size};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -52,6 +54,8 @@ impl Rules {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
+// Named after the rules that delete (`max-age`, `max-unused`, `max-total-size`).
+#[allow(clippy::enum_variant_names)]
 pub enum Reason {
     MaxAge,
     MaxUnused,
@@ -195,41 +199,18 @@ pub fn plan(records: &[Record], rules: &Rules, as_of: SystemTime) -> Plan {
     }
 }
 
-/// `500MiB`, `10GiB`, `2GB`, `1048576` (bytes). Binary (KiB..TiB) and decimal (KB..TB) units.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = (&t[..split], t[split..].trim());
-    let mult: u64 = match unit {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        _ => {
-            return Err(format!(
-                "`{s}` is not a size like 500MiB, 10GiB, 2GB or a number of bytes"
-            ))
-        }
-    };
-    let value: f64 = num
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-        .ok_or_else(|| {
-            format!("`{s}` is not a size like 500MiB, 10GiB, 2GB or a number of bytes")
-        })?;
-    let bytes = value * mult as f64;
-    if bytes > u64::MAX as f64 {
-        return Err(format!("`{s}` is too large"));
+/// A `[prune]` table that does not read: the key and what was expected, with the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RulesError(String);
+
+impl Hint for RulesError {
+    fn hint(&self) -> Option<String> {
+        Some(
+            "durations look like 30m, 12h, 7d; sizes like 500MiB or 10GiB; keep-last is a number"
+                .into(),
+        )
     }
-    Ok(bytes as u64)
 }
 
 /// `[prune]` keys, as in cachectl.toml.
@@ -243,7 +224,11 @@ pub const CONFIG_KEYS: &[&str] = &[
 
 /// Reads `[prune]`: durations and sizes as strings (a size may also be an integer of bytes),
 /// `keep-last` as an integer. Errors name the key and say what is expected.
-pub fn rules_from_table(t: &toml::Table, origin: &str) -> Result<Rules, String> {
+pub fn rules_from_table(t: &toml::Table, origin: &str) -> Result<Rules, RulesError> {
+    read_rules(t, origin).map_err(RulesError)
+}
+
+fn read_rules(t: &toml::Table, origin: &str) -> Result<Rules, String> {
     let mut rules = Rules::default();
     for (k, v) in t {
         let at = format!("{origin}: [prune] {k}");
@@ -252,7 +237,7 @@ pub fn rules_from_table(t: &toml::Table, origin: &str) -> Result<Rules, String> 
                 .ok_or_else(|| format!("{at} must be a string like \"7d\", not {}", v.type_str()))
         };
         let duration = || -> Result<Duration, String> {
-            crate::cli::parse_duration(text()?).map_err(|e| format!("{at}: {e}"))
+            parse_duration(text()?).map_err(|e| format!("{at}: {e}"))
         };
         match k.as_str() {
             "max-age" => rules.max_age = Some(duration()?),
@@ -290,7 +275,7 @@ mod tests {
     const DAY: Duration = Duration::from_secs(86400);
 
     fn t0() -> SystemTime {
-        crate::time::parse_rfc3339("2026-01-01T00:00:00Z").unwrap()
+        crate::units::parse_rfc3339("2026-01-01T00:00:00Z").unwrap()
     }
 
     /// An entry created `created_days` after t0, used `used_days` after t0 (if ever).
@@ -495,7 +480,9 @@ mod tests {
             ),
         ] {
             let t: toml::Table = toml::from_str(text).unwrap();
-            let err = rules_from_table(&t, "cachectl.toml").unwrap_err();
+            let err = rules_from_table(&t, "cachectl.toml")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{text}: {err}");
             assert!(err.starts_with("cachectl.toml"), "{err}");
         }
@@ -504,25 +491,6 @@ mod tests {
             rules_from_table(&t, "f").unwrap().max_total_size,
             Some(1024)
         );
-    }
-
-    #[test]
-    fn sizes() {
-        for (s, want) in [
-            ("0", 0),
-            ("1048576", 1 << 20),
-            ("500MiB", 500 << 20),
-            ("10GiB", 10 << 30),
-            ("1.5GiB", 3 << 29),
-            ("2GB", 2_000_000_000),
-            (" 3 KiB ", 3 << 10),
-            ("7B", 7),
-        ] {
-            assert_eq!(parse_size(s), Ok(want), "{s}");
-        }
-        for bad in ["", "10G", "ten", "-1", "1e3MiB x", "MiB"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
     }
 
     mod properties {

@@ -2,7 +2,7 @@
 //! the store) that a later phase's save reads. CodeBuild runs each phase in a new shell of the
 //! same container, so a file in the temp directory survives from pre_build to post_build.
 
-use crate::output::RestoreOutcome;
+use crate::outcome::RestoreOutcome;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

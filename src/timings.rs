@@ -68,14 +68,14 @@ pub static WALK_READ: Stage = Stage::new("walk_read");
 pub static COMPRESS: Stage = Stage::new("compress");
 pub static UPLOAD_WAIT: Stage = Stage::new("upload_wait");
 
-/// Prints `timings: total=… stage=…` on stderr for the stages given.
-pub fn report(total: Duration, stages: &[&Stage]) {
+/// `timings: total=… stage=…` for the stages given, when timings are on.
+pub fn line(total: Duration, stages: &[&Stage]) -> Option<String> {
     if !enabled() {
-        return;
+        return None;
     }
     let mut line = format!("timings: total={:.3}", total.as_secs_f64());
     for s in stages {
         line.push_str(&format!(" {}={:.3}", s.name, s.secs()));
     }
-    eprintln!("{line}");
+    Some(line)
 }

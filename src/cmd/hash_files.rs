@@ -1,16 +1,12 @@
-//! `cachectl hash-files PATTERN...`
+//! `cachectl hash-files PATTERN...`: the digest `{{ hashFiles }}` puts in keys, on stdout.
 
+use super::{Error, ExitStatus};
 use crate::cli::HashFilesArgs;
-use crate::error::{code, report, Hint};
-use std::process::ExitCode;
+use crate::output;
 
-pub fn run(args: &HashFilesArgs) -> ExitCode {
+pub fn run(args: &HashFilesArgs) -> Result<ExitStatus, Error> {
     let (cwd, _) = super::anchors();
-    match crate::hash::hash_patterns(&cwd, &args.patterns) {
-        Ok(hex) => {
-            println!("{hex}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => report(&e, e.hint(), code::FAILED),
-    }
+    let hex = crate::hash::hash_patterns(&cwd, &args.patterns)?;
+    output::println(&hex)?;
+    Ok(ExitStatus::Success)
 }

@@ -1,10 +1,9 @@
 //! Which caches a save or restore acts on: the one given by `--key`/`--path`, or every cache
 //! (or the `--cache` ones) configured in cachectl.toml, with their templates resolved.
 
-use super::Failure;
+use super::Error;
 use crate::cli::SelectArgs;
-use crate::config::{self, TemplateContext, When};
-use crate::error::code;
+use crate::config::{self, MetricsConfig, TemplateContext, When};
 use crate::key::{CacheKey, PathSet};
 use std::path::{Path, PathBuf};
 
@@ -25,39 +24,31 @@ pub struct Job {
 
 pub struct Plan {
     pub jobs: Vec<Job>,
-    pub metrics_namespace: Option<String>,
-    pub metrics_enabled: bool,
+    /// `[metrics]` of cachectl.toml; `None` for a plain `--key`.
+    pub metrics: Option<MetricsConfig>,
 }
 
-/// A failure to plan, with the exit status it deserves (usage vs configuration).
-pub struct PlanError {
-    pub failure: Failure,
-    pub status: u8,
+/// `--config`, else `cachectl.toml` in the working directory.
+pub fn config_path(config: Option<&Path>, cwd: &Path) -> PathBuf {
+    config.map_or_else(|| cwd.join("cachectl.toml"), Path::to_path_buf)
 }
 
-fn usage(cause: String, hint: Option<String>) -> PlanError {
-    PlanError {
-        failure: Failure { cause, hint },
-        status: code::USAGE,
-    }
-}
-
-pub fn config_path(select: &SelectArgs, cwd: &Path) -> PathBuf {
-    select
-        .config
-        .clone()
-        .unwrap_or_else(|| cwd.join("cachectl.toml"))
-}
-
+/// The caches to act on: the one given by `--key` and `--path`, else those configured in
+/// `config` (all, or the `--cache` ones) with their templates resolved.
+///
+/// Errors: [`Error::Usage`] for a `--path` that is empty, no configuration without `--key`, an
+/// unknown `--cache`; [`Error::Config`] / [`Error::Key`] for a configuration that does not load
+/// or resolve.
 pub fn plan(
     key: Option<&CacheKey>,
     paths: &[String],
     restore_keys: &[CacheKey],
+    config: Option<&Path>,
     select: &SelectArgs,
     cwd: &Path,
-) -> Result<Plan, PlanError> {
+) -> Result<Plan, Error> {
     if let Some(key) = key {
-        let paths = PathSet::new(paths).map_err(|e| usage(e.to_string(), None))?;
+        let paths = PathSet::new(paths).map_err(|e| Error::usage(e.to_string(), None))?;
         return Ok(Plan {
             jobs: vec![Job {
                 name: key.family().to_owned(),
@@ -69,13 +60,12 @@ pub fn plan(
                 level: None,
                 explicit: true,
             }],
-            metrics_namespace: None,
-            metrics_enabled: true,
+            metrics: None,
         });
     }
-    let path = config_path(select, cwd);
+    let path = config_path(config, cwd);
     if !path.exists() {
-        return Err(usage(
+        return Err(Error::usage(
             format!(
                 "no --key given and no cache configuration at {}",
                 path.display()
@@ -83,32 +73,24 @@ pub fn plan(
             Some("pass --key KEY --path PATH, or write a cachectl.toml (see buildspecs/)".into()),
         ));
     }
-    let cfg = config::load(&path).map_err(|e| PlanError {
-        failure: e.into(),
-        status: code::FAILED,
-    })?;
+    let cfg = config::load(&path)?;
     for wanted in &select.caches {
         if !cfg.caches.iter().any(|c| &c.name == wanted) {
             let known: Vec<_> = cfg.caches.iter().map(|c| c.name.as_str()).collect();
-            return Err(usage(
+            return Err(Error::usage(
                 format!("--cache {wanted}: no such cache in {}", path.display()),
                 Some(format!("configured caches: {}", known.join(", "))),
             ));
         }
     }
-    let env = |name: &str| std::env::var(name).ok();
-    let ctx = TemplateContext::from_system(cwd, &env);
+    let ctx = TemplateContext::from_system(cwd, &config::process_env);
     let mut jobs = Vec::new();
     for spec in &cfg.caches {
         if !select.caches.is_empty() && !select.caches.contains(&spec.name) {
             continue;
         }
-        let failed = |f: Failure| PlanError {
-            failure: f,
-            status: code::FAILED,
-        };
-        let resolved = config::resolve(spec, &ctx).map_err(|e| failed(e.into()))?;
-        let paths = PathSet::new(&resolved.paths).map_err(|e| failed(e.into()))?;
+        let resolved = config::resolve(spec, &ctx)?;
+        let paths = PathSet::new(&resolved.paths)?;
         jobs.push(Job {
             name: resolved.name,
             key: resolved.key,
@@ -122,7 +104,6 @@ pub fn plan(
     }
     Ok(Plan {
         jobs,
-        metrics_namespace: Some(cfg.metrics.namespace.clone()),
-        metrics_enabled: cfg.metrics.enabled,
+        metrics: Some(cfg.metrics),
     })
 }

@@ -1,16 +1,15 @@
 //! `cachectl keys`: each configured cache's resolved key, fallbacks and paths, so a user can
 //! see why a build missed.
 
-use crate::cli::KeysArgs;
-use std::process::ExitCode;
+use super::{jobs, Error, ExitStatus};
+use crate::cli::{GlobalArgs, KeysArgs};
+use crate::output;
+use std::fmt::Write as _;
 
-pub fn run(args: &KeysArgs) -> ExitCode {
+pub fn run(g: &GlobalArgs, args: &KeysArgs) -> Result<ExitStatus, Error> {
     let (cwd, _) = super::anchors();
-    let plan = match super::jobs::plan(None, &[], &[], &args.select, &cwd) {
-        Ok(p) => p,
-        Err(e) => return super::plan_failed(e),
-    };
-    if args.json {
+    let plan = jobs::plan(None, &[], &[], g.config.as_deref(), &args.select, &cwd)?;
+    if g.json {
         let caches: Vec<_> = plan
             .jobs
             .iter()
@@ -25,17 +24,19 @@ pub fn run(args: &KeysArgs) -> ExitCode {
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({ "caches": caches }));
+        output::json(&serde_json::json!({ "caches": caches }))?;
     } else {
+        let mut text = String::new();
         for j in &plan.jobs {
-            println!("[{}]", j.name);
-            println!("  key           {}", j.key);
+            let _ = writeln!(text, "[{}]", j.name);
+            let _ = writeln!(text, "  key           {}", j.key);
             for (i, k) in j.restore_keys.iter().enumerate() {
                 let label = if i == 0 { "restore-keys" } else { "" };
-                println!("  {label:<13} {k}");
+                let _ = writeln!(text, "  {label:<13} {k}");
             }
-            println!("  paths         {}", j.paths.paths().join(" "));
+            let _ = writeln!(text, "  paths         {}", j.paths.paths().join(" "));
         }
+        output::print(&text)?;
     }
-    ExitCode::SUCCESS
+    Ok(ExitStatus::Success)
 }

@@ -1,125 +1,202 @@
-//! One `run` per subcommand; each returns the process exit status.
+//! One module per subcommand. Each `run` reads its settings, calls the library, reports what
+//! it did, and returns how it ended: an [`ExitStatus`], or the [`Error`] that stopped it, which
+//! `main` prints once.
 
-pub mod hash_files;
-pub mod jobs;
-pub mod keys;
-pub mod ls;
-pub mod prune;
-pub mod restore;
-pub mod rm;
-pub mod save;
-pub mod stats;
+mod hash_files;
+mod jobs;
+mod keys;
+mod ls;
+mod prune;
+mod restore;
+mod rm;
+mod save;
+mod stats;
 
-use crate::error::{chain, Hint};
+use crate::cli::{Cli, Command, GlobalArgs, MetricsArgs};
+use crate::error::{code, Hint};
+use crate::metrics::{self, Metrics, Published};
+use crate::output::{self, Verbosity};
 use crate::store::{Store, StoreUrl};
-use crate::{env, key};
+use crate::{aws, config, env, hash, key, prune as policy, store, transfer};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
-/// A failure flattened for the report: the error chain on one line, and how to fix it.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub cause: String,
-    pub hint: Option<String>,
+/// How a command that ran to its end finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Exit 0: done, including store trouble reported as a warning (fail-open).
+    Success,
+    /// Exit 1: done, but not all the user asked for happened, and each failure was reported
+    /// as it happened (`--strict` store trouble, `--fail-on-miss`, failed deletions).
+    Failure,
 }
 
-impl<E: std::error::Error + Hint + 'static> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure::of(&e)
+impl From<ExitStatus> for ExitCode {
+    fn from(s: ExitStatus) -> ExitCode {
+        ExitCode::from(match s {
+            ExitStatus::Success => code::OK,
+            ExitStatus::Failure => code::FAILED,
+        })
     }
 }
 
-impl Failure {
-    pub fn of<E: std::error::Error + Hint + 'static>(e: &E) -> Self {
-        Failure {
-            cause: chain(e),
-            hint: e.hint(),
+/// Why a command stopped. `main` prints it once (`error: ...`, then `hint: ...`) and exits with
+/// [`Error::exit_code`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Flags or files the command line asked for that make no sense (clap checks the rest).
+    #[error("{message}")]
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    // Boxed: configuration errors carry positions and suggestions, and every command's
+    // Result would otherwise be their size.
+    #[error(transparent)]
+    Config(Box<config::Error>),
+    #[error(transparent)]
+    Rules(#[from] policy::RulesError),
+    #[error(transparent)]
+    Key(#[from] key::Error),
+    #[error(transparent)]
+    StoreUrl(#[from] store::UrlError),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Transfer(#[from] transfer::Error),
+    #[error(transparent)]
+    Hash(#[from] hash::Error),
+    #[error(transparent)]
+    Aws(#[from] aws::CallError),
+    #[error(transparent)]
+    Stdout(#[from] output::StdoutError),
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("interrupted by {}; open uploads were aborted", if *.0 == code::SIGINT { "SIGINT" } else { "SIGTERM" })]
+    Interrupted(u8),
+}
+
+impl From<config::Error> for Error {
+    fn from(e: config::Error) -> Self {
+        Error::Config(Box::new(e))
+    }
+}
+
+impl Error {
+    /// The exit code, one per meaning (README, "Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            // Bad flags, or a flag pointing at nothing usable: the command line is wrong.
+            Error::Usage { .. } => code::USAGE,
+            // Configuration, keys, the store, AWS, hash-files: the command could not do its job.
+            Error::Config(_)
+            | Error::Rules(_)
+            | Error::Key(_)
+            | Error::StoreUrl(_)
+            | Error::Store(_)
+            | Error::Transfer(_)
+            | Error::Hash(_)
+            | Error::Aws(_)
+            | Error::Stdout(_) => code::FAILED,
+            // No threads: cachectl itself cannot run.
+            Error::Runtime(_) => code::BUG,
+            // 128 + the signal, as shells report it.
+            Error::Interrupted(code) => *code,
         }
     }
 
-    pub fn message(&self) -> String {
-        match &self.hint {
-            Some(h) => format!("{} (fix: {h})", self.cause),
-            None => self.cause.clone(),
+    fn usage(message: impl Into<String>, hint: Option<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            hint,
         }
     }
 }
 
-impl Hint for key::Error {
-    fn hint(&self) -> Option<String> {
-        None
-    }
-}
-
-impl Hint for crate::transfer::Error {
+impl Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            crate::transfer::Error::Store(e) => e.hint(),
-            _ => None,
+            Error::Usage { hint, .. } => hint.clone(),
+            Error::Config(e) => e.hint(),
+            Error::Rules(e) => e.hint(),
+            Error::Key(e) => e.hint(),
+            Error::StoreUrl(e) => e.hint(),
+            Error::Store(e) => e.hint(),
+            Error::Transfer(e) => e.hint(),
+            Error::Hash(e) => e.hint(),
+            Error::Aws(e) => e.hint(),
+            Error::Runtime(_) => Some("the machine may be out of threads or memory".into()),
+            Error::Stdout(_) | Error::Interrupted(_) => None,
         }
     }
 }
 
-pub fn set_verbosity(r: &crate::cli::ReportArgs) {
-    use crate::progress::{set_verbosity, Verbosity};
-    set_verbosity(if r.quiet {
+/// Commands that never touch the network, run without the async runtime.
+pub fn run_offline(cli: &Cli) -> Option<Result<ExitStatus, Error>> {
+    match &cli.command {
+        Command::HashFiles(args) => Some(hash_files::run(args)),
+        Command::Keys(args) => Some(keys::run(&cli.global, args)),
+        _ => None,
+    }
+}
+
+/// Every other command, on the runtime `main` built.
+pub async fn run(cli: Cli) -> Result<ExitStatus, Error> {
+    let g = cli.global;
+    set_verbosity(&g);
+    match cli.command {
+        Command::Save(args) => save::run(&g, args).await,
+        Command::Restore(args) => restore::run(&g, args).await,
+        Command::Stats(args) => stats::run(&g, args).await,
+        Command::Prune(args) => prune::run(&g, args).await,
+        Command::Ls(args) => ls::run(&g, args).await,
+        Command::Rm(args) => rm::run(&g, args).await,
+        Command::HashFiles(args) => hash_files::run(&args),
+        Command::Keys(args) => keys::run(&g, &args),
+    }
+}
+
+fn set_verbosity(g: &GlobalArgs) {
+    output::set_verbosity(if g.quiet {
         Verbosity::Quiet
-    } else if r.verbose {
+    } else if g.verbose {
         Verbosity::Verbose
     } else {
         Verbosity::Normal
     });
 }
 
-/// Prints a failure that ends a store-maintenance command (`ls`, `rm`, `prune`): exit 1.
-pub fn fail(f: &Failure) -> std::process::ExitCode {
-    fail_with(f, crate::error::code::FAILED)
-}
-
-/// `error: <cause>` and `hint: <fix>` on stderr; returns `status`.
-pub fn fail_with(f: &Failure, status: u8) -> std::process::ExitCode {
-    eprintln!("error: {}", f.cause);
-    if let Some(h) = &f.hint {
-        eprintln!("hint: {h}");
+/// Starts the CloudWatch lookup in the background (unless metrics are off), so credentials
+/// resolve while the transfer runs. `namespace` comes from `--metrics-namespace`, else the
+/// configuration, else [`metrics::NAMESPACE`].
+fn start_metrics(args: &MetricsArgs, configured: Option<&config::MetricsConfig>) -> Metrics {
+    if args.no_metrics || configured.is_some_and(|m| !m.enabled) {
+        return Metrics::disabled();
     }
-    std::process::ExitCode::from(status)
-}
-
-/// Reports a planning failure (bad flags or configuration) with its exit status.
-pub fn plan_failed(e: jobs::PlanError) -> std::process::ExitCode {
-    fail_with(&e.failure, e.status)
-}
-
-/// Starts building the CloudWatch client in the background, unless metrics are off.
-pub fn start_metrics(
-    r: &crate::cli::ReportArgs,
-    plan: &jobs::Plan,
-) -> Option<tokio::task::JoinHandle<crate::metrics::Metrics>> {
-    if r.no_metrics || !plan.metrics_enabled {
-        return None;
-    }
-    let namespace = r
+    let namespace = args
         .metrics_namespace
         .clone()
-        .or_else(|| plan.metrics_namespace.clone())
-        .unwrap_or_else(|| "Cachectl".to_owned());
-    Some(tokio::spawn(crate::metrics::Metrics::new(namespace)))
+        .or_else(|| configured.map(|m| m.namespace.clone()))
+        .unwrap_or_else(|| metrics::NAMESPACE.to_owned());
+    Metrics::start(namespace)
 }
 
-/// Publishes one PutMetricData for the whole command; never fails the command.
-pub async fn finish_metrics(
-    started: Option<tokio::task::JoinHandle<crate::metrics::Metrics>>,
-    events: &[crate::metrics::Event],
-) {
-    if let Some(handle) = started {
-        if let Ok(m) = handle.await {
-            m.publish(events).await;
-        }
+/// Publishes one PutMetricData for the whole command; a failure is a warning inside CodeBuild
+/// (where users expect metrics) and silent elsewhere, never a failed command.
+async fn finish_metrics(metrics: Metrics, events: &[metrics::Event]) {
+    if let Published::NotSent {
+        reason,
+        hint,
+        warn: true,
+    } = metrics.publish(events).await
+    {
+        output::warn("CloudWatch metrics not published", &reason, hint.as_deref());
     }
 }
 
 /// Working directory and home, the two anchors of every `--path`.
-pub fn anchors() -> (PathBuf, Option<PathBuf>) {
+fn anchors() -> (PathBuf, Option<PathBuf>) {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let home = std::env::var_os(env::HOME)
         .filter(|h| !h.is_empty())
@@ -127,16 +204,10 @@ pub fn anchors() -> (PathBuf, Option<PathBuf>) {
     (cwd, home)
 }
 
-pub async fn open_store(raw: Option<&str>) -> Result<Arc<dyn Store>, Failure> {
+/// The store `--store` (or `CACHECTL_STORE`, or the default directory) names.
+async fn open_store(raw: Option<&str>) -> Result<Arc<dyn Store>, store::UrlError> {
     let xdg = std::env::var(env::XDG_CACHE_HOME).ok();
     let home = std::env::var(env::HOME).ok();
     let url = StoreUrl::parse(raw, xdg.as_deref(), home.as_deref())?;
     Ok(url.open().await)
-}
-
-/// Threads that create files on restore: file creation is syscall-bound, so more threads than
-/// cores still help, most of all on disks where each create waits on the journal.
-pub fn unpack_workers() -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    (cores * 2).clamp(4, 16)
 }

@@ -1,30 +1,26 @@
 //! `cachectl prune`: scan the store, plan with [`crate::prune::plan`], delete in batches, and
 //! clean up after interrupted saves and old use records. `--dry-run` stops after the plan.
 
-use super::Failure;
-use crate::cli::PruneArgs;
+use super::{Error, ExitStatus};
+use crate::cli::{GlobalArgs, PruneArgs};
 use crate::config;
-use crate::error::{chain, code};
+use crate::error::chain;
 use crate::inventory::{self, Inventory, Record};
-use crate::metrics::{Event, Metrics};
-use crate::output::{self, human_age, human_bytes, say, thousands};
-use crate::progress::{verbosity, Verbosity};
+use crate::metrics::Event;
+use crate::output::{self, say, verbosity, Verbosity};
 use crate::prune::{self, Plan, Protection, Reason, Rules, Verdict};
 use crate::store::{Error as StoreError, Removal};
-use crate::time::rfc3339;
+use crate::units::{
+    compact_duration as compact, count, human_age, human_bytes, rfc3339, thousands,
+};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-pub async fn run(args: PruneArgs) -> ExitCode {
-    super::set_verbosity(&args.report);
+pub async fn run(g: &GlobalArgs, args: PruneArgs) -> Result<ExitStatus, Error> {
     let (cwd, _) = super::anchors();
-    let (file_rules, metrics_config) = match read_config(args.config.as_deref(), &cwd) {
-        Ok(found) => found,
-        Err(f) => return super::fail(&f),
-    };
+    let (file_rules, metrics_config) = read_config(g.config.as_deref(), &cwd)?;
     let rules = file_rules.overridden_by(&Rules {
         max_age: args.max_age,
         max_unused: args.max_unused,
@@ -33,32 +29,17 @@ pub async fn run(args: PruneArgs) -> ExitCode {
         min_age: args.min_age,
     });
     if !rules.deletes_anything() {
-        return super::fail_with(
-            &Failure {
-                cause: "prune has no rule that deletes anything".into(),
-                hint: Some("pass --max-age, --max-unused or --max-total-size, or set them under [prune] in cachectl.toml".into()),
-            },
-            code::USAGE,
-        );
+        return Err(Error::usage(
+            "prune has no rule that deletes anything",
+            Some("pass --max-age, --max-unused or --max-total-size, or set them under [prune] in cachectl.toml".into()),
+        ));
     }
     let as_of = args.as_of.unwrap_or_else(crate::time::now);
-    let metrics = (!args.dry_run && !args.report.no_metrics && metrics_config.enabled).then(|| {
-        let namespace = args
-            .report
-            .metrics_namespace
-            .clone()
-            .unwrap_or(metrics_config.namespace);
-        tokio::spawn(Metrics::new(namespace))
-    });
-    let store = match super::open_store(args.store.store.as_deref()).await {
-        Ok(s) => s,
-        Err(f) => return super::fail(&f),
-    };
+    let metrics =
+        (!args.dry_run).then(|| super::start_metrics(&args.metrics, Some(&metrics_config)));
+    let store = super::open_store(g.store.as_deref()).await?;
     let t = Instant::now();
-    let inv = match Inventory::load(store.as_ref(), "").await {
-        Ok(inv) => inv,
-        Err(e) => return super::fail(&e.into()),
-    };
+    let inv = Inventory::load(store.as_ref(), "").await?;
     let scan_seconds = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let plan = prune::plan(&inv.records, &rules, as_of);
@@ -86,10 +67,6 @@ pub async fn run(args: PruneArgs) -> ExitCode {
     // People read stderr (lines, summary, warnings); `--json` adds the object on stdout.
     outcome.print_lines();
     outcome.print_summary(&totals);
-    if args.json {
-        // A closed stdout (`| head`) is not a failed prune: the deletions are done.
-        let _ = outcome.print_json(&totals);
-    }
     if let Some(m) = metrics {
         let event = Event::Prune {
             store: store.describe(),
@@ -98,12 +75,15 @@ pub async fn run(args: PruneArgs) -> ExitCode {
             store_entries: totals.entries_after as u64,
             store_bytes: totals.bytes_after,
         };
-        super::finish_metrics(Some(m), &[event]).await;
+        super::finish_metrics(m, &[event]).await;
     }
-    ExitCode::from(if totals.failed == 0 {
-        code::OK
+    if g.json {
+        outcome.print_json(&totals)?;
+    }
+    Ok(if totals.failed == 0 {
+        ExitStatus::Success
     } else {
-        code::FAILED
+        ExitStatus::Failure
     })
 }
 
@@ -111,20 +91,15 @@ pub async fn run(args: PruneArgs) -> ExitCode {
 fn read_config(
     explicit: Option<&Path>,
     cwd: &Path,
-) -> Result<(Rules, config::MetricsConfig), Failure> {
-    let path = explicit.map_or_else(|| cwd.join("cachectl.toml"), Path::to_path_buf);
+) -> Result<(Rules, config::MetricsConfig), Error> {
+    let path = super::jobs::config_path(explicit, cwd);
     let cfg = match config::load(&path) {
         Ok(c) => c,
         Err(config::Error::NotFound { .. }) if explicit.is_none() => return Ok(Default::default()),
         Err(e) => return Err(e.into()),
     };
     let rules = match &cfg.prune {
-        Some(t) => prune::rules_from_table(t, &path.display().to_string()).map_err(|cause| {
-            Failure {
-                cause,
-                hint: Some("durations look like 30m, 12h, 7d; sizes like 500MiB or 10GiB; keep-last is a number".into()),
-            }
-        })?,
+        Some(t) => prune::rules_from_table(t, &path.display().to_string())?,
         None => Rules::default(),
     };
     Ok((rules, cfg.metrics))
@@ -215,18 +190,6 @@ fn protection_str(p: Protection) -> &'static str {
     }
 }
 
-/// `14d`, `12h`, `30m`, `90s`: the largest whole unit.
-fn compact(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => "0s".into(),
-        s if s % 86400 == 0 => format!("{}d", s / 86400),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
-}
-
 fn why(r: &Record, reason: Reason, rules: &Rules, as_of: SystemTime) -> String {
     let ago = |t: SystemTime| human_age(as_of.duration_since(t).unwrap_or_default());
     let used = match r.used {
@@ -313,11 +276,7 @@ impl Outcome<'_> {
         let verb = self.verb("deleted", "would delete");
         for (rec, reason, err) in self.deletions() {
             match err {
-                Some(e) => eprintln!(
-                    "error: delete {}: {}",
-                    rec.name.key,
-                    Failure::of(e).message()
-                ),
+                Some(e) => output::error(&format!("delete {}", rec.name.key), e),
                 None if each => say(&format!(
                     "{verb} {} [{}] {}: {}",
                     rec.name.key,
@@ -331,7 +290,7 @@ impl Outcome<'_> {
         let first_leftover = self.work.removals.len() - self.work.leftovers.len();
         for (k, l) in self.work.leftovers.iter().enumerate() {
             match self.error_at(first_leftover + k) {
-                Some(e) => eprintln!("error: remove {}: {}", l.what, Failure::of(e).message()),
+                Some(e) => output::error(&format!("remove {}", l.what), e),
                 None if each => say(&format!(
                     "{} {} (left {} ago by an interrupted save)",
                     self.verb("removed", "would remove"),
@@ -344,7 +303,7 @@ impl Outcome<'_> {
         let first_use = self.work.entries_removals;
         for r in self.results.iter().skip(first_use).take(self.work.uses) {
             if let Err(e) = r {
-                eprintln!("error: remove use record: {}", Failure::of(e).message());
+                output::error("remove use record", e);
             }
         }
     }
@@ -364,7 +323,7 @@ impl Outcome<'_> {
             "prune {}{}: scanned {} ({}); {} {}{}, {} {}; kept {}{}; store {} {}, {}",
             self.store,
             self.verb("", " (dry run)"),
-            output::count(self.inv.records.len() as u64, "entry", "entries"),
+            count(self.inv.records.len() as u64, "entry", "entries"),
             human_bytes(self.inv.total_bytes()),
             self.verb("deleted", "would delete"),
             thousands(t.deleted as u64),
@@ -382,22 +341,22 @@ impl Outcome<'_> {
                 format!(" (protected: {})", protected.join(", "))
             },
             self.verb("now holds", "would hold"),
-            output::count(t.entries_after as u64, "entry", "entries"),
+            count(t.entries_after as u64, "entry", "entries"),
             human_bytes(t.bytes_after),
         ));
         if !self.work.leftovers.is_empty() || self.work.uses > 0 {
             say(&format!(
                 "prune: {} {} left by interrupted saves and {} no longer needed",
                 self.verb("removed", "would remove"),
-                output::count(self.work.leftovers.len() as u64, "leftover", "leftovers"),
-                output::count(self.work.uses as u64, "use record", "use records"),
+                count(self.work.leftovers.len() as u64, "leftover", "leftovers"),
+                count(self.work.uses as u64, "use record", "use records"),
             ));
         }
         for w in &self.inv.warnings {
-            crate::output::warn("prune", w, None);
+            output::warn("prune", w, None);
         }
         if self.plan.over_budget > 0 {
-            crate::output::warn(
+            output::warn(
                 "prune",
                 &format!(
                     "the store stays {} over max-total-size: only entries protected by min-age or keep-last remain",
@@ -407,37 +366,39 @@ impl Outcome<'_> {
             );
         }
         if t.failed > 0 {
-            eprintln!(
-                "error: {} failed; each is listed above, and the next prune retries them",
-                output::count(t.failed as u64, "deletion", "deletions")
+            output::error_line(
+                &format!(
+                    "{} failed; each is listed above",
+                    count(t.failed as u64, "deletion", "deletions")
+                ),
+                Some("the next prune retries them"),
             );
         }
     }
 
     /// Prints the `--json` object as one line, streaming `entries` (a prune of a million
     /// entries must not hold a million JSON values).
-    fn print_json(&self, t: &Totals) -> std::io::Result<()> {
-        use std::io::Write;
+    fn print_json(&self, t: &Totals) -> Result<(), output::StdoutError> {
         let summary = self.json_summary(t).to_string();
         let open = summary
             .strip_suffix('}')
             .expect("a JSON object ends with }");
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        write!(out, "{open},\"entries\":[")?;
-        for (n, (rec, reason, err)) in self.deletions().enumerate() {
-            let mut j = super::ls::record_json(rec);
-            j["reason"] = json!(reason.as_str());
-            j["why"] = json!(why(rec, reason, self.rules, self.as_of));
-            if let Some(e) = err {
-                j["error"] = json!(chain(e));
+        output::stream(|out| {
+            write!(out, "{open},\"entries\":[")?;
+            for (n, (rec, reason, err)) in self.deletions().enumerate() {
+                let mut j = rec.to_json();
+                j["reason"] = json!(reason.as_str());
+                j["why"] = json!(why(rec, reason, self.rules, self.as_of));
+                if let Some(e) = err {
+                    j["error"] = json!(chain(e));
+                }
+                if n > 0 {
+                    out.write_all(b",")?;
+                }
+                serde_json::to_writer(&mut *out, &j)?;
             }
-            if n > 0 {
-                out.write_all(b",")?;
-            }
-            serde_json::to_writer(&mut out, &j)?;
-        }
-        out.write_all(b"]}\n")?;
-        out.flush()
+            out.write_all(b"]}\n")
+        })
     }
 
     /// Everything in `--json` but the deleted entries.

@@ -1,42 +1,40 @@
-//! `cachectl restore`: look up (exact key, then restore-key prefixes), then ranged GETs ->
-//! blake3 -> zstd -> tar -> files in staging, moved into place only after the digest matches.
+//! `cachectl restore`: per cache, [`transfer::lookup`] (exact key, then restore-key prefixes)
+//! and [`transfer::restore_entry`], the last use recorded beside the download; then the state
+//! file a later save reads, and the metrics. Store trouble is a warning and outcome `error`
+//! (exit 0 unless `--strict`), never a plain miss.
 
 use super::jobs::{self, Job};
-use super::Failure;
-use crate::archive::{self, place::Staged, unpack};
-use crate::cli::RestoreArgs;
-use crate::error::code;
-use crate::key::EntryName;
-use crate::metrics;
-use crate::output::{self, human_bytes, thousands, RestoreOutcome, RestoreReport};
+use super::{Error, ExitStatus};
+use crate::cli::{GlobalArgs, RestoreArgs};
+use crate::error::{chain, Hint};
+use crate::outcome::{RestoreOutcome, RestoreReport};
 use crate::progress::Progress;
-use crate::state;
-use crate::store::{self, EntryInfo, Store, UseRecord};
-use crate::timings;
-use crate::transfer::{self, VerifyingReader};
-use std::process::ExitCode;
+use crate::store::{self, Store, UseRecord};
+use crate::transfer;
+use crate::units::{human_bytes, rate, thousands};
+use crate::{metrics, output, state, timings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub async fn run(args: RestoreArgs) -> ExitCode {
+pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error> {
     let started = Instant::now();
-    super::set_verbosity(&args.report);
     let (cwd, _) = super::anchors();
-    let plan = match jobs::plan(
+    let plan = jobs::plan(
         args.key.as_ref(),
         &args.paths,
         &args.restore_keys,
+        g.config.as_deref(),
         &args.select,
         &cwd,
-    ) {
-        Ok(p) => p,
-        Err(e) => return super::plan_failed(e),
-    };
+    )?;
     // Credentials and the client resolve while the restore runs, off its critical path.
-    let metrics = super::start_metrics(&args.report, &plan);
-    let reports = match super::open_store(args.store.store.as_deref()).await {
+    let metrics = if args.lookup_only {
+        crate::metrics::Metrics::disabled()
+    } else {
+        super::start_metrics(&args.metrics, plan.metrics.as_ref())
+    };
+    let reports = match super::open_store(g.store.as_deref()).await {
         Ok(store) => {
             let runs = plan
                 .jobs
@@ -44,13 +42,13 @@ pub async fn run(args: RestoreArgs) -> ExitCode {
                 .map(|job| restore_one(Arc::clone(&store), job, &args));
             futures_util::future::join_all(runs).await
         }
-        Err(f) => plan
+        Err(e) => plan
             .jobs
             .iter()
-            .map(|job| failed_report(job, &f, String::new()))
+            .map(|job| failed_report(job, &Error::from(e.clone()), String::new()))
             .collect(),
     };
-    timings::report(
+    if let Some(line) = timings::line(
         started.elapsed(),
         &[
             &timings::LOOKUP,
@@ -63,7 +61,9 @@ pub async fn run(args: RestoreArgs) -> ExitCode {
             &timings::METADATA,
             &timings::COMMIT,
         ],
-    );
+    ) {
+        output::diagnostic(&line);
+    }
     if !args.lookup_only {
         let records = plan
             .jobs
@@ -87,43 +87,45 @@ pub async fn run(args: RestoreArgs) -> ExitCode {
                 Some("save will check the store instead of trusting this restore"),
             );
         }
-    }
-    let events: Vec<_> = plan
-        .jobs
-        .iter()
-        .zip(&reports)
-        .map(|(job, r)| metrics::Event::Restore {
-            cache: job.name.clone(),
-            outcome: r.outcome,
-            seconds: r.seconds,
-            bytes: if args.lookup_only { 0 } else { r.bytes },
-        })
-        .collect();
-    if !args.lookup_only {
+        let events: Vec<_> = plan
+            .jobs
+            .iter()
+            .zip(&reports)
+            .map(|(job, r)| metrics::Event::Restore {
+                cache: job.name.clone(),
+                outcome: r.outcome,
+                seconds: r.seconds,
+                bytes: r.bytes,
+            })
+            .collect();
         super::finish_metrics(metrics, &events).await;
     }
-    let worst = RestoreOutcome::worst(reports.iter().map(|r| r.outcome));
-    output::emit_json(args.store.json, &reports, worst.as_str());
+    if g.json {
+        let worst = RestoreOutcome::worst(reports.iter().map(|r| r.outcome));
+        output::reports(&reports, worst.as_str())?;
+    }
     let errored = reports.iter().any(|r| r.outcome == RestoreOutcome::Error);
     let missed = reports
         .iter()
         .any(|r| matches!(r.outcome, RestoreOutcome::Miss | RestoreOutcome::Error));
-    let status = if (errored && args.store.strict) || (missed && args.fail_on_miss) {
-        code::FAILED
-    } else {
-        code::OK
-    };
-    ExitCode::from(status)
+    Ok(
+        if (errored && args.transfer.strict) || (missed && args.fail_on_miss) {
+            ExitStatus::Failure
+        } else {
+            ExitStatus::Success
+        },
+    )
 }
 
-fn failed_report(job: &Job, f: &Failure, store: String) -> RestoreReport {
-    output::warn(
+/// Fail-open: the warning line, and the report saying `error` with the cause and its fix.
+fn failed_report(job: &Job, e: &Error, store: String) -> RestoreReport {
+    output::warn_error(
         &format!("restore {} failed, continuing without the cache", job.name),
-        &f.cause,
-        f.hint.as_deref(),
+        e,
     );
     RestoreReport {
-        message: Some(f.message()),
+        message: Some(chain(e)),
+        hint: e.hint(),
         ..RestoreReport::new(&job.name, job.key.as_str(), store)
     }
 }
@@ -160,44 +162,18 @@ async fn restore_one(store: Arc<dyn Store>, job: &Job, args: &RestoreArgs) -> Re
                     human_bytes(report.unpacked_bytes),
                     thousands(report.files),
                     report.seconds,
-                    output::rate(report.bytes, started.elapsed()),
+                    rate(report.bytes, started.elapsed()),
                 ),
             };
             output::say(&human);
             report
         }
-        Err(f) => {
-            let mut failed = failed_report(job, &f, report.store);
+        Err(e) => {
+            let mut failed = failed_report(job, &e, report.store);
             failed.seconds = report.seconds;
             failed
         }
     }
-}
-
-/// Exact key first; else each prefix in order, the newest entry of the first prefix that matches.
-async fn lookup(
-    store: &dyn Store,
-    job: &Job,
-) -> Result<Option<(EntryInfo, RestoreOutcome)>, Failure> {
-    let exact = EntryName::new(&job.paths, &job.key);
-    // A listing rather than a HEAD: a missing bucket answers HEAD with a bare 404, which would
-    // pass for a miss; ListObjectsV2 says NoSuchBucket.
-    let found = store.list(&exact.pathset, &exact.key).await?;
-    if let Some(hit) = found.into_iter().find(|e| e.name.key == exact.key) {
-        return Ok(Some((hit, RestoreOutcome::Hit)));
-    }
-    for prefix in &job.restore_keys {
-        let candidates = store.list(&exact.pathset, prefix.as_str()).await?;
-        let newest = candidates.into_iter().max_by(|a, b| {
-            a.modified
-                .cmp(&b.modified)
-                .then_with(|| a.name.key.cmp(&b.name.key))
-        });
-        if let Some(e) = newest {
-            return Ok(Some((e, RestoreOutcome::Partial)));
-        }
-    }
-    Ok(None)
 }
 
 /// How long a restore that is otherwise done waits for its use record to be written.
@@ -205,15 +181,15 @@ const RECORD_USE_BUDGET: Duration = Duration::from_secs(2);
 
 /// Waits (briefly) for the use record; a failure is worth a note, never a failed restore.
 async fn finish_recording(cache: &str, task: JoinHandle<Result<(), store::Error>>) {
-    let note = match tokio::time::timeout(RECORD_USE_BUDGET, task).await {
+    let why = match tokio::time::timeout(RECORD_USE_BUDGET, task).await {
         Ok(Ok(Ok(()))) => return,
-        Ok(Ok(Err(e))) => Failure::of(&e).message(),
+        Ok(Ok(Err(e))) => chain(&e),
         Ok(Err(e)) => format!("recording task failed: {e}"),
         Err(_) => format!("no answer within {} s", RECORD_USE_BUDGET.as_secs()),
     };
-    if crate::progress::verbosity() == crate::progress::Verbosity::Verbose {
-        eprintln!("note: restore {cache}: last use not recorded (prune may judge the entry unused): {note}");
-    }
+    output::note(&format!(
+        "restore {cache}: last use not recorded (prune may judge the entry unused): {why}"
+    ));
 }
 
 async fn restore(
@@ -222,13 +198,11 @@ async fn restore(
     args: &RestoreArgs,
     report: &mut RestoreReport,
     recorder: &mut Option<JoinHandle<Result<(), store::Error>>>,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let (cwd, home) = super::anchors();
     let dests = job.paths.resolve(&cwd, home.as_deref())?;
-    let t = Instant::now();
-    let found = lookup(store.as_ref(), job).await;
-    timings::LOOKUP.add(t.elapsed());
-    let Some((entry, outcome)) = found? else {
+    let found = transfer::lookup(store.as_ref(), &job.paths, &job.key, &job.restore_keys).await?;
+    let Some((entry, outcome)) = found else {
         report.outcome = RestoreOutcome::Miss;
         return Ok(());
     };
@@ -244,89 +218,17 @@ async fn restore(
         let used = UseRecord::at(entry.name.clone(), crate::time::now());
         async move { store.record_use(&used).await }
     }));
-    let staged = dests
-        .iter()
-        .map(|d| Staged::create(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let part_bytes = u64::from(args.store.part_size_mib) * 1024 * 1024;
-    let chunk_bytes = transfer::chunk_size(entry.size, args.store.concurrency as usize, part_bytes);
+    let opts = transfer::Options {
+        concurrency: usize::from(args.transfer.concurrency),
+        part_bytes: args.transfer.part_size_mib as usize * 1024 * 1024,
+        ..transfer::Options::default()
+    };
     let progress = Progress::new(format!("restore {}", job.name), entry.size);
-    let fetched = fetch_and_unpack(
-        store,
-        &entry,
-        &staged,
-        chunk_bytes,
-        args.store.concurrency as usize,
-        Arc::clone(&progress),
-    )
-    .await;
+    let restored = transfer::restore_entry(store, &entry, dests, &opts, progress.clone()).await;
     progress.finish();
-    match fetched {
-        Ok(stats) => {
-            let t = Instant::now();
-            for s in staged {
-                s.commit()?;
-            }
-            timings::COMMIT.add(t.elapsed());
-            report.files = stats.entries;
-            report.unpacked_bytes = stats.file_bytes;
-            report.outcome = outcome;
-            Ok(())
-        }
-        // Dropping `staged` removes the staging directories.
-        Err(f) => Err(f),
-    }
-}
-
-async fn fetch_and_unpack(
-    store: Arc<dyn Store>,
-    entry: &EntryInfo,
-    staged: &[Staged],
-    chunk_bytes: u64,
-    concurrency: usize,
-    progress: Arc<Progress>,
-) -> Result<unpack::UnpackStats, Failure> {
-    // Two chunks queued for the unpacker is enough to keep it busy; the rest wait in flight.
-    let (tx, rx) = mpsc::channel(2);
-    let roots: Vec<_> = staged.iter().map(Staged::root).collect();
-    let size = entry.size;
-    let unpacker =
-        tokio::task::spawn_blocking(move || -> Result<unpack::UnpackStats, archive::Error> {
-            let reader = VerifyingReader::new(rx, size);
-            let mut decoder =
-                zstd::stream::read::Decoder::new(reader).map_err(archive::Error::Stream)?;
-            let stats = unpack::unpack(&mut decoder, &roots, super::unpack_workers())?;
-            let footer = decoder.finish().into_inner().verify()?;
-            if footer.entries != stats.entries {
-                return Err(archive::Error::Corrupt(format!(
-                    "footer promises {} entries, the archive holds {}",
-                    footer.entries, stats.entries
-                )));
-            }
-            Ok(stats)
-        });
-    let downloaded = transfer::download(
-        store,
-        entry.name.clone(),
-        size,
-        chunk_bytes,
-        concurrency,
-        tx,
-        progress,
-    )
-    .await;
-    let unpacked = unpacker.await.map_err(|e| Failure {
-        cause: format!("unpack task failed: {e}"),
-        hint: None,
-    })?;
-    // A failed download surfaces in the unpacker as a truncated stream: report the real cause.
-    downloaded?;
-    match unpacked {
-        // The whole object arrived, so a stream that does not decode is a damaged entry.
-        Err(archive::Error::Stream(e)) => Err(archive::Error::Corrupt(format!(
-            "the archive does not decode ({e}); it is truncated or not a cachectl archive"
-        ))
-        .into()),
-        other => Ok(other?),
-    }
+    let stats = restored?;
+    report.files = stats.entries;
+    report.unpacked_bytes = stats.file_bytes;
+    report.outcome = outcome;
+    Ok(())
 }

@@ -1,31 +1,24 @@
 //! `cachectl rm KEY...` / `cachectl rm --prefix PREFIX`: drop entries on purpose (a bad cache,
 //! a poisoned one). Deletes every path set saved under a key, and the entry's use records.
 
-use super::Failure;
-use crate::cli::RmArgs;
-use crate::error::{chain, code};
+use super::{Error, ExitStatus};
+use crate::cli::{GlobalArgs, RmArgs};
+use crate::error::chain;
 use crate::inventory::{self, Inventory};
-use crate::output::{count, human_bytes, say};
+use crate::output::{self, say};
 use crate::store::Removal;
+use crate::units::{count, human_bytes};
 use std::collections::HashSet;
-use std::process::ExitCode;
 
-pub async fn run(args: RmArgs) -> ExitCode {
-    crate::progress::set_verbosity(crate::progress::Verbosity::Normal);
-    let store = match super::open_store(args.store.store.as_deref()).await {
-        Ok(s) => s,
-        Err(f) => return super::fail(&f),
-    };
+pub async fn run(g: &GlobalArgs, args: RmArgs) -> Result<ExitStatus, Error> {
+    let store = super::open_store(g.store.as_deref()).await?;
     let keys: Vec<&str> = args.keys.iter().map(|k| k.as_str()).collect();
     // Listing is per store, not per key: one scan narrowed to what all the keys share.
     let scan_prefix = match &args.prefix {
         Some(p) => p.as_str().to_owned(),
         None => common_prefix(&keys),
     };
-    let inv = match Inventory::load(store.as_ref(), &scan_prefix).await {
-        Ok(inv) => inv,
-        Err(e) => return super::fail(&e.into()),
-    };
+    let inv = Inventory::load(store.as_ref(), &scan_prefix).await?;
     let wanted: HashSet<&str> = keys.iter().copied().collect();
     let doomed: Vec<_> = inv
         .records
@@ -63,8 +56,7 @@ pub async fn run(args: RmArgs) -> ExitCode {
         let outcome = entry_slots.get(i).map(|&slot| &results[slot]);
         match outcome {
             Some(Err(e)) => {
-                let f = Failure::of(e);
-                eprintln!("error: delete {}: {}", r.name.key, f.message());
+                output::error(&format!("delete {}", r.name.key), e);
                 failed.push(serde_json::json!({ "key": r.name.key, "pathset": r.name.pathset, "error": chain(e) }));
             }
             _ => {
@@ -80,12 +72,15 @@ pub async fn run(args: RmArgs) -> ExitCode {
                     human_bytes(r.size)
                 ));
                 freed += r.size;
-                deleted.push(super::ls::record_json(r));
+                deleted.push(r.to_json());
             }
         }
     }
     for k in &not_found {
-        eprintln!("error: no entry with key `{k}` in {}", store.describe());
+        output::error_line(
+            &format!("no entry with key `{k}` in {}", store.describe()),
+            Some("`cachectl ls PREFIX` lists the keys there are"),
+        );
     }
     if args.prefix.is_some() && doomed.is_empty() {
         say(&format!(
@@ -105,8 +100,8 @@ pub async fn run(args: RmArgs) -> ExitCode {
         ));
     }
     let ok = failed.is_empty() && not_found.is_empty();
-    if args.json {
-        let out = serde_json::json!({
+    if g.json {
+        output::json(&serde_json::json!({
             "store": store.describe(),
             "dry_run": args.dry_run,
             "outcome": if ok { "ok" } else { "error" },
@@ -114,10 +109,13 @@ pub async fn run(args: RmArgs) -> ExitCode {
             "bytes_freed": freed,
             "not_found": not_found,
             "failed": failed,
-        });
-        println!("{out}");
+        }))?;
     }
-    ExitCode::from(if ok { code::OK } else { code::FAILED })
+    Ok(if ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
 }
 
 /// The longest prefix all `keys` share (on a character boundary).

@@ -1,43 +1,36 @@
-//! `cachectl save`: walk -> tar -> zstd -> blake3 -> parts, uploaded while packing continues.
+//! `cachectl save`: decide per cache whether to save (policy, an exact hit, the key resolved at
+//! restore time), then [`transfer::save_tree`]; store trouble is a warning and outcome `error`
+//! (exit 0 unless `--strict`).
 
 use super::jobs::{self, Job};
-use super::Failure;
-use crate::archive::pack::{self, PackStats};
-use crate::cli::SaveArgs;
+use super::{Error, ExitStatus};
+use crate::cli::{GlobalArgs, SaveArgs};
 use crate::config::When;
-use crate::error::code;
+use crate::error::{chain, Hint};
 use crate::key::{CacheKey, EntryName};
-use crate::metrics;
-use crate::output::RestoreOutcome;
-use crate::output::{self, human_bytes, thousands, SaveOutcome, SaveReport};
+use crate::outcome::{RestoreOutcome, SaveOutcome, SaveReport};
 use crate::progress::Progress;
-use crate::state;
-use crate::store::{EntryMeta, PutOutcome, Store};
-use crate::timings;
-use crate::transfer::{self, Chunk, PartWriter};
-use std::path::PathBuf;
-use std::process::ExitCode;
+use crate::store::{EntryMeta, Store};
+use crate::transfer::{self, SaveRequest, SaveResult};
+use crate::units::{human_bytes, rate, thousands};
+use crate::{metrics, output, state, timings};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
 
-struct Saved {
-    outcome: PutOutcome,
-    bytes: u64,
-    stats: PackStats,
-}
-
-pub async fn run(args: SaveArgs) -> ExitCode {
+pub async fn run(g: &GlobalArgs, args: SaveArgs) -> Result<ExitStatus, Error> {
     let started = Instant::now();
-    super::set_verbosity(&args.report);
     let (cwd, _) = super::anchors();
-    let plan = match jobs::plan(args.key.as_ref(), &args.paths, &[], &args.select, &cwd) {
-        Ok(p) => p,
-        Err(e) => return super::plan_failed(e),
-    };
-    let metrics = super::start_metrics(&args.report, &plan);
+    let plan = jobs::plan(
+        args.key.as_ref(),
+        &args.paths,
+        &[],
+        g.config.as_deref(),
+        &args.select,
+        &cwd,
+    )?;
+    let metrics = super::start_metrics(&args.metrics, plan.metrics.as_ref());
     let recorded = state::load(&state::path(&cwd));
-    let reports = match super::open_store(args.store.store.as_deref()).await {
+    let reports = match super::open_store(g.store.as_deref()).await {
         Ok(store) => {
             let runs = plan.jobs.iter().map(|job| {
                 let restored = recorded.caches.get(&job.name);
@@ -45,13 +38,13 @@ pub async fn run(args: SaveArgs) -> ExitCode {
             });
             futures_util::future::join_all(runs).await
         }
-        Err(f) => plan
+        Err(e) => plan
             .jobs
             .iter()
-            .map(|job| failed_report(job, &f, String::new(), 0.0))
+            .map(|job| failed_report(job, &Error::from(e.clone()), String::new(), 0.0))
             .collect(),
     };
-    timings::report(
+    if let Some(line) = timings::line(
         started.elapsed(),
         &[
             &timings::WALK_READ,
@@ -59,7 +52,9 @@ pub async fn run(args: SaveArgs) -> ExitCode {
             &timings::HASH,
             &timings::UPLOAD_WAIT,
         ],
-    );
+    ) {
+        output::diagnostic(&line);
+    }
     let events: Vec<_> = plan
         .jobs
         .iter()
@@ -72,25 +67,25 @@ pub async fn run(args: SaveArgs) -> ExitCode {
         })
         .collect();
     super::finish_metrics(metrics, &events).await;
-    let worst = SaveOutcome::worst(reports.iter().map(|r| r.outcome));
-    output::emit_json(args.store.json, &reports, worst.as_str());
+    if g.json {
+        let worst = SaveOutcome::worst(reports.iter().map(|r| r.outcome));
+        output::reports(&reports, worst.as_str())?;
+    }
     let errored = reports.iter().any(|r| r.outcome == SaveOutcome::Error);
-    ExitCode::from(if errored && args.store.strict {
-        code::FAILED
+    Ok(if errored && args.transfer.strict {
+        ExitStatus::Failure
     } else {
-        code::OK
+        ExitStatus::Success
     })
 }
 
-fn failed_report(job: &Job, f: &Failure, store: String, seconds: f64) -> SaveReport {
-    output::warn(
-        &format!("save {} failed, nothing was cached", job.name),
-        &f.cause,
-        f.hint.as_deref(),
-    );
+/// Fail-open: the warning line, and the report saying `error` with the cause and its fix.
+fn failed_report(job: &Job, e: &Error, store: String, seconds: f64) -> SaveReport {
+    output::warn_error(&format!("save {} failed, nothing was cached", job.name), e);
     SaveReport {
         seconds,
-        reason: Some(f.message()),
+        reason: Some(chain(e)),
+        hint: e.hint(),
         ..SaveReport::new(&job.name, job.key.as_str(), store)
     }
 }
@@ -152,7 +147,7 @@ async fn save_one(
                     human_bytes(report.bytes),
                     thousands(report.files),
                     report.seconds,
-                    output::rate(report.bytes, started.elapsed()),
+                    rate(report.bytes, started.elapsed()),
                 ),
                 _ => format!(
                     "save {name}: skipped {}, {}",
@@ -162,7 +157,7 @@ async fn save_one(
             });
             report
         }
-        Err(f) => failed_report(&job, &f, report.store, report.seconds),
+        Err(e) => failed_report(&job, &e, report.store, report.seconds),
     }
 }
 
@@ -171,158 +166,93 @@ async fn save(
     job: &Job,
     args: &SaveArgs,
     report: &mut SaveReport,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let set = &job.paths;
     let (cwd, home) = super::anchors();
-    let resolved = set.resolve(&cwd, home.as_deref())?;
-    let mut roots: Vec<(usize, PathBuf)> = Vec::new();
-    let mut missing = Vec::new();
-    for (i, path) in resolved.into_iter().enumerate() {
-        if path.symlink_metadata().is_ok() {
-            roots.push((i, path));
-        } else {
-            missing.push(set.paths()[i].clone());
-        }
-    }
-    if roots.is_empty() {
-        report.outcome = SaveOutcome::Skipped;
-        report.reason = Some(format!(
-            "nothing to save: {} does not exist",
-            missing.join(", ")
-        ));
-        return Ok(());
-    }
-    for m in &missing {
-        output::warn(
-            "save",
-            &format!("{m} does not exist; saving the other paths"),
-            None,
-        );
-    }
-    let name = EntryName::new(set, &job.key);
-    if !args.overwrite && store.head(&name).await?.is_some() {
-        report.outcome = SaveOutcome::Skipped;
-        report.reason =
-            Some("key already exists; keys are immutable (--overwrite replaces it)".into());
-        return Ok(());
-    }
-    let meta = EntryMeta {
-        format: 1,
-        key: job.key.to_string(),
-        paths: set.paths().to_vec(),
-        family: job.family.clone(),
-        created: crate::time::now_rfc3339(),
-        cachectl: env!("CARGO_PKG_VERSION").to_owned(),
+    let request = SaveRequest {
+        name: EntryName::new(set, &job.key),
+        meta: EntryMeta {
+            format: 1,
+            key: job.key.to_string(),
+            paths: set.paths().to_vec(),
+            family: job.family.clone(),
+            created: crate::time::now_rfc3339(),
+            cachectl: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        roots: set.resolve(&cwd, home.as_deref())?,
     };
-    let level = args.level.or(job.level).unwrap_or(3);
+    let opts = transfer::Options {
+        concurrency: usize::from(args.transfer.concurrency),
+        part_bytes: args.transfer.part_size_mib as usize * 1024 * 1024,
+        level: args.level.or(job.level).unwrap_or(3),
+        overwrite: args.overwrite,
+        ..transfer::Options::default()
+    };
     let progress = Progress::new(format!("save {}", job.name), 0);
-    let saved = pack_and_upload(
-        store,
-        &name,
-        &meta,
-        roots,
-        level,
-        args,
-        Arc::clone(&progress),
-    )
-    .await;
+    let saved = transfer::save_tree(store, request, &opts, progress.clone()).await;
     progress.finish();
     let saved = saved?;
-    report.bytes = saved.bytes;
-    report.files = saved.stats.entries;
-    report.unpacked_bytes = saved.stats.file_bytes;
-    match saved.outcome {
-        PutOutcome::Created => report.outcome = SaveOutcome::Saved,
-        PutOutcome::AlreadyExists => {
-            report.outcome = SaveOutcome::Skipped;
-            report.reason = Some("another save created this key first; keys are immutable".into());
-            report.bytes = 0;
+    let missing: Vec<&str> = saved
+        .missing
+        .iter()
+        .map(|&i| set.paths()[i].as_str())
+        .collect();
+    if !matches!(saved.result, SaveResult::NothingToSave) {
+        for m in &missing {
+            output::warn(
+                "save",
+                &format!("{m} does not exist; saving the other paths"),
+                None,
+            );
         }
     }
-    if saved.stats.skipped_special > 0 {
+    let packed = match saved.result {
+        SaveResult::NothingToSave => {
+            report.outcome = SaveOutcome::Skipped;
+            report.reason = Some(format!(
+                "nothing to save: {} does not exist",
+                missing.join(", ")
+            ));
+            return Ok(());
+        }
+        SaveResult::Exists => {
+            report.outcome = SaveOutcome::Skipped;
+            report.reason =
+                Some("key already exists; keys are immutable (--overwrite replaces it)".into());
+            return Ok(());
+        }
+        SaveResult::Created(packed) => {
+            report.outcome = SaveOutcome::Saved;
+            report.bytes = packed.bytes;
+            packed
+        }
+        SaveResult::LostRace(packed) => {
+            report.outcome = SaveOutcome::Skipped;
+            report.reason = Some("another save created this key first; keys are immutable".into());
+            packed
+        }
+    };
+    report.files = packed.stats.entries;
+    report.unpacked_bytes = packed.stats.file_bytes;
+    if packed.stats.skipped_special > 0 {
         output::warn(
             "save",
             &format!(
                 "left out {} sockets, FIFOs or devices",
-                saved.stats.skipped_special
+                packed.stats.skipped_special
             ),
             None,
         );
     }
-    if saved.stats.changed_while_reading > 0 {
+    if packed.stats.changed_while_reading > 0 {
         output::warn(
             "save",
             &format!(
                 "{} files changed while being saved",
-                saved.stats.changed_while_reading
+                packed.stats.changed_while_reading
             ),
             Some("save after the step that writes them has finished"),
         );
     }
     Ok(())
-}
-
-async fn pack_and_upload(
-    store: Arc<dyn Store>,
-    name: &EntryName,
-    meta: &EntryMeta,
-    roots: Vec<(usize, PathBuf)>,
-    level: i32,
-    args: &SaveArgs,
-    progress: Arc<Progress>,
-) -> Result<Saved, Failure> {
-    let concurrency = args.store.concurrency as usize;
-    // One slot per part in flight keeps the packer ahead of the uploader without unbounded memory.
-    let (tx, rx) = mpsc::channel::<Chunk>(2);
-    let part_bytes = args.store.part_size_mib as usize * 1024 * 1024;
-    let packer = tokio::task::spawn_blocking(move || -> Result<(u64, PackStats), Failure> {
-        let sink = PartWriter::new(tx, part_bytes);
-        let mut enc = zstd::stream::write::Encoder::new(sink, level).map_err(|e| Failure {
-            cause: format!("zstd: {e}"),
-            hint: None,
-        })?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-        enc.multithread(threads).map_err(|e| Failure {
-            cause: format!("zstd threads: {e}"),
-            hint: None,
-        })?;
-        let t = std::time::Instant::now();
-        let (enc, stats) = pack::pack(&roots, enc)?;
-        if timings::enabled() {
-            // The packing thread's time not spent reading files, hashing or waiting on the
-            // upload is spent feeding (and, single-threaded, running) the compressor.
-            let other =
-                timings::WALK_READ.secs() + timings::HASH.secs() + timings::UPLOAD_WAIT.secs();
-            let busy = (t.elapsed().as_secs_f64() - other).max(0.0);
-            timings::COMPRESS.add(std::time::Duration::from_secs_f64(busy));
-        }
-        let sink = enc.finish().map_err(|e| Failure {
-            cause: format!("zstd: {e}"),
-            hint: None,
-        })?;
-        let size = sink
-            .finish(stats.tar_bytes, stats.entries)
-            .map_err(|e| Failure {
-                cause: format!("finishing archive: {e}"),
-                hint: None,
-            })?;
-        Ok((size, stats))
-    });
-    let uploaded =
-        transfer::upload(store, name, meta, args.overwrite, rx, concurrency, progress).await;
-    let packed = packer.await.map_err(|e| Failure {
-        cause: format!("packing task failed: {e}"),
-        hint: None,
-    })?;
-    match (packed, uploaded) {
-        (Ok((bytes, stats)), Ok(outcome)) => Ok(Saved {
-            outcome,
-            bytes,
-            stats,
-        }),
-        // The packer stops with "upload stopped" when the upload fails: report the upload's cause.
-        (_, Err(e)) if !matches!(e, transfer::Error::PackingFailed) => Err(e.into()),
-        (Err(f), _) => Err(f),
-        (Ok(_), Err(e)) => Err(e.into()),
-    }
 }

@@ -1,7 +1,8 @@
 //! Reading `cachectl.toml`: TOML text -> [`Config`], strictly, with a file position in every error.
 
 use super::{
-    presets, template, template_error, CacheSpec, Config, Error, Location, MetricsConfig, When,
+    presets, suggest, template, template_error, CacheSpec, Config, Error, Location, MetricsConfig,
+    When,
 };
 use toml::de::{DeTable, DeValue};
 
@@ -233,42 +234,6 @@ fn derived_restore_keys(key: &str) -> Vec<String> {
     } else {
         vec![prefix.to_owned()]
     }
-}
-
-/// The closest candidate to a misspelt word, if one is close enough to be a likely typo.
-pub(crate) fn suggest(word: &str, candidates: &[&'static str]) -> Option<&'static str> {
-    let word = word.to_lowercase();
-    if word.chars().count() > 64 {
-        return None;
-    }
-    candidates
-        .iter()
-        .map(|&c| (edit_distance(&word, &c.to_lowercase()), c))
-        .filter(|&(d, c)| d <= if c.len() <= 4 { 1 } else { 2 })
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, c)| c)
-}
-
-/// Optimal string alignment distance (Levenshtein plus adjacent transpositions).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d: Vec<Vec<usize>> = (0..=a.len())
-        .map(|i| (0..=b.len()).map(|j| if i == 0 { j } else { i }).collect())
-        .collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 fn kind(v: &toml::Value) -> &'static str {

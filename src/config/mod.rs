@@ -44,12 +44,6 @@ pub struct Config {
     pub metrics: MetricsConfig,
 }
 
-impl Config {
-    pub fn cache(&self, name: &str) -> Option<&CacheSpec> {
-        self.caches.iter().find(|c| c.name == name)
-    }
-}
-
 /// `[metrics]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
@@ -61,7 +55,7 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
-            namespace: "Cachectl".to_owned(),
+            namespace: crate::metrics::NAMESPACE.to_owned(),
             enabled: true,
         }
     }
@@ -204,9 +198,26 @@ pub enum Error {
     },
 }
 
+/// `; did you mean `key`?` when there is a suggestion, else nothing.
 fn did_you_mean(s: &Option<&str>) -> String {
     s.map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_default()
+}
+
+/// The closest candidate to a misspelt word, if one is close enough to be a likely typo:
+/// optimal string alignment distance (edits plus adjacent swaps), case-insensitive, at most 1
+/// for names of up to 4 characters and 2 for longer ones.
+fn suggest(word: &str, candidates: &[&'static str]) -> Option<&'static str> {
+    let word = word.to_lowercase();
+    if word.chars().count() > 64 {
+        return None;
+    }
+    candidates
+        .iter()
+        .map(|&c| (strsim::osa_distance(&word, &c.to_lowercase()), c))
+        .filter(|&(d, c)| d <= if c.len() <= 4 { 1 } else { 2 })
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
 }
 
 fn at_prefix(at: &Option<Location>) -> String {

@@ -56,6 +56,7 @@ pub fn get(name: &str) -> Option<&'static Preset> {
 }
 
 /// All presets, in documentation order.
+#[cfg(test)]
 pub fn all() -> &'static [Preset] {
     PRESETS
 }

@@ -14,7 +14,7 @@
 //! There is no escape for a literal `{{` or `}}`: a key never needs one, and a stray brace
 //! pair is far more likely a typo that would otherwise end up verbatim in every key.
 
-use super::platform;
+use super::{did_you_mean, platform};
 use crate::hash;
 use std::path::Path;
 
@@ -52,11 +52,6 @@ pub enum Problem {
     EnvUnset { name: String, set: bool },
     #[error("hashFiles: {0}")]
     HashFiles(#[source] hash::Error),
-}
-
-fn did_you_mean(s: &Option<&str>) -> String {
-    s.map(|s| format!("; did you mean `{s}`?"))
-        .unwrap_or_default()
 }
 
 impl crate::error::Hint for Problem {
@@ -257,11 +252,8 @@ fn parse_expr(chars: &[(usize, char)], open: usize) -> Result<(Segment, usize), 
         _ => Err(err(
             name_at,
             Problem::UnknownFunction {
-                suggestion: super::file::suggest(
-                    name.split('.').next().unwrap_or_default(),
-                    FUNCTIONS,
-                )
-                .map(|s| if s == "env" { "env.NAME" } else { s }),
+                suggestion: super::suggest(name.split('.').next().unwrap_or_default(), FUNCTIONS)
+                    .map(|s| if s == "env" { "env.NAME" } else { s }),
                 name,
             },
         )),
@@ -325,6 +317,7 @@ fn check_pattern(pattern: &str) -> Result<(), Problem> {
 
 impl Template {
     /// The pieces, in order.
+    #[cfg(test)]
     pub fn parts(&self) -> impl Iterator<Item = &Part> {
         self.segments.iter().map(|s| &s.part)
     }

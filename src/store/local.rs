@@ -51,11 +51,17 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
-fn blocking_err(what: &str, e: tokio::task::JoinError) -> Error {
-    Error::Other {
-        what: what.to_owned(),
-        source: Box::new(e),
-    }
+/// Runs the filesystem work of one store call on the blocking pool, never on an async worker.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Other {
+            what: what.to_owned(),
+            source: Box::new(e),
+        })?
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -257,40 +263,46 @@ impl Store for LocalStore {
 
     async fn head(&self, name: &EntryName) -> Result<Option<EntryInfo>, Error> {
         let path = self.data_path(name)?;
-        match fs::metadata(&path) {
-            Ok(md) => Ok(Some(info_from(name.clone(), &md))),
+        let name = name.clone();
+        blocking("head", move || match fs::metadata(&path) {
+            Ok(md) => Ok(Some(info_from(name, &md))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(format!("stat {}", path.display()))(e)),
-        }
+        })
+        .await
     }
 
     async fn list(&self, pathset: &str, key_prefix: &str) -> Result<Vec<EntryInfo>, Error> {
         let dir = self.dir(pathset);
         let prefix = escape(key_prefix);
-        let mut out = Vec::new();
-        for (fname, ty) in read_dir_names(&dir)? {
-            if !ty.is_file() || !fname.starts_with(&prefix) || fname.ends_with(META_SUFFIX) {
-                continue;
+        let pathset = pathset.to_owned();
+        blocking("list", move || {
+            let mut out = Vec::new();
+            for (fname, ty) in read_dir_names(&dir)? {
+                if !ty.is_file() || !fname.starts_with(&prefix) || fname.ends_with(META_SUFFIX) {
+                    continue;
+                }
+                let Some(key) = unescape(&fname) else {
+                    continue;
+                };
+                // A file removed between readdir and stat is simply not listed.
+                let Ok(md) = fs::metadata(dir.join(&fname)) else {
+                    continue;
+                };
+                let name = EntryName {
+                    pathset: pathset.clone(),
+                    key,
+                };
+                out.push(info_from(name, &md));
             }
-            let Some(key) = unescape(&fname) else {
-                continue;
-            };
-            // A file removed between readdir and stat is simply not listed.
-            let Ok(md) = fs::metadata(dir.join(&fname)) else {
-                continue;
-            };
-            let name = EntryName {
-                pathset: pathset.to_owned(),
-                key,
-            };
-            out.push(info_from(name, &md));
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     async fn get_range(&self, name: &EntryName, range: Range<u64>) -> Result<Bytes, Error> {
         let path = self.data_path(name)?;
-        tokio::task::spawn_blocking(move || {
+        blocking("read", move || {
             let what = || format!("read {} bytes {range:?}", path.display());
             let file = File::open(&path).map_err(io_err(what()))?;
             let mut buf = vec![0u8; (range.end - range.start) as usize];
@@ -299,7 +311,6 @@ impl Store for LocalStore {
             Ok(Bytes::from(buf))
         })
         .await
-        .map_err(|e| blocking_err("read", e))?
     }
 
     async fn put(
@@ -326,7 +337,7 @@ impl Store for LocalStore {
         let dest = self.data_path(name)?;
         let tmp = self.temp_path();
         let meta_json = serde_json::to_vec_pretty(meta).expect("metadata serializes");
-        let file = tokio::task::spawn_blocking({
+        let file = blocking("create upload", {
             let tmp = tmp.clone();
             move || {
                 let parent = tmp.parent().expect("temp path has a parent");
@@ -335,8 +346,7 @@ impl Store for LocalStore {
                 File::create(&tmp).map_err(io_err(format!("create {}", tmp.display())))
             }
         })
-        .await
-        .map_err(|e| blocking_err("create upload", e))??;
+        .await?;
         Ok(Box::new(LocalUpload {
             file: Arc::new(file),
             tmp,
@@ -348,7 +358,7 @@ impl Store for LocalStore {
 
     async fn record_use(&self, use_: &UseRecord) -> Result<(), Error> {
         let path = use_path(&self.root, use_);
-        tokio::task::spawn_blocking(move || {
+        blocking("record use", move || {
             let parent = path.parent().expect("use record has a parent");
             fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
             // create_new: the second restore in the hour finds the record and writes nothing.
@@ -363,15 +373,12 @@ impl Store for LocalStore {
             }
         })
         .await
-        .map_err(|e| blocking_err("record use", e))?
     }
 
     async fn scan(&self, key_prefix: &str) -> Result<Scan, Error> {
         let root = self.root.clone();
         let key_prefix = key_prefix.to_owned();
-        tokio::task::spawn_blocking(move || scan_dir(&root, &key_prefix))
-            .await
-            .map_err(|e| blocking_err("scan", e))?
+        blocking("scan", move || scan_dir(&root, &key_prefix)).await
     }
 
     async fn remove(&self, batch: &[Removal]) -> Vec<Result<(), Error>> {
@@ -436,9 +443,10 @@ impl Upload for LocalUpload {
     async fn put_part(&self, part_number: u32, offset: u64, data: Bytes) -> Result<(), Error> {
         let file = Arc::clone(&self.file);
         let what = format!("write part {part_number} to {}", self.tmp.display());
-        tokio::task::spawn_blocking(move || file.write_all_at(&data, offset).map_err(io_err(what)))
-            .await
-            .map_err(|e| blocking_err("write part", e))?
+        blocking("write part", move || {
+            file.write_all_at(&data, offset).map_err(io_err(what))
+        })
+        .await
     }
 
     async fn complete(&self) -> Result<PutOutcome, Error> {
@@ -448,7 +456,7 @@ impl Upload for LocalUpload {
             self.meta_json.clone(),
             self.overwrite,
         );
-        tokio::task::spawn_blocking(move || {
+        blocking("complete upload", move || {
             let parent = dest.parent().expect("entry path has a parent");
             fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
             let publish = if overwrite {
@@ -477,15 +485,11 @@ impl Upload for LocalUpload {
             Ok(PutOutcome::Created)
         })
         .await
-        .map_err(|e| blocking_err("complete upload", e))?
     }
 
     async fn abort(&self) -> Result<(), Error> {
-        match fs::remove_file(&self.tmp) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(format!("remove {}", self.tmp.display()))(e)),
-        }
+        let tmp = self.tmp.clone();
+        blocking("abort upload", move || remove_if_present(&tmp)).await
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod local;
 pub mod s3;
 
+use crate::error::Hint;
 use crate::key::{EntryName, FORMAT_DIR};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -60,17 +61,26 @@ pub enum Error {
     },
 }
 
-impl crate::error::Hint for Error {
+impl Hint for Error {
     fn hint(&self) -> Option<String> {
-        Some(match self {
-            Error::Denied { .. } => "the build's role needs s3:GetObject, s3:PutObject, s3:ListBucket and s3:AbortMultipartUpload on the cache bucket (prune and rm also s3:DeleteObject and s3:ListBucketMultipartUploads); check the credentials in use (`aws sts get-caller-identity`)".into(),
-            Error::NoCredentials { .. } => "in CodeBuild the project's service role provides credentials; elsewhere set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
-            Error::NoBucket { bucket, .. } => format!("create the bucket or fix --store / CACHECTL_STORE (looked for `{bucket}`)"),
-            Error::Unreachable { .. } => "check AWS_ENDPOINT_URL / AWS_REGION and network access to S3 (a VPC build needs an S3 gateway endpoint or NAT)".into(),
-            Error::Throttled { .. } => "lower --concurrency or spread builds over more key prefixes".into(),
-            Error::Io { .. } => "check the local store directory's permissions and free space".into(),
-            Error::NotFound { .. } | Error::Other { .. } => return None,
-        })
+        match self {
+            Error::NoBucket { bucket, .. } => Some(format!(
+                "create the bucket or fix --store / CACHECTL_STORE (looked for `{bucket}`)"
+            )),
+            Error::Io { .. } => {
+                Some("check the local store directory's permissions and free space".into())
+            }
+            // A backend's own error knows the fix (an AWS error names the IAM action, the
+            // endpoint variables, the credential chain).
+            Error::Denied { source, .. }
+            | Error::NoCredentials { source, .. }
+            | Error::Unreachable { source, .. }
+            | Error::Throttled { source, .. }
+            | Error::Other { source, .. } => source
+                .downcast_ref::<crate::aws::Error>()
+                .and_then(Hint::hint),
+            Error::NotFound { .. } => None,
+        }
     }
 }
 
@@ -117,7 +127,7 @@ impl UseRecord {
     /// `YYYYMMDDHH` (UTC): sorts like time and reads like a date in a bucket listing.
     pub fn stamp(&self) -> String {
         let t =
-            crate::time::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(self.hour * 3600));
+            crate::units::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(self.hour * 3600));
         t[..13].chars().filter(char::is_ascii_digit).collect()
     }
 
@@ -125,7 +135,7 @@ impl UseRecord {
         if stamp.len() != 10 || !stamp.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let t = crate::time::parse_rfc3339(&format!(
+        let t = crate::units::parse_rfc3339(&format!(
             "{}-{}-{}T{}:00:00Z",
             &stamp[..4],
             &stamp[4..6],
@@ -198,11 +208,21 @@ pub enum PutOutcome {
 
 /// A cache store.
 ///
-/// Contract shared by both backends:
-/// - An entry becomes visible whole or not at all: readers never see a partial upload.
+/// The contract every backend keeps (tests/it/contract.rs checks each clause, on every
+/// backend, with the same code):
+/// - An entry becomes visible whole or not at all: until `put` or `Upload::complete` returns,
+///   `head`, `list` and `scan` do not show it; after, `get_range` returns exactly its bytes.
 /// - `put` and `Upload::complete` with `overwrite = false` never replace an existing entry;
-///   a concurrent writer that loses gets `PutOutcome::AlreadyExists`.
-/// - `Upload::abort` releases everything the upload stored (S3 parts, local temp file).
+///   of N concurrent writers of one name exactly one gets `PutOutcome::Created` and the rest
+///   `PutOutcome::AlreadyExists`. With `overwrite = true` the last writer's bytes win.
+/// - `Upload::abort` releases everything the upload stored (S3 parts, a local temp file): a
+///   later `scan` finds no leftover of it.
+/// - `remove` of something already gone is `Ok`.
+/// - `record_use` is idempotent within the hour: a second call stores nothing more.
+/// - `list(pathset, prefix)` returns exactly the committed entries of that path set whose key
+///   starts with `prefix`: not other path sets, not uploads in progress, not use records.
+/// - `get_range` returns exactly `range.end - range.start` bytes for any range within the
+///   entry, the first and the last byte included.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `s3://bucket/prefix` or the directory, for messages.
@@ -264,7 +284,7 @@ pub enum StoreUrl {
     Local(PathBuf),
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UrlError {
     #[error("store `{0}` has no bucket name; write s3://BUCKET[/PREFIX]")]
     NoBucket(String),
@@ -272,7 +292,7 @@ pub enum UrlError {
     NoDefault,
 }
 
-impl crate::error::Hint for UrlError {
+impl Hint for UrlError {
     fn hint(&self) -> Option<String> {
         None
     }
@@ -325,22 +345,22 @@ impl StoreUrl {
     }
 }
 
-/// `%XX` sequences back to bytes, as UTF-8; `None` for a malformed escape or invalid UTF-8.
-/// Decodes both the local store's file names and S3 metadata values.
+/// `%XX` sequences back to bytes, as UTF-8; `None` for a malformed escape or invalid UTF-8
+/// (a name cachectl did not write). Decodes both the local store's file names and S3 metadata.
 pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    let well_formed = b.iter().enumerate().all(|(i, &c)| {
+        c != b'%'
+            || b.get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// Top directory of use records, next to `v1/` so entry listings never see them.
@@ -465,7 +485,7 @@ mod tests {
             "[\"node_modules\",\"~/.npm\"]",
             "",
         ] {
-            assert_eq!(percent_decode(&s3::pct_encode(v)).as_deref(), Some(v));
+            assert_eq!(percent_decode(&s3::encode_metadata(v)).as_deref(), Some(v));
         }
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%4"), None);
@@ -478,7 +498,7 @@ mod tests {
             pathset: "0123456789abcdef".into(),
             key: "npm/x-1".into(),
         };
-        let t = crate::time::parse_rfc3339("2026-11-26T17:42:10Z").unwrap();
+        let t = crate::units::parse_rfc3339("2026-11-26T17:42:10Z").unwrap();
         let u = UseRecord::at(name.clone(), t);
         assert_eq!(u.stamp(), "2026112617");
         let obj = use_object_name(&u, &name.key);
@@ -488,7 +508,7 @@ mod tests {
             Some((name.pathset.clone(), u.hour, name.key.clone()))
         );
         assert_eq!(
-            crate::time::rfc3339(u.latest()),
+            crate::units::rfc3339(u.latest()),
             "2026-11-26T18:00:00Z",
             "a use counts as late as its hour allows"
         );

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use cachectl::metrics::{Event, Metrics, Published};
-use cachectl::output::RestoreOutcome;
+use cachectl::outcome::RestoreOutcome;
 use serde_json::Value;
 
 use crate::support::cloudwatch::{
@@ -574,9 +574,9 @@ fn publish_without_credentials_is_skipped_quietly() {
         let metrics = Metrics::with_config(conf, "it-publish-nocreds".into(), "p".into());
         assert!(!metrics.ready().await);
         match metrics.publish(&one_save()).await {
-            Published::NotSent { warned, .. } => {
+            Published::NotSent { warn, .. } => {
                 // Warnings are for CodeBuild only.
-                assert_eq!(warned, std::env::var_os("CODEBUILD_BUILD_ID").is_some());
+                assert_eq!(warn, std::env::var_os("CODEBUILD_BUILD_ID").is_some());
             }
             other => panic!("published without credentials: {other:?}"),
         }

@@ -1,0 +1,354 @@
+//! Reading metrics back from CloudWatch for `cachectl stats`.
+//!
+//! ListMetrics finds every (CacheName, ProjectName) pair of the namespace; GetMetricData then
+//! sums each metric over the window, one period covering all of it. Restores are the sum of
+//! the four outcome metrics (each restore sends exactly one 1); saves are the sample count of
+//! `SaveSeconds`.
+
+use super as metrics;
+use crate::aws::{self, iam, CallError, Kind, Service};
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{
+    Dimension, DimensionFilter, Metric, MetricDataQuery, MetricStat, StatusCode,
+};
+use aws_sdk_cloudwatch::Client;
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+const DAY: u64 = 86_400;
+/// CloudWatch keeps metrics 15 months; a longer window reads nothing more.
+const RETENTION: Duration = Duration::from_secs(455 * DAY);
+/// GetMetricData takes at most 500 queries per call.
+const MAX_QUERIES_PER_CALL: usize = 500;
+/// The window ends a minute after now: a datum stamped by a clock slightly ahead of ours (or
+/// put in the current second, which CloudWatch emulators cut off) still counts.
+const END_SLACK: Duration = Duration::from_secs(60);
+
+/// What each query sums; the index into [`Sums`].
+#[derive(Debug, Clone, Copy)]
+pub enum Field {
+    Hit,
+    Partial,
+    Miss,
+    Error,
+    RestoreSeconds,
+    BytesDownloaded,
+    SaveSeconds,
+    Saves,
+    BytesUploaded,
+}
+
+/// (metric, statistic, field) for each pair of dimensions.
+const QUERIES: [(&str, &str, Field); 9] = [
+    (metrics::CACHE_HIT, "Sum", Field::Hit),
+    (metrics::CACHE_PARTIAL_HIT, "Sum", Field::Partial),
+    (metrics::CACHE_MISS, "Sum", Field::Miss),
+    (metrics::CACHE_ERROR, "Sum", Field::Error),
+    (metrics::RESTORE_SECONDS, "Sum", Field::RestoreSeconds),
+    (metrics::BYTES_DOWNLOADED, "Sum", Field::BytesDownloaded),
+    (metrics::SAVE_SECONDS, "Sum", Field::SaveSeconds),
+    (metrics::SAVE_SECONDS, "SampleCount", Field::Saves),
+    (metrics::BYTES_UPLOADED, "Sum", Field::BytesUploaded),
+];
+
+/// Sums over the window for one (cache, project), indexed by [`Field`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Sums(pub [f64; QUERIES.len()]);
+
+impl Sums {
+    pub fn get(&self, field: Field) -> f64 {
+        self.0[field as usize]
+    }
+}
+
+/// The period and bounds of a query over the last `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: SystemTime,
+    /// A minute after now (see `END_SLACK`).
+    pub end: SystemTime,
+    /// `since`, clamped to a minute .. CloudWatch's retention.
+    pub since: Duration,
+    period_secs: i32,
+}
+
+impl Window {
+    /// One period spans the whole window, in the unit CloudWatch demands for data that old
+    /// (a minute up to 15 days back, 5 minutes up to 63, an hour beyond).
+    fn new(now: SystemTime, since: Duration) -> Window {
+        let since = since.clamp(Duration::from_secs(60), RETENTION);
+        let start = now.checked_sub(since).unwrap_or(SystemTime::UNIX_EPOCH);
+        let end = now + END_SLACK;
+        let unit = if since > Duration::from_secs(63 * DAY) {
+            3600
+        } else if since > Duration::from_secs(15 * DAY) {
+            300
+        } else {
+            60
+        };
+        let span = (since + END_SLACK).as_secs();
+        let period = span.div_ceil(unit) * unit;
+        Window {
+            start,
+            end,
+            since,
+            period_secs: i32::try_from(period).unwrap_or(i32::MAX / 3600 * 3600),
+        }
+    }
+}
+
+/// Every (cache, project) pair with cachectl metrics in `namespace` (narrowed to `cache` and
+/// `project` when given), sorted, with its sums over the last `since`; and the window read.
+///
+/// Errors: a ListMetrics or GetMetricData call that failed, as [`CallError`] (its hint names
+/// the IAM action).
+pub async fn read(
+    namespace: &str,
+    cache: Option<&str>,
+    project: Option<&str>,
+    since: Duration,
+) -> Result<(Window, Vec<((String, String), Sums)>), CallError> {
+    let client = Client::new(&aws::sdk_config().await);
+    let window = Window::new(SystemTime::now(), since);
+    let pairs = pairs(&client, namespace, cache, project).await?;
+    let sums = fetch(&client, namespace, &pairs, &window).await?;
+    Ok((window, pairs.into_iter().zip(sums).collect()))
+}
+
+/// The (cache, project) pairs with any cachectl metric in `namespace`, sorted.
+///
+/// CloudWatch lists metrics with data in the last two weeks only: a pair silent for longer
+/// does not show up even in a longer window.
+async fn pairs(
+    client: &Client,
+    namespace: &str,
+    cache: Option<&str>,
+    project: Option<&str>,
+) -> Result<Vec<(String, String)>, CallError> {
+    let mut req = client.list_metrics().namespace(namespace);
+    for (name, value) in [
+        (metrics::CACHE_DIMENSION, cache),
+        (metrics::PROJECT_DIMENSION, project),
+    ] {
+        if let Some(value) = value {
+            req = req.dimensions(DimensionFilter::builder().name(name).value(value).build());
+        }
+    }
+    let what = || format!("list metrics in CloudWatch namespace `{namespace}`");
+    let mut found = BTreeSet::new();
+    let mut pages = req.into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| CallError {
+            what: what(),
+            source: aws::Error::from_sdk(Service::CloudWatch, iam::CLOUDWATCH_LIST_METRICS, &e),
+        })?;
+        for metric in page.metrics() {
+            if !QUERIES.iter().any(|q| Some(q.0) == metric.metric_name()) {
+                continue;
+            }
+            if let Some(pair) = pair_of(metric.dimensions()) {
+                found.insert(pair);
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// (CacheName, ProjectName) when those are exactly the dimensions.
+fn pair_of(dims: &[Dimension]) -> Option<(String, String)> {
+    if dims.len() != 2 {
+        return None;
+    }
+    let value = |name: &str| {
+        dims.iter()
+            .find(|d| d.name() == Some(name))
+            .and_then(|d| d.value())
+            .map(str::to_owned)
+    };
+    Some((
+        value(metrics::CACHE_DIMENSION)?,
+        value(metrics::PROJECT_DIMENSION)?,
+    ))
+}
+
+/// Query ids are `q<pair>_<query>` (ids must start with a lowercase letter).
+fn query_id(pair: usize, query: usize) -> String {
+    format!("q{pair}_{query}")
+}
+
+fn parse_query_id(id: &str) -> Option<(usize, usize)> {
+    let (pair, query) = id.strip_prefix('q')?.split_once('_')?;
+    Some((pair.parse().ok()?, query.parse().ok()?))
+}
+
+async fn fetch(
+    client: &Client,
+    namespace: &str,
+    pairs: &[(String, String)],
+    window: &Window,
+) -> Result<Vec<Sums>, CallError> {
+    let mut sums = vec![Sums::default(); pairs.len()];
+    let mut queries = Vec::with_capacity(pairs.len() * QUERIES.len());
+    for (p, (cache, project)) in pairs.iter().enumerate() {
+        for (q, (metric, stat, _)) in QUERIES.iter().enumerate() {
+            let metric = Metric::builder()
+                .namespace(namespace)
+                .metric_name(*metric)
+                .dimensions(
+                    Dimension::builder()
+                        .name(metrics::CACHE_DIMENSION)
+                        .value(cache)
+                        .build(),
+                )
+                .dimensions(
+                    Dimension::builder()
+                        .name(metrics::PROJECT_DIMENSION)
+                        .value(project)
+                        .build(),
+                )
+                .build();
+            queries.push(
+                MetricDataQuery::builder()
+                    .id(query_id(p, q))
+                    .metric_stat(
+                        MetricStat::builder()
+                            .metric(metric)
+                            .period(window.period_secs)
+                            .stat(*stat)
+                            .build(),
+                    )
+                    .return_data(true)
+                    .build(),
+            );
+        }
+    }
+    const GET: &str = iam::CLOUDWATCH_GET_METRIC_DATA;
+    let failed = |source| CallError {
+        what: format!("read metrics from CloudWatch namespace `{namespace}`"),
+        source,
+    };
+    for chunk in queries.chunks(MAX_QUERIES_PER_CALL) {
+        let mut pages = client
+            .get_metric_data()
+            .set_metric_data_queries(Some(chunk.to_vec()))
+            .start_time(DateTime::from(window.start))
+            .end_time(DateTime::from(window.end))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| failed(aws::Error::from_sdk(Service::CloudWatch, GET, &e)))?;
+            for result in page.metric_data_results() {
+                let refused = match result.status_code() {
+                    Some(StatusCode::Forbidden) => Some(Kind::Denied),
+                    Some(StatusCode::InternalError) => Some(Kind::Other),
+                    _ => None,
+                };
+                if let Some(kind) = refused {
+                    let status = result.status_code().map_or("", |s| s.as_str());
+                    let message = format!("GetMetricData answered {status}");
+                    return Err(failed(aws::Error::new(
+                        Service::CloudWatch,
+                        GET,
+                        kind,
+                        message,
+                    )));
+                }
+                let Some((p, q)) = result.id().and_then(parse_query_id) else {
+                    continue;
+                };
+                if let Some(s) = sums.get_mut(p) {
+                    if q < QUERIES.len() {
+                        s.0[q] += result.values().iter().sum::<f64>();
+                    }
+                }
+            }
+        }
+    }
+    Ok(sums)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_periods() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let cases: &[(&str, u64, u64, i32)] = &[
+            // (name, since secs, clamped since secs, period secs)
+            ("under a minute is a minute", 5, 60, 120),
+            ("one hour", 3600, 3600, 3660),
+            ("seven days", 7 * DAY, 7 * DAY, 7 * DAY as i32 + 60),
+            (
+                "thirty days: 5-minute unit",
+                30 * DAY,
+                30 * DAY,
+                30 * DAY as i32 + 300,
+            ),
+            (
+                "ninety days: hour unit",
+                90 * DAY,
+                90 * DAY,
+                90 * DAY as i32 + 3600,
+            ),
+            (
+                "past retention",
+                1000 * DAY,
+                455 * DAY,
+                455 * DAY as i32 + 3600,
+            ),
+        ];
+        for (name, since, clamped, period) in cases {
+            let w = Window::new(now, Duration::from_secs(*since));
+            assert_eq!(w.since, Duration::from_secs(*clamped), "case {name}");
+            assert_eq!(w.period_secs, *period, "case {name}");
+            assert!(
+                w.period_secs as u64 >= (w.end.duration_since(w.start).unwrap()).as_secs(),
+                "case {name}: one period covers the window"
+            );
+            assert_eq!(w.end, now + END_SLACK, "case {name}");
+        }
+    }
+
+    #[test]
+    fn query_ids_round_trip() {
+        for (p, q) in [(0, 0), (3, 8), (1234, 5)] {
+            let id = query_id(p, q);
+            assert!(id.starts_with(|c: char| c.is_ascii_lowercase()));
+            assert_eq!(parse_query_id(&id), Some((p, q)));
+        }
+        assert_eq!(parse_query_id("x1_2"), None);
+        assert_eq!(parse_query_id("q1"), None);
+    }
+
+    #[test]
+    fn pairs_need_exactly_both_dimensions() {
+        let dim = |n: &str, v: &str| Dimension::builder().name(n).value(v).build();
+        let cases = [
+            (
+                "both",
+                vec![dim("ProjectName", "p"), dim("CacheName", "c")],
+                Some(("c".to_owned(), "p".to_owned())),
+            ),
+            ("cache only", vec![dim("CacheName", "c")], None),
+            (
+                "a third",
+                vec![
+                    dim("CacheName", "c"),
+                    dim("ProjectName", "p"),
+                    dim("X", "x"),
+                ],
+                None,
+            ),
+            (
+                "other pair",
+                vec![dim("CacheName", "c"), dim("Other", "p")],
+                None,
+            ),
+        ];
+        for (name, dims, want) in cases {
+            assert_eq!(pair_of(&dims), want, "case {name}");
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The pipeline as a library: [`save_tree`] (walk -> tar -> zstd -> blake3 -> parts, uploaded
+//! while packing continues), [`lookup`] and [`restore_entry`] (ranged GETs -> blake3 -> zstd ->
+//! tar -> files in staging, moved into place only once the digest matches). A command, a test
+//! or a benchmark calls them alike: options are a plain struct, progress goes to a
+//! [`Reporter`], nothing here prints or parses flags.
+//!
+//! Blocking work (walking, reading, compressing, hashing, unpacking, staging and the final
+//! moves) runs on tokio's blocking pool, fed by bounded channels; async workers only move
+//! bytes between the store and those channels.
+
+mod download;
+mod upload;
+
+use crate::archive::pack::{self, PackStats};
+use crate::archive::place::Staged;
+use crate::archive::unpack::{self, UnpackStats};
+use crate::error::Hint;
+use crate::key::{CacheKey, EntryName, PathSet};
+use crate::outcome::RestoreOutcome;
+use crate::store::{self, EntryInfo, EntryMeta, PutOutcome, Store};
+use crate::{archive, timings};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+pub use upload::DEFAULT_PART_BYTES;
+
+/// What the pipeline reports while it runs (as uv's `Reporter`): the terminal bars are
+/// `progress::Progress`; tests and benchmarks pass their own, or `()` for nothing.
+pub trait Reporter: Send + Sync {
+    /// `bytes` more of the archive moved: uploaded on save, downloaded on restore.
+    fn on_bytes(&self, bytes: u64);
+}
+
+impl Reporter for () {
+    fn on_bytes(&self, _: u64) {}
+}
+
+/// How a transfer runs. `Default` is what the command line defaults to.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Parts (save) or ranged GETs (restore) in flight at once.
+    pub concurrency: usize,
+    /// Upload part size and largest ranged GET, in bytes; S3 wants at least 5 MiB per part.
+    pub part_bytes: usize,
+    /// zstd level, 1..=19 (save).
+    pub level: i32,
+    /// Replace an existing entry (save); keys are otherwise immutable.
+    pub overwrite: bool,
+    /// Threads creating files (restore).
+    pub unpack_workers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            concurrency: 8,
+            part_bytes: DEFAULT_PART_BYTES,
+            level: 3,
+            overwrite: false,
+            unpack_workers: unpack_workers(),
+        }
+    }
+}
+
+/// Threads that create files on restore: file creation is syscall-bound, so more threads than
+/// cores still help, most of all on disks where each create waits on the journal.
+pub fn unpack_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 2).clamp(4, 16)
+}
+
+/// Why a transfer failed: the store, or the archive (reading the tree, a refused or damaged
+/// entry, writing the destination).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Archive(#[from] archive::Error),
+    /// The other half of the pipeline stopped first; its error is the one reported.
+    #[error("the transfer stopped before the archive was complete")]
+    Stopped,
+    #[error("{0} task panicked")]
+    Panicked(&'static str),
+}
+
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Store(e) => e.hint(),
+            Error::Archive(e) => e.hint(),
+            Error::Stopped | Error::Panicked(_) => None,
+        }
+    }
+}
+
+/// The error of a two-sided pipeline. When one side fails on its own, the other only sees it
+/// stop (a closed channel, a truncated stream): the store side's own failure is the cause if it
+/// has one, else the local side's.
+fn first_cause<T, U>(
+    transport: Result<T, Error>,
+    local: Result<U, Error>,
+) -> Result<(T, U), Error> {
+    match (transport, local) {
+        (Ok(t), Ok(u)) => Ok((t, u)),
+        (Err(e), _) if !matches!(e, Error::Stopped) => Err(e),
+        (_, Err(e)) => Err(e),
+        (Err(e), Ok(_)) => Err(e),
+    }
+}
+
+/// One entry to save: where it goes and the paths it holds.
+#[derive(Debug, Clone)]
+pub struct SaveRequest {
+    pub name: EntryName,
+    pub meta: EntryMeta,
+    /// Where each path of the path set is on this machine, in path-set order.
+    pub roots: Vec<PathBuf>,
+}
+
+/// What [`save_tree`] did.
+#[derive(Debug)]
+pub struct Saved {
+    pub result: SaveResult,
+    /// Indices into the path set of the paths that did not exist and were left out.
+    pub missing: Vec<usize>,
+}
+
+#[derive(Debug)]
+pub enum SaveResult {
+    /// Uploaded and visible under its name.
+    Created(Packed),
+    /// Another save created the entry while this one uploaded; these bytes were discarded.
+    LostRace(Packed),
+    /// The entry exists; nothing was uploaded (`Options::overwrite` replaces it).
+    Exists,
+    /// None of the paths exists; nothing was uploaded.
+    NothingToSave,
+}
+
+/// An archive packed and uploaded.
+#[derive(Debug)]
+pub struct Packed {
+    /// Archive (object) bytes.
+    pub bytes: u64,
+    pub stats: PackStats,
+}
+
+/// Saves the tree at `req.roots` as the entry `req.name`: checks which paths exist, skips an
+/// existing entry unless `opts.overwrite`, then packs, compresses, hashes and uploads at once.
+/// Never leaves a partial entry: a failed upload is aborted.
+///
+/// Errors: reading the tree ([`Error::Archive`]) or the store ([`Error::Store`]).
+pub async fn save_tree(
+    store: Arc<dyn Store>,
+    req: SaveRequest,
+    opts: &Options,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Saved, Error> {
+    let roots = req.roots;
+    let (present, missing) = blocking("stat paths", move || {
+        let (mut present, mut missing) = (Vec::new(), Vec::new());
+        for (i, path) in roots.into_iter().enumerate() {
+            if path.symlink_metadata().is_ok() {
+                present.push((i, path));
+            } else {
+                missing.push(i);
+            }
+        }
+        Ok((present, missing))
+    })
+    .await?;
+    let result = if present.is_empty() {
+        SaveResult::NothingToSave
+    } else if !opts.overwrite && store.head(&req.name).await?.is_some() {
+        SaveResult::Exists
+    } else {
+        let (outcome, packed) =
+            pack_and_upload(store, &req.name, &req.meta, present, opts, reporter).await?;
+        match outcome {
+            PutOutcome::Created => SaveResult::Created(packed),
+            PutOutcome::AlreadyExists => SaveResult::LostRace(packed),
+        }
+    };
+    Ok(Saved { result, missing })
+}
+
+async fn pack_and_upload(
+    store: Arc<dyn Store>,
+    name: &EntryName,
+    meta: &EntryMeta,
+    roots: Vec<(usize, PathBuf)>,
+    opts: &Options,
+    reporter: Arc<dyn Reporter>,
+) -> Result<(PutOutcome, Packed), Error> {
+    // Two parts queued keep the packer ahead of the uploader without unbounded memory.
+    let (tx, rx) = mpsc::channel::<upload::Chunk>(2);
+    let (level, part_bytes) = (opts.level, opts.part_bytes);
+    let packer = tokio::task::spawn_blocking(move || -> Result<Packed, Error> {
+        let stream_err = |e| Error::Archive(archive::Error::Stream(e));
+        let sink = upload::PartWriter::new(tx, part_bytes);
+        let mut enc = zstd::stream::write::Encoder::new(sink, level).map_err(stream_err)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        enc.multithread(threads).map_err(stream_err)?;
+        let t = Instant::now();
+        let (enc, stats) = pack::pack(&roots, enc)?;
+        if timings::enabled() {
+            // The packing thread's time not spent reading files, hashing or waiting on the
+            // upload is spent feeding (and, single-threaded, running) the compressor.
+            let other =
+                timings::WALK_READ.secs() + timings::HASH.secs() + timings::UPLOAD_WAIT.secs();
+            let busy = (t.elapsed().as_secs_f64() - other).max(0.0);
+            timings::COMPRESS.add(std::time::Duration::from_secs_f64(busy));
+        }
+        let sink = enc.finish().map_err(stream_err)?;
+        let bytes = sink
+            .finish(stats.tar_bytes, stats.entries)
+            .map_err(stream_err)?;
+        Ok(Packed { bytes, stats })
+    });
+    let uploaded = upload::upload(
+        store,
+        name,
+        meta,
+        opts.overwrite,
+        rx,
+        opts.concurrency,
+        reporter,
+    )
+    .await;
+    let packed = packer.await.map_err(|_| Error::Panicked("packing"))?;
+    first_cause(uploaded, packed)
+}
+
+/// The exact key first, else each of `restore_keys` as a prefix in order, the newest entry of
+/// the first prefix that matches: `Hit`, `Partial`, or `None` for a miss. Only entries saved
+/// with the same path set are candidates.
+///
+/// Errors: the store's. A missing bucket is an error, never a miss (a listing says
+/// NoSuchBucket where a HEAD would answer a bare 404).
+pub async fn lookup(
+    store: &dyn Store,
+    paths: &PathSet,
+    key: &CacheKey,
+    restore_keys: &[CacheKey],
+) -> Result<Option<(EntryInfo, RestoreOutcome)>, store::Error> {
+    let t = Instant::now();
+    let found = lookup_in(store, &EntryName::new(paths, key), restore_keys).await;
+    timings::LOOKUP.add(t.elapsed());
+    found
+}
+
+async fn lookup_in(
+    store: &dyn Store,
+    exact: &EntryName,
+    restore_keys: &[CacheKey],
+) -> Result<Option<(EntryInfo, RestoreOutcome)>, store::Error> {
+    let found = store.list(&exact.pathset, &exact.key).await?;
+    if let Some(hit) = found.into_iter().find(|e| e.name.key == exact.key) {
+        return Ok(Some((hit, RestoreOutcome::Hit)));
+    }
+    for prefix in restore_keys {
+        let candidates = store.list(&exact.pathset, prefix.as_str()).await?;
+        let newest = candidates.into_iter().max_by(|a, b| {
+            a.modified
+                .cmp(&b.modified)
+                .then_with(|| a.name.key.cmp(&b.name.key))
+        });
+        if let Some(e) = newest {
+            return Ok(Some((e, RestoreOutcome::Partial)));
+        }
+    }
+    Ok(None)
+}
+
+/// Restores `entry` into `dests` (one per path of its path set, in order): each destination
+/// is unpacked into a staging directory beside it while the archive downloads, and moved into
+/// place only once the whole archive's digest matched. On any error nothing is moved and the
+/// staging directories are removed.
+///
+/// Errors: the store's, or the archive's (refused or damaged entry, a destination that cannot
+/// be written).
+pub async fn restore_entry(
+    store: Arc<dyn Store>,
+    entry: &EntryInfo,
+    dests: Vec<PathBuf>,
+    opts: &Options,
+    reporter: Arc<dyn Reporter>,
+) -> Result<UnpackStats, Error> {
+    let staged = blocking("create staging directories", move || {
+        Ok(dests
+            .iter()
+            .map(|d| Staged::create(d))
+            .collect::<Result<Vec<_>, _>>()?)
+    })
+    .await?;
+    let roots: Vec<PathBuf> = staged.iter().map(Staged::root).collect();
+    let unpacked = fetch_and_unpack(store, entry, roots, opts, reporter).await;
+    blocking("move into place", move || {
+        let stats = unpacked?;
+        let t = Instant::now();
+        for s in staged {
+            s.commit()?;
+        }
+        timings::COMMIT.add(t.elapsed());
+        Ok(stats)
+    })
+    // On an error `staged` is dropped here, on the blocking pool: that removes the staging
+    // directories.
+    .await
+}
+
+async fn fetch_and_unpack(
+    store: Arc<dyn Store>,
+    entry: &EntryInfo,
+    roots: Vec<PathBuf>,
+    opts: &Options,
+    reporter: Arc<dyn Reporter>,
+) -> Result<UnpackStats, Error> {
+    // Two chunks queued for the unpacker keep it busy; the rest wait in flight.
+    let (tx, rx) = mpsc::channel(2);
+    let size = entry.size;
+    let workers = opts.unpack_workers;
+    let unpacker = tokio::task::spawn_blocking(move || -> Result<UnpackStats, Error> {
+        let reader = download::VerifyingReader::new(rx, size);
+        let mut decoder =
+            zstd::stream::read::Decoder::new(reader).map_err(archive::Error::Stream)?;
+        let stats = unpack::unpack(&mut decoder, &roots, workers)?;
+        let footer = decoder.finish().into_inner().verify()?;
+        if footer.entries != stats.entries {
+            return Err(archive::Error::Corrupt(format!(
+                "footer promises {} entries, the archive holds {}",
+                footer.entries, stats.entries
+            ))
+            .into());
+        }
+        Ok(stats)
+    });
+    let part_bytes = opts.part_bytes as u64;
+    let downloaded = download::download(
+        store,
+        entry.name.clone(),
+        size,
+        download::chunk_size(size, opts.concurrency, part_bytes),
+        opts.concurrency,
+        tx,
+        reporter,
+    )
+    .await;
+    let unpacked = unpacker.await.map_err(|_| Error::Panicked("unpack"))?;
+    match first_cause(downloaded, unpacked) {
+        Ok(((), stats)) => Ok(stats),
+        // The whole object arrived, so a stream that does not decode is a damaged entry.
+        Err(Error::Archive(archive::Error::Stream(e))) => Err(archive::Error::Corrupt(format!(
+            "the archive does not decode ({e}); it is truncated or not a cachectl archive"
+        ))
+        .into()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs blocking filesystem work (`what`, for the panic report) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Error::Panicked(what))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_side_failure_is_the_cause() {
+        let store_err = || Error::Store(store::Error::NotFound { what: "get".into() });
+        let local_err = || Error::Archive(archive::Error::Corrupt("bad".into()));
+        type Case = (
+            &'static str,
+            Result<(), Error>,
+            Result<(), Error>,
+            &'static str,
+        );
+        let cases: [Case; 4] = [
+            (
+                "store failed, local saw it stop",
+                Err(store_err()),
+                Err(local_err()),
+                "get: not found",
+            ),
+            (
+                "local failed, store stopped",
+                Err(Error::Stopped),
+                Err(local_err()),
+                "archive is corrupt: bad",
+            ),
+            (
+                "local failed, store finished",
+                Ok(()),
+                Err(local_err()),
+                "archive is corrupt: bad",
+            ),
+            (
+                "store failed alone",
+                Err(store_err()),
+                Ok(()),
+                "get: not found",
+            ),
+        ];
+        for (name, transport, local, want) in cases {
+            let got = first_cause(transport, local).unwrap_err();
+            assert_eq!(got.to_string(), want, "case {name}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Units people type and read: durations, byte sizes, times, counts, ages and rates.
+//!
+//! A leaf module (it imports nothing of ours), so the parsers (`cli`, `config`, `prune`) and the
+//! printers (`output`, `progress`, the commands) share one spelling of every unit.
+
+use std::time::{Duration, SystemTime};
+
+/// `30m`, `12h`, `7d`, `2w` (and humantime's longer forms like `1day 2h`).
+///
+/// Errors: a one-line message naming the text and the expected forms.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 30m, 12h or 7d ({e})"))
+}
+
+/// The byte-size units a person may write: binary (KiB..TiB), decimal (KB..TB) and bytes.
+/// Single letters (`10G`) are refused: they do not say whether 2^30 or 10^9 is meant.
+const SIZE_UNITS: &[&str] = &[
+    "", "B", "KiB", "MiB", "GiB", "TiB", "KB", "kB", "MB", "GB", "TB",
+];
+
+/// `500MiB`, `10GiB`, `1.5GiB`, `2GB`, ` 3 KiB `, `1048576` (bytes), in bytes.
+///
+/// Errors: a one-line message naming the text and the accepted forms.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a size like 500MiB, 10GiB, 2GB or a number of bytes");
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = (&t[..split], t[split..].trim());
+    if number.is_empty() || !SIZE_UNITS.contains(&unit) {
+        return Err(bad());
+    }
+    // bytesize reads the number and scales it by the unit (decimal fractions included).
+    let text = if unit.is_empty() {
+        format!("{number} B")
+    } else {
+        format!("{number} {unit}")
+    };
+    text.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| bad())
+}
+
+/// `512 B`, `1.5 KiB`, `312.0 MiB`: binary units, one decimal.
+pub fn human_bytes(n: u64) -> String {
+    bytesize::ByteSize::b(n).display().iec().to_string()
+}
+
+/// `21340` -> `21,340`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `1 entry`, `2,500 entries`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
+/// `45s`, `12m`, `5h`, `3d`: how long ago, to the unit a person would use.
+pub fn human_age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// `14d`, `12h`, `30m`, `90s`: a configured duration in its largest whole unit, as a person
+/// would have written it.
+pub fn compact_duration(d: Duration) -> String {
+    match d.as_secs() {
+        0 => "0s".into(),
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// `85.3 MiB/s`: bytes over elapsed time (at least a millisecond, so never a division by 0).
+pub fn rate(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
+}
+
+/// RFC 3339 UTC with second precision, e.g. `2026-11-26T14:03:00Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// An RFC 3339 time; `None` when `s` is not one.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(s).ok()
+}
+
+/// An RFC 3339 time such as `2026-11-26T12:00:00Z`, for command-line flags.
+///
+/// Errors: a one-line message naming the text and an example.
+pub fn parse_time(s: &str) -> Result<SystemTime, String> {
+    parse_rfc3339(s.trim())
+        .ok_or_else(|| format!("`{s}` is not an RFC 3339 time like 2026-11-26T12:00:00Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(21340), "21,340");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(312 * 1024 * 1024), "312.0 MiB");
+        assert_eq!(human_age(Duration::from_secs(59)), "59s");
+        assert_eq!(human_age(Duration::from_secs(3600)), "60m");
+        assert_eq!(human_age(Duration::from_secs(5 * 3600)), "5h");
+        assert_eq!(human_age(Duration::from_secs(3 * 86400 + 5)), "3d");
+    }
+
+    #[test]
+    fn compact_durations() {
+        let cases = [
+            ("zero", 0, "0s"),
+            ("seconds", 90, "90s"),
+            ("minutes", 1800, "30m"),
+            ("hours", 12 * 3600, "12h"),
+            ("days", 14 * 86400, "14d"),
+            ("not whole hours", 3600 + 60, "61m"),
+        ];
+        for (name, secs, want) in cases {
+            assert_eq!(
+                compact_duration(Duration::from_secs(secs)),
+                want,
+                "case {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        for (s, want) in [
+            ("0", 0),
+            ("1048576", 1 << 20),
+            ("500MiB", 500 << 20),
+            ("10GiB", 10 << 30),
+            ("1.5GiB", 3 << 29),
+            ("2GB", 2_000_000_000),
+            (" 3 KiB ", 3 << 10),
+            ("7B", 7),
+        ] {
+            assert_eq!(parse_size(s), Ok(want), "{s}");
+        }
+        for bad in ["", "10G", "ten", "-1", "1e3MiB x", "MiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}
