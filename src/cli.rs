@@ -6,6 +6,7 @@ use crate::config::When;
 use crate::key::CacheKey;
 use crate::units::{parse_duration, parse_size, parse_time};
 use crate::{env, metrics};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -123,7 +124,8 @@ pub struct SaveArgs {
 
     /// When to save: after a successful build (CODEBUILD_BUILD_SUCCEEDING=1 or unset), a failed
     /// one, or always [default: `when` in cachectl.toml, else success]
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = PossibleValuesParser::new(When::NAMES)
+        .map(|s| When::parse(&s).expect("one of When::NAMES")))]
     pub when: Option<When>,
 
     /// Replace the entry if KEY already exists (keys are otherwise immutable)
@@ -273,6 +275,22 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn when_takes_the_config_names() {
+        for (s, w) in [
+            ("success", When::Success),
+            ("failure", When::Failure),
+            ("always", When::Always),
+        ] {
+            let cli = Cli::try_parse_from(["cachectl", "save", "--when", s]).expect("parses");
+            let Command::Save(args) = cli.command else {
+                panic!("not save")
+            };
+            assert_eq!(args.when, Some(w), "clap {s}");
+        }
+        assert!(Cli::try_parse_from(["cachectl", "save", "--when", "never"]).is_err());
     }
 
     #[test]
