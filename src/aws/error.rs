@@ -164,10 +164,15 @@ impl Error {
         }
     }
 
-    /// Whether the answer was `412 Precondition Failed` (a conditional write lost).
-    pub fn is_precondition_failed(&self) -> bool {
+    /// Whether a conditional write (`If-None-Match: *`) lost to another writer: `412
+    /// Precondition Failed` (the object exists), or `409 ConditionalRequestConflict` (another
+    /// conditional write of the key is in flight; S3 keeps the first to finish).
+    pub fn lost_conditional_write(&self) -> bool {
         // A 412 may come without a body, so the status counts as much as the code.
-        self.code.as_deref() == Some("PreconditionFailed") || self.status == Some(412)
+        matches!(
+            self.code.as_deref(),
+            Some("PreconditionFailed" | "ConditionalRequestConflict")
+        ) || self.status == Some(412)
     }
 
     /// Whether the server does not implement the operation (some S3-compatible servers).
@@ -334,6 +339,20 @@ mod tests {
             "list metrics in CloudWatch namespace `Cachectl`: cannot reach CloudWatch: dispatch failure: connection refused"
         );
         assert!(e.hint().unwrap().contains("AWS_ENDPOINT_URL_CLOUDWATCH"));
+    }
+
+    #[test]
+    fn a_conditional_write_loses_on_412_and_on_409_conflict() {
+        let cases = [
+            ("exists", Some("PreconditionFailed"), true),
+            ("in flight", Some("ConditionalRequestConflict"), true),
+            ("denied", Some("AccessDenied"), false),
+            ("no code", None, false),
+        ];
+        for (name, code, lost) in cases {
+            let e = Error::from_code(Service::S3, iam::S3_PUT_OBJECT, code, String::new());
+            assert_eq!(e.lost_conditional_write(), lost, "case {name}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod support;
 mod archive_safety;
 mod bootstrap;
 mod codebuild;
+mod contract;
 mod harness;
 mod hash_files;
 mod metrics;

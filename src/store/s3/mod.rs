@@ -252,7 +252,7 @@ impl Store for S3Store {
             Ok(_) => Ok(PutOutcome::Created),
             Err(e) => {
                 let e = aws::Error::from_sdk(Service::S3, iam::S3_PUT_OBJECT, &e);
-                if e.is_precondition_failed() {
+                if e.lost_conditional_write() {
                     Ok(PutOutcome::AlreadyExists)
                 } else {
                     Err(self.error(format!("put s3://{}/{key}", self.bucket), e))
@@ -307,7 +307,7 @@ impl Store for S3Store {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = aws::Error::from_sdk(Service::S3, iam::S3_PUT_OBJECT, &e);
-                if e.is_precondition_failed() {
+                if e.lost_conditional_write() {
                     Ok(())
                 } else {
                     Err(self.error(format!("record use s3://{}/{key}", self.bucket), e))

@@ -76,7 +76,7 @@ impl Upload for S3Upload {
             Err(e) => {
                 let e =
                     crate::aws::Error::from_sdk(crate::aws::Service::S3, iam::S3_PUT_OBJECT, &e);
-                if e.is_precondition_failed() {
+                if e.lost_conditional_write() {
                     let _ = self.abort().await;
                     Ok(PutOutcome::AlreadyExists)
                 } else {

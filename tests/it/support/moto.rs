@@ -149,6 +149,18 @@ wait "$pid""#;
         panic!("{last_error}");
     }
 
+    /// An SDK configuration for this server (fixed test credentials, us-east-1), for
+    /// building cachectl's own clients in-process (`S3Store::with_config`).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "it"))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .load()
+            .await
+    }
+
     pub fn create_bucket(&self, bucket: &str) {
         let result = RUNTIME.block_on(self.client.create_bucket().bucket(bucket).send());
         if let Err(e) = result {
