@@ -245,7 +245,7 @@ fn winner(outcomes: &[(PutOutcome, Bytes)], stored: &Bytes) {
             .count()
     );
     assert!(
-        &created[0].1 == stored,
+        created[0].1 == stored,
         "the stored bytes are not the winner's"
     );
 }
