@@ -24,10 +24,14 @@ fn main() -> ExitCode {
             .build()
         {
             Ok(runtime) => runtime.block_on(async move {
+                let mut command = Box::pin(cmd::run(cli));
                 tokio::select! {
-                    result = cmd::run(cli) => result,
+                    result = &mut command => result,
                     status = signal::interrupted() => {
-                        signal::abort_open_uploads().await;
+                        // See `signal`: take the open uploads, stop the command, abort them.
+                        let open = signal::open_uploads();
+                        drop(command);
+                        signal::abort(open).await;
                         Err(Error::Interrupted(status))
                     }
                 }

@@ -1,5 +1,9 @@
 //! SIGINT/SIGTERM: abort open multipart uploads so an interrupted save leaves no billed parts,
 //! then exit 130/143.
+//!
+//! Order matters (`main` follows it): take [`open_uploads`] while the command still holds
+//! them, stop the command (dropping it cancels the part uploads in flight, so none lands
+//! after the abort), then [`abort`] what was open.
 
 use crate::store::Upload;
 use std::sync::{Arc, Mutex};
@@ -43,12 +47,16 @@ pub async fn interrupted() -> u8 {
     }
 }
 
-/// Aborts every registered upload, giving the store a few seconds at most.
-pub async fn abort_open_uploads() {
-    let uploads: Vec<_> = OPEN_UPLOADS
+/// The uploads open right now.
+pub fn open_uploads() -> Vec<Arc<dyn Upload>> {
+    OPEN_UPLOADS
         .lock()
         .map(|v| v.iter().map(|(_, u)| Arc::clone(u)).collect())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Aborts `uploads`, giving the store a few seconds at most.
+pub async fn abort(uploads: Vec<Arc<dyn Upload>>) {
     let aborts = uploads.iter().map(|u| u.abort());
     let _ = tokio::time::timeout(
         Duration::from_secs(5),

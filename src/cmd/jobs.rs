@@ -2,7 +2,6 @@
 //! (or the `--cache` ones) configured in cachectl.toml, with their templates resolved.
 
 use super::Error;
-use crate::cli::SelectArgs;
 use crate::config::{self, MetricsConfig, TemplateContext, When};
 use crate::key::{CacheKey, PathSet};
 use std::path::{Path, PathBuf};
@@ -34,7 +33,8 @@ pub fn config_path(config: Option<&Path>, cwd: &Path) -> PathBuf {
 }
 
 /// The caches to act on: the one given by `--key` and `--path`, else those configured in
-/// `config` (all, or the `--cache` ones) with their templates resolved.
+/// `config` (all, or the `caches` named by `--cache`) with their templates resolved. Reads
+/// the file and hashes lockfiles: call it off the async workers ([`super::blocking`]).
 ///
 /// Errors: [`Error::Usage`] for a `--path` that is empty, no configuration without `--key`, an
 /// unknown `--cache`; [`Error::Config`] / [`Error::Key`] for a configuration that does not load
@@ -44,7 +44,7 @@ pub fn plan(
     paths: &[String],
     restore_keys: &[CacheKey],
     config: Option<&Path>,
-    select: &SelectArgs,
+    caches: &[String],
     cwd: &Path,
 ) -> Result<Plan, Error> {
     if let Some(key) = key {
@@ -74,7 +74,7 @@ pub fn plan(
         ));
     }
     let cfg = config::load(&path)?;
-    for wanted in &select.caches {
+    for wanted in caches {
         if !cfg.caches.iter().any(|c| &c.name == wanted) {
             let known: Vec<_> = cfg.caches.iter().map(|c| c.name.as_str()).collect();
             return Err(Error::usage(
@@ -86,7 +86,7 @@ pub fn plan(
     let ctx = TemplateContext::from_system(cwd, &config::process_env);
     let mut jobs = Vec::new();
     for spec in &cfg.caches {
-        if !select.caches.is_empty() && !select.caches.contains(&spec.name) {
+        if !caches.is_empty() && !caches.contains(&spec.name) {
             continue;
         }
         let resolved = config::resolve(spec, &ctx)?;

@@ -8,7 +8,14 @@ use std::fmt::Write as _;
 
 pub fn run(g: &GlobalArgs, args: &KeysArgs) -> Result<ExitStatus, Error> {
     let (cwd, _) = super::anchors();
-    let plan = jobs::plan(None, &[], &[], g.config.as_deref(), &args.select, &cwd)?;
+    let plan = jobs::plan(
+        None,
+        &[],
+        &[],
+        g.config.as_deref(),
+        &args.select.caches,
+        &cwd,
+    )?;
     if g.json {
         let caches: Vec<_> = plan
             .jobs

@@ -195,6 +195,15 @@ async fn finish_metrics(metrics: Metrics, events: &[metrics::Event]) {
     }
 }
 
+/// Runs a command's filesystem work (reading cachectl.toml, hashing lockfiles, the state
+/// file) on the blocking pool, never on an async worker.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    // A panic inside has already ended the process (error::install_panic_hook).
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("blocking task ran to its end")
+}
+
 /// Working directory and home, the two anchors of every `--path`.
 fn anchors() -> (PathBuf, Option<PathBuf>) {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));

@@ -20,7 +20,9 @@ use std::time::{Instant, SystemTime};
 
 pub async fn run(g: &GlobalArgs, args: PruneArgs) -> Result<ExitStatus, Error> {
     let (cwd, _) = super::anchors();
-    let (file_rules, metrics_config) = read_config(g.config.as_deref(), &cwd)?;
+    let config = g.config.clone();
+    let (file_rules, metrics_config) =
+        super::blocking(move || read_config(config.as_deref(), &cwd)).await?;
     let rules = file_rules.overridden_by(&Rules {
         max_age: args.max_age,
         max_unused: args.max_unused,

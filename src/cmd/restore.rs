@@ -20,14 +20,25 @@ use tokio::task::JoinHandle;
 pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error> {
     let started = Instant::now();
     let (cwd, _) = super::anchors();
-    let plan = jobs::plan(
-        args.key.as_ref(),
-        &args.paths,
-        &args.restore_keys,
-        g.config.as_deref(),
-        &args.select,
-        &cwd,
-    )?;
+    let (key, paths, restore_keys, config, caches, at) = (
+        args.key.clone(),
+        args.paths.clone(),
+        args.restore_keys.clone(),
+        g.config.clone(),
+        args.select.caches.clone(),
+        cwd.clone(),
+    );
+    let plan = super::blocking(move || {
+        jobs::plan(
+            key.as_ref(),
+            &paths,
+            &restore_keys,
+            config.as_deref(),
+            &caches,
+            &at,
+        )
+    })
+    .await?;
     // Credentials and the client resolve while the restore runs, off its critical path.
     let metrics = if args.lookup_only {
         crate::metrics::Metrics::disabled()
@@ -80,7 +91,12 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
             })
             .collect();
         let path = state::path(&cwd);
-        if let Err(e) = state::record(&path, records) {
+        let written = super::blocking({
+            let path = path.clone();
+            move || state::record(&path, records)
+        })
+        .await;
+        if let Err(e) = written {
             output::warn(
                 "restore",
                 &format!("cannot record state in {}: {e}", path.display()),

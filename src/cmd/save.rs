@@ -20,16 +20,18 @@ use std::time::Instant;
 pub async fn run(g: &GlobalArgs, args: SaveArgs) -> Result<ExitStatus, Error> {
     let started = Instant::now();
     let (cwd, _) = super::anchors();
-    let plan = jobs::plan(
-        args.key.as_ref(),
-        &args.paths,
-        &[],
-        g.config.as_deref(),
-        &args.select,
-        &cwd,
-    )?;
+    let (key, paths, config, caches) = (
+        args.key.clone(),
+        args.paths.clone(),
+        g.config.clone(),
+        args.select.caches.clone(),
+    );
+    let (plan, recorded) = super::blocking(move || {
+        let plan = jobs::plan(key.as_ref(), &paths, &[], config.as_deref(), &caches, &cwd)?;
+        Ok::<_, Error>((plan, state::load(&state::path(&cwd))))
+    })
+    .await?;
     let metrics = super::start_metrics(&args.metrics, plan.metrics.as_ref());
-    let recorded = state::load(&state::path(&cwd));
     let reports = match super::open_store(g.store.as_deref()).await {
         Ok(store) => {
             let runs = plan.jobs.iter().map(|job| {

@@ -10,6 +10,7 @@ mod archive_safety;
 mod bootstrap;
 mod codebuild;
 mod contract;
+mod exit_codes;
 mod harness;
 mod hash_files;
 mod metrics;

@@ -17,6 +17,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// TMPDIR and AWS settings that cannot reach beyond loopback are set.
 pub struct Cachectl {
     args: Vec<OsString>,
+    /// A program (and its arguments) the binary runs under, if any.
+    wrapper: Vec<OsString>,
     cwd: PathBuf,
     env: Vec<(OsString, Option<OsString>)>,
     timeout: Duration,
@@ -28,6 +30,7 @@ impl Cachectl {
     pub fn new(sandbox: &Path) -> Cachectl {
         let mut cmd = Cachectl {
             args: Vec::new(),
+            wrapper: Vec::new(),
             cwd: sandbox.to_path_buf(),
             env: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
@@ -93,10 +96,45 @@ impl Cachectl {
         self
     }
 
+    /// Runs the binary through `program args...` (e.g. `setpriv ...` or `prlimit ... --`).
+    pub fn wrapped<I, S>(&mut self, program_and_args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.wrapper = program_and_args
+            .into_iter()
+            .map(|a| a.as_ref().to_owned())
+            .collect();
+        self
+    }
+
     /// Runs to completion (killed after the timeout, which fails the test).
     pub fn run(&self) -> Run {
+        self.spawn().wait()
+    }
+
+    /// Reads at most `limit` bytes of stdout, then closes it, as `| head -c LIMIT` does, and
+    /// runs to completion; `stdout` holds what was read.
+    pub fn run_closing_stdout_after(&self, limit: usize) -> Run {
+        self.spawn_with(Some(limit)).wait()
+    }
+
+    /// Starts the command; [`Running::wait`] collects it.
+    pub fn spawn(&self) -> Running {
+        self.spawn_with(None)
+    }
+
+    fn spawn_with(&self, stdout_limit: Option<usize>) -> Running {
         let exe = env!("CARGO_BIN_EXE_cachectl");
-        let mut command = Command::new(exe);
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
         command
             .args(&self.args)
             .current_dir(&self.cwd)
@@ -130,30 +168,33 @@ impl Cachectl {
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {exe}: {e}"));
-        let stdout = drain(child.stdout.take().unwrap());
-        let stderr = drain(child.stderr.take().unwrap());
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
+        let stdout = child.stdout.take().unwrap();
+        let stdout = match stdout_limit {
+            // Read in this thread, so the pipe is closed (dropped) before anything waits.
+            Some(limit) => {
+                let mut bytes = vec![0; limit];
+                let mut read = 0;
+                let mut pipe = stdout;
+                while read < limit {
+                    match pipe.read(&mut bytes[read..]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read += n,
+                    }
+                }
+                bytes.truncate(read);
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                thread::spawn(move || text)
             }
-            if started.elapsed() > self.timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                let stderr = stderr.join().unwrap();
-                panic!(
-                    "`{cmdline}` still running after {:?}; killed.\nstderr:\n{stderr}",
-                    self.timeout
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
+            None => drain(stdout),
         };
-        let elapsed = started.elapsed();
-        Run {
+        let stderr = drain(child.stderr.take().unwrap());
+        Running {
+            child,
             cmdline,
-            code: status.code(),
-            stdout: stdout.join().unwrap(),
-            stderr: stderr.join().unwrap(),
-            elapsed,
+            started,
+            timeout: self.timeout,
+            stdout,
+            stderr,
         }
     }
 
@@ -164,6 +205,63 @@ impl Cachectl {
         }
         let _ = write!(line, "  (cwd {})", self.cwd.display());
         line
+    }
+}
+
+/// A `cachectl` started by [`Cachectl::spawn`].
+pub struct Running {
+    child: std::process::Child,
+    cmdline: String,
+    started: Instant,
+    timeout: Duration,
+    stdout: thread::JoinHandle<String>,
+    stderr: thread::JoinHandle<String>,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends `signal` (`INT`, `TERM`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
+    /// Waits for the exit (killed after the timeout, which fails the test).
+    pub fn wait(mut self) -> Run {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if self.started.elapsed() > self.timeout {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let stderr = self.stderr.join().unwrap();
+                panic!(
+                    "`{}` still running after {:?}; killed.\nstderr:\n{stderr}",
+                    self.cmdline, self.timeout
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        Run {
+            cmdline: self.cmdline,
+            code: status.code(),
+            stdout: self.stdout.join().unwrap(),
+            stderr: self.stderr.join().unwrap(),
+            elapsed: self.started.elapsed(),
+        }
     }
 }
 
