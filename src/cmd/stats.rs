@@ -1,9 +1,5 @@
-//! `cachectl stats`: restore outcomes and timings read back from CloudWatch.
-//!
-//! ListMetrics finds every (CacheName, ProjectName) pair of the namespace; GetMetricData then
-//! sums each metric over the window, one period covering all of it. Restores are the sum of
-//! the four outcome metrics (each restore sends exactly one 1); saves are the sample count of
-//! `SaveSeconds`.
+//! `cachectl stats`: restore outcomes and timings read back from CloudWatch
+//! ([`crate::metrics::query`]), as a table per (cache, project) or one JSON object.
 //!
 //! Time saved is not measured: the metrics hold how long restores and saves took, not how long
 //! the install step takes without a cache. The report gives cachectl's own cost and the formula

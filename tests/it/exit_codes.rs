@@ -268,3 +268,38 @@ fn keys_into_a_closed_pipe_exits_0_quietly() {
     assert_quiet_success(&run);
     assert_eq!(run.stdout, "[c0000]");
 }
+
+/// README's table lists exactly the codes cachectl has (`cachectl::error::code`), in order.
+#[test]
+fn readme_lists_every_exit_code() {
+    use cachectl::error::code;
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## Exit codes")
+        .nth(1)
+        .expect("README has an Exit codes section");
+    let listed: Vec<u8> = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(1))
+        .flat_map(|cell| {
+            cell.split(',')
+                .map(str::trim)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            code::OK,
+            code::FAILED,
+            code::USAGE,
+            code::BUG,
+            code::SIGINT,
+            code::SIGTERM
+        ]
+    );
+}

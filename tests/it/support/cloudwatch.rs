@@ -223,10 +223,12 @@ fn xml_error(body: &[u8]) -> Value {
     })
 }
 
-/// Just enough CBOR (RFC 8949) for CloudWatch's shapes: maps, arrays, text, numbers, booleans,
-/// null, and timestamps (tag 1, epoch seconds).
+/// CloudWatch's shapes between JSON (moto's side) and CBOR (the SDK's side), on ciborium. The
+/// codec is ciborium's; what is ours is the model knowledge JSON lacks: which members are
+/// timestamps (tag 1, epoch seconds) and which numbers are doubles.
 pub mod cbor {
-    use serde_json::{Map, Number, Value};
+    use ciborium::value::Value as Cbor;
+    use serde_json::{Number, Value};
 
     /// Answer members that are timestamps (tag 1) and doubles in CloudWatch's model; JSON
     /// cannot tell `2` the double from `2` the integer, CBOR decoders can.
@@ -243,215 +245,79 @@ pub mod cbor {
 
     pub fn encode(value: &Value) -> Vec<u8> {
         let mut out = Vec::new();
-        put(&mut out, value, "");
+        ciborium::into_writer(&to_cbor(value, ""), &mut out).expect("CBOR into memory");
         out
     }
 
-    fn head(out: &mut Vec<u8>, major: u8, n: u64) {
-        let m = major << 5;
-        match n {
-            0..=23 => out.push(m | n as u8),
-            24..=0xff => out.extend([m | 24, n as u8]),
-            0x100..=0xffff => {
-                out.push(m | 25);
-                out.extend((n as u16).to_be_bytes());
-            }
-            0x1_0000..=0xffff_ffff => {
-                out.push(m | 26);
-                out.extend((n as u32).to_be_bytes());
-            }
-            _ => {
-                out.push(m | 27);
-                out.extend(n.to_be_bytes());
-            }
-        }
-    }
-
-    fn double(out: &mut Vec<u8>, v: f64) {
-        out.push(0xfb);
-        out.extend(v.to_be_bytes());
-    }
-
     /// `key` is the member the value belongs to (array items inherit it).
-    fn put(out: &mut Vec<u8>, value: &Value, key: &str) {
+    fn to_cbor(value: &Value, key: &str) -> Cbor {
         match value {
-            Value::Null => out.push(0xf6),
-            Value::Bool(b) => out.push(if *b { 0xf5 } else { 0xf4 }),
+            Value::Null => Cbor::Null,
+            Value::Bool(b) => Cbor::Bool(*b),
             Value::Number(n) => {
                 let f = n.as_f64().unwrap_or(0.0);
                 if TIMESTAMPS.contains(&key) {
-                    out.push(0xc1);
-                    double(out, f);
+                    Cbor::Tag(1, Box::new(Cbor::Float(f)))
                 } else if DOUBLES.contains(&key) || n.is_f64() {
-                    double(out, f);
+                    Cbor::Float(f)
                 } else if let Some(u) = n.as_u64() {
-                    head(out, 0, u);
+                    Cbor::Integer(u.into())
                 } else {
-                    let i = n.as_i64().unwrap_or(0);
-                    head(out, 1, (-1 - i) as u64);
+                    Cbor::Integer(n.as_i64().unwrap_or(0).into())
                 }
             }
-            Value::String(s) => {
-                head(out, 3, s.len() as u64);
-                out.extend(s.as_bytes());
-            }
-            Value::Array(items) => {
-                head(out, 4, items.len() as u64);
-                for item in items {
-                    put(out, item, key);
-                }
-            }
-            Value::Object(members) => {
-                // RPC v2 omits absent members rather than sending null.
-                let present: Vec<_> = members.iter().filter(|(_, v)| !v.is_null()).collect();
-                head(out, 5, present.len() as u64);
-                for (k, v) in present {
-                    head(out, 3, k.len() as u64);
-                    out.extend(k.as_bytes());
-                    put(out, v, k);
-                }
-            }
+            Value::String(s) => Cbor::Text(s.clone()),
+            Value::Array(items) => Cbor::Array(items.iter().map(|v| to_cbor(v, key)).collect()),
+            // RPC v2 omits absent members rather than sending null.
+            Value::Object(members) => Cbor::Map(
+                members
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (Cbor::Text(k.clone()), to_cbor(v, k)))
+                    .collect(),
+            ),
         }
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Value, String> {
-        let mut d = Decoder { bytes, pos: 0 };
-        let value = d.item()?.ok_or("a break where a value belongs")?;
-        if d.pos != bytes.len() {
-            return Err(format!("{} bytes after the value", bytes.len() - d.pos));
-        }
-        Ok(value)
+        let value: Cbor = ciborium::from_reader(bytes).map_err(|e| e.to_string())?;
+        from_cbor(value)
     }
 
-    struct Decoder<'a> {
-        bytes: &'a [u8],
-        pos: usize,
-    }
-
-    impl Decoder<'_> {
-        fn take(&mut self, n: usize) -> Result<&[u8], String> {
-            let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
-            let end = end.ok_or_else(|| format!("truncated at byte {}", self.pos))?;
-            let out = &self.bytes[self.pos..end];
-            self.pos = end;
-            Ok(out)
-        }
-
-        fn be(&mut self, n: usize) -> Result<u64, String> {
-            Ok(self
-                .take(n)?
-                .iter()
-                .fold(0, |acc, b| acc << 8 | u64::from(*b)))
-        }
-
-        /// The argument of a head; None for indefinite length.
-        fn argument(&mut self, info: u8) -> Result<Option<u64>, String> {
-            Ok(Some(match info {
-                0..=23 => u64::from(info),
-                24 => self.be(1)?,
-                25 => self.be(2)?,
-                26 => self.be(4)?,
-                27 => self.be(8)?,
-                31 => return Ok(None),
-                _ => return Err(format!("reserved additional info {info}")),
-            }))
-        }
-
-        /// The next data item; None for a break (end of an indefinite item).
-        fn item(&mut self) -> Result<Option<Value>, String> {
-            let initial = self.take(1)?[0];
-            let (major, info) = (initial >> 5, initial & 0x1f);
-            if major == 7 {
-                return self.simple(info);
+    fn from_cbor(value: Cbor) -> Result<Value, String> {
+        Ok(match value {
+            Cbor::Null => Value::Null,
+            Cbor::Bool(b) => Value::Bool(b),
+            Cbor::Integer(i) => {
+                let i = i128::from(i);
+                match (u64::try_from(i), i64::try_from(i)) {
+                    (Ok(u), _) => Value::from(u),
+                    (_, Ok(n)) => Value::from(n),
+                    _ => return Err(format!("integer {i} out of range")),
+                }
             }
-            let arg = self.argument(info)?;
-            let value = match (major, arg) {
-                (0, Some(n)) => Value::from(n),
-                (1, Some(n)) => Value::from(-1 - i64::try_from(n).map_err(|e| e.to_string())?),
-                (3, Some(n)) => Value::String(self.text(n)?),
-                (3, None) => {
-                    let mut s = String::new();
-                    while let Some(chunk) = self.item()? {
-                        s.push_str(chunk.as_str().ok_or("non-text chunk in a text string")?);
-                    }
-                    Value::String(s)
+            Cbor::Float(f) => Number::from_f64(f)
+                .map(Value::Number)
+                .ok_or_else(|| format!("{f} has no JSON form"))?,
+            Cbor::Text(s) => Value::String(s),
+            Cbor::Array(items) => {
+                Value::Array(items.into_iter().map(from_cbor).collect::<Result<_, _>>()?)
+            }
+            Cbor::Map(members) => {
+                let mut object = serde_json::Map::new();
+                for (k, v) in members {
+                    let Cbor::Text(k) = k else {
+                        return Err(format!("map key {k:?}"));
+                    };
+                    object.insert(k, from_cbor(v)?);
                 }
-                (4, n) => {
-                    let mut items = Vec::new();
-                    loop {
-                        if n.is_some_and(|n| items.len() as u64 == n) {
-                            break;
-                        }
-                        match self.item()? {
-                            Some(v) => items.push(v),
-                            None if n.is_none() => break,
-                            None => return Err("break in a definite array".into()),
-                        }
-                    }
-                    Value::Array(items)
-                }
-                (5, n) => {
-                    let mut members = Map::new();
-                    let mut count = 0u64;
-                    loop {
-                        if n.is_some_and(|n| count == n) {
-                            break;
-                        }
-                        let key = match self.item()? {
-                            Some(Value::String(k)) => k,
-                            Some(other) => return Err(format!("map key {other}")),
-                            None if n.is_none() => break,
-                            None => return Err("break in a definite map".into()),
-                        };
-                        let value = self.item()?.ok_or("break where a map value belongs")?;
-                        members.insert(key, value);
-                        count += 1;
-                    }
-                    Value::Object(members)
-                }
-                // Epoch seconds: the JSON protocol sends timestamps as plain numbers.
-                (6, Some(1)) => self.item()?.ok_or("empty timestamp")?,
-                (6, Some(tag)) => return Err(format!("unsupported tag {tag}")),
-                (2, _) => return Err("byte strings are not used by these calls".into()),
-                _ => return Err(format!("malformed head byte {initial:#04x}")),
-            };
-            Ok(Some(value))
-        }
-
-        fn text(&mut self, n: u64) -> Result<String, String> {
-            let bytes = self.take(usize::try_from(n).map_err(|e| e.to_string())?)?;
-            String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
-        }
-
-        fn simple(&mut self, info: u8) -> Result<Option<Value>, String> {
-            let float = |v: f64| {
-                Number::from_f64(v)
-                    .map(Value::Number)
-                    .ok_or_else(|| format!("{v} has no JSON form"))
-            };
-            Ok(Some(match info {
-                20 => Value::Bool(false),
-                21 => Value::Bool(true),
-                22 | 23 => Value::Null,
-                25 => float(half(self.be(2)? as u16))?,
-                26 => float(f64::from(f32::from_bits(self.be(4)? as u32)))?,
-                27 => float(f64::from_bits(self.be(8)?))?,
-                31 => return Ok(None),
-                _ => return Err(format!("unsupported simple value {info}")),
-            }))
-        }
-    }
-
-    /// IEEE 754 binary16 to f64.
-    fn half(h: u16) -> f64 {
-        let sign = if h >> 15 == 1 { -1.0 } else { 1.0 };
-        let exponent = i32::from((h >> 10) & 0x1f);
-        let fraction = f64::from(h & 0x3ff);
-        match exponent {
-            0 => sign * fraction * 2f64.powi(-24),
-            31 if fraction == 0.0 => sign * f64::INFINITY,
-            31 => f64::NAN,
-            e => sign * (1.0 + fraction / 1024.0) * 2f64.powi(e - 15),
-        }
+                Value::Object(object)
+            }
+            // Epoch seconds: the JSON protocol sends timestamps as plain numbers.
+            Cbor::Tag(1, inner) => from_cbor(*inner)?,
+            Cbor::Tag(tag, _) => return Err(format!("unsupported tag {tag}")),
+            Cbor::Bytes(_) => return Err("byte strings are not used by these calls".into()),
+            other => return Err(format!("unsupported CBOR value {other:?}")),
+        })
     }
 }
