@@ -12,7 +12,7 @@ mod rm;
 mod save;
 mod stats;
 
-use crate::cli::{Cli, Command, GlobalArgs, MetricsArgs};
+use crate::cli::{Cli, Command, GlobalArgs, MetricsArgs, TransferArgs};
 use crate::error::{code, Hint};
 use crate::metrics::{self, Metrics, Published};
 use crate::output::{self, Verbosity};
@@ -165,6 +165,15 @@ fn set_verbosity(g: &GlobalArgs) {
     } else {
         Verbosity::Normal
     });
+}
+
+/// `--concurrency` and `--part-size-mib` as the pipeline takes them.
+fn transfer_options(args: &TransferArgs) -> transfer::Options {
+    transfer::Options {
+        concurrency: usize::from(args.concurrency),
+        part_bytes: args.part_size_mib as usize * 1024 * 1024,
+        ..transfer::Options::default()
+    }
 }
 
 /// Starts the CloudWatch lookup in the background (unless metrics are off), so credentials

@@ -41,7 +41,7 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
     .await?;
     // Credentials and the client resolve while the restore runs, off its critical path.
     let metrics = if args.lookup_only {
-        crate::metrics::Metrics::disabled()
+        metrics::Metrics::disabled()
     } else {
         super::start_metrics(&args.metrics, plan.metrics.as_ref())
     };
@@ -234,11 +234,7 @@ async fn restore(
         let used = UseRecord::at(entry.name.clone(), crate::time::now());
         async move { store.record_use(&used).await }
     }));
-    let opts = transfer::Options {
-        concurrency: usize::from(args.transfer.concurrency),
-        part_bytes: args.transfer.part_size_mib as usize * 1024 * 1024,
-        ..transfer::Options::default()
-    };
+    let opts = super::transfer_options(&args.transfer);
     let progress = Progress::new(format!("restore {}", job.name), entry.size);
     let restored = transfer::restore_entry(store, &entry, dests, &opts, progress.clone()).await;
     progress.finish();

@@ -183,12 +183,11 @@ async fn save(
         },
         roots: set.resolve(&cwd, home.as_deref())?,
     };
+    let base = super::transfer_options(&args.transfer);
     let opts = transfer::Options {
-        concurrency: usize::from(args.transfer.concurrency),
-        part_bytes: args.transfer.part_size_mib as usize * 1024 * 1024,
-        level: args.level.or(job.level).unwrap_or(3),
+        level: args.level.or(job.level).unwrap_or(base.level),
         overwrite: args.overwrite,
-        ..transfer::Options::default()
+        ..base
     };
     let progress = Progress::new(format!("save {}", job.name), 0);
     let saved = transfer::save_tree(store, request, &opts, progress.clone()).await;
