@@ -60,17 +60,25 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = env::CONFIG, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    // A global flag may be given before and after the subcommand (`cachectl -v restore -v`):
+    // each overrides itself rather than being an error the second time.
     /// Print exactly one JSON object as the last line of stdout instead of text
-    #[arg(long, global = true)]
+    #[arg(long, global = true, overrides_with = "json")]
     pub json: bool,
 
     /// Only warnings and errors on stderr
-    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        conflicts_with = "verbose",
+        overrides_with = "quiet"
+    )]
     pub quiet: bool,
 
     /// More detail on stderr: notes, no progress bars (save, restore), one line per deleted
     /// entry (prune)
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, overrides_with = "verbose")]
     pub verbose: bool,
 }
 
@@ -296,8 +304,11 @@ mod tests {
     #[test]
     fn global_flags_go_before_or_after_the_subcommand() {
         for args in [
-            ["cachectl", "--json", "--store", "/s", "ls"],
-            ["cachectl", "ls", "--json", "--store", "/s"],
+            &["cachectl", "--json", "--store", "/s", "ls"][..],
+            &["cachectl", "ls", "--json", "--store", "/s"],
+            &[
+                "cachectl", "--json", "ls", "--json", "-v", "-v", "--store", "/s",
+            ],
         ] {
             let cli = Cli::try_parse_from(args).unwrap();
             assert!(cli.global.json, "{args:?}");

@@ -30,9 +30,10 @@ fn main() -> ExitCode {
                     status = signal::interrupted() => {
                         // See `signal`: take the open uploads, stop the command, abort them.
                         let open = signal::open_uploads();
+                        let aborted = open.len();
                         drop(command);
                         signal::abort(open).await;
-                        Err(Error::Interrupted(status))
+                        Err(Error::Interrupted { code: status, aborted })
                     }
                 }
             }),

@@ -15,13 +15,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// The byte-size units a person may write: binary (KiB..TiB), decimal (KB..TB) and bytes.
 /// Single letters (`10G`) are refused: they do not say whether 2^30 or 10^9 is meant.
-const SIZE_UNITS: &[&str] = &[
-    "", "B", "KiB", "MiB", "GiB", "TiB", "KB", "kB", "MB", "GB", "TB",
+const SIZE_UNITS: &[(&str, u64)] = &[
+    ("", 1),
+    ("B", 1),
+    ("KiB", bytesize::KIB),
+    ("MiB", bytesize::MIB),
+    ("GiB", bytesize::GIB),
+    ("TiB", bytesize::TIB),
+    ("KB", bytesize::KB),
+    ("kB", bytesize::KB),
+    ("MB", bytesize::MB),
+    ("GB", bytesize::GB),
+    ("TB", bytesize::TB),
 ];
 
-/// `500MiB`, `10GiB`, `1.5GiB`, `2GB`, ` 3 KiB `, `1048576` (bytes), in bytes.
+/// `500MiB`, `10GiB`, `1.5GiB`, `2GB`, ` 3 KiB `, `1048576` (bytes), in bytes. Whole numbers
+/// are exact; decimal fractions are rounded down to a byte.
 ///
-/// Errors: a one-line message naming the text and the accepted forms.
+/// Errors: a one-line message naming the text and the accepted forms, or saying it is more
+/// than 2^64 - 1 bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let bad = || format!("`{s}` is not a size like 500MiB, 10GiB, 2GB or a number of bytes");
     let t = s.trim();
@@ -29,18 +41,21 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (number, unit) = (&t[..split], t[split..].trim());
-    if number.is_empty() || !SIZE_UNITS.contains(&unit) {
+    let Some(&(_, scale)) = SIZE_UNITS.iter().find(|(u, _)| *u == unit) else {
         return Err(bad());
-    }
-    // bytesize reads the number and scales it by the unit (decimal fractions included).
-    let text = if unit.is_empty() {
-        format!("{number} B")
-    } else {
-        format!("{number} {unit}")
     };
-    text.parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|_| bad())
+    let bytes: Option<u128> = if number.contains('.') {
+        let v: f64 = number.parse().map_err(|_| bad())?;
+        let bytes = v * scale as f64;
+        // 2^64: the first value past u64 (u64::MAX itself is not representable in f64).
+        (bytes < 18_446_744_073_709_551_616.0).then_some(bytes as u128)
+    } else {
+        let n: u128 = number.parse().map_err(|_| bad())?;
+        n.checked_mul(u128::from(scale))
+    };
+    bytes
+        .and_then(|b| u64::try_from(b).ok())
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// `512 B`, `1.5 KiB`, `312.0 MiB`: binary units, one decimal.
@@ -167,6 +182,25 @@ mod tests {
         }
         for bad in ["", "10G", "ten", "-1", "1e3MiB x", "MiB"] {
             assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_past_u64_are_too_large_not_capped() {
+        let cases = [
+            ("u64::MAX bytes", "18446744073709551615", Ok(u64::MAX)),
+            ("2^64 bytes", "18446744073709551616", Err(())),
+            ("twenty digits", "99999999999999999999", Err(())),
+            ("16 EiB in TiB", "16777216TiB", Err(())),
+            ("a fraction past it", "16777216.5TiB", Err(())),
+            ("just under in TiB", "16777215TiB", Ok(16_777_215 << 40)),
+        ];
+        for (name, text, want) in cases {
+            let got = parse_size(text);
+            match want {
+                Ok(n) => assert_eq!(got, Ok(n), "case {name}"),
+                Err(()) => assert_eq!(got, Err(format!("`{text}` is too large")), "case {name}"),
+            }
         }
     }
 }

@@ -151,16 +151,18 @@ impl Error {
         }
     }
 
-    /// What the failure means, in a few words: `access denied`, `cannot reach CloudWatch`.
-    pub fn summary(&self) -> String {
+    /// What the failure means, in a few words (`access denied`, `cannot reach CloudWatch`);
+    /// `None` when the service's own words are all there is to say.
+    pub fn summary(&self) -> Option<String> {
         let service = self.service.name();
         match self.kind {
-            Kind::NoCredentials => "no AWS credentials".into(),
-            Kind::Unreachable => format!("cannot reach {service}"),
-            Kind::Denied => "access denied".into(),
-            Kind::NotFound => "not found".into(),
-            Kind::Throttled => format!("throttled by {service}"),
-            Kind::Other => format!("{service} call failed"),
+            Kind::NoCredentials => Some("no AWS credentials".into()),
+            Kind::Unreachable => Some(format!("cannot reach {service}")),
+            Kind::Denied => Some("access denied".into()),
+            Kind::Throttled => Some(format!("throttled by {service}")),
+            // A 404 from a service without objects (CloudWatch) means a wrong endpoint, not a
+            // missing thing: its own text says more than "not found".
+            Kind::NotFound | Kind::Other => None,
         }
     }
 
@@ -224,7 +226,7 @@ impl Hint for Error {
 /// A failed AWS call and what cachectl was doing: `list metrics in CloudWatch namespace
 /// `Cachectl`: access denied`, caused by the [`Error`] (the service's words).
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: {}", source.summary())]
+#[error("{what}{}", source.summary().map(|s| format!(": {s}")).unwrap_or_default())]
 pub struct CallError {
     pub what: String,
     #[source]

@@ -73,8 +73,9 @@ pub enum Error {
     Stdout(#[from] output::StdoutError),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
-    #[error("interrupted by {}; open uploads were aborted", if *.0 == code::SIGINT { "SIGINT" } else { "SIGTERM" })]
-    Interrupted(u8),
+    /// Stopped by a signal (its exit code, 130 or 143) after aborting `aborted` open uploads.
+    #[error("interrupted by {}{}", signal_name(*.code), aborted_uploads(*.aborted))]
+    Interrupted { code: u8, aborted: usize },
 }
 
 impl From<config::Error> for Error {
@@ -102,7 +103,7 @@ impl Error {
             // No threads: cachectl itself cannot run.
             Error::Runtime(_) => code::BUG,
             // 128 + the signal, as shells report it.
-            Error::Interrupted(code) => *code,
+            Error::Interrupted { code, .. } => *code,
         }
     }
 
@@ -127,15 +128,31 @@ impl Hint for Error {
             Error::Hash(e) => e.hint(),
             Error::Aws(e) => e.hint(),
             Error::Runtime(_) => Some("the machine may be out of threads or memory".into()),
-            Error::Stdout(_) | Error::Interrupted(_) => None,
+            Error::Stdout(_) | Error::Interrupted { .. } => None,
         }
+    }
+}
+
+fn signal_name(code: u8) -> &'static str {
+    if code == code::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    }
+}
+
+fn aborted_uploads(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => "; aborted the open upload".into(),
+        n => format!("; aborted {n} open uploads"),
     }
 }
 
 /// Commands that never touch the network, run without the async runtime.
 pub fn run_offline(cli: &Cli) -> Option<Result<ExitStatus, Error>> {
     match &cli.command {
-        Command::HashFiles(args) => Some(hash_files::run(args)),
+        Command::HashFiles(args) => Some(hash_files::run(&cli.global, args)),
         Command::Keys(args) => Some(keys::run(&cli.global, args)),
         _ => None,
     }
@@ -152,7 +169,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Prune(args) => prune::run(&g, args).await,
         Command::Ls(args) => ls::run(&g, args).await,
         Command::Rm(args) => rm::run(&g, args).await,
-        Command::HashFiles(args) => hash_files::run(&args),
+        Command::HashFiles(args) => hash_files::run(&g, &args),
         Command::Keys(args) => keys::run(&g, &args),
     }
 }

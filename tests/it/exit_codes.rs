@@ -186,8 +186,7 @@ fn interrupted_save(f: &Fixture, signal: &str, code: i32, name: &str) {
     run.assert_code(code);
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert!(
-        lines
-            .contains(&format!("error: interrupted by {name}; open uploads were aborted").as_str()),
+        lines.contains(&format!("error: interrupted by {name}; aborted the open upload").as_str()),
         "{}",
         run.context()
     );
@@ -302,4 +301,39 @@ fn readme_lists_every_exit_code() {
             code::SIGTERM
         ]
     );
+}
+
+/// A restore interrupted before any upload says so without claiming an abort.
+#[test]
+fn exit_130_on_sigint_while_nothing_uploads() {
+    // Accepts connections (the kernel does) but never answers: the restore waits on it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let f = Fixture::s3_at(&endpoint, "silent");
+    let cwd = f.dir("cwd");
+    let mut restore = f.restore("k", &cwd);
+    restore.paths(["deps"]);
+    let running = restore.spawn();
+    // Its first request has arrived: the command is waiting on the store, signals handled.
+    silent.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    let _connection = loop {
+        match silent.accept() {
+            Ok((connection, _)) => break connection,
+            Err(_) if started.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("the restore never connected: {e}"),
+        }
+    };
+    running.signal("INT");
+    let run = running.wait();
+    run.assert_code(130);
+    assert_eq!(
+        run.stderr.lines().last(),
+        Some("error: interrupted by SIGINT"),
+        "{}",
+        run.context()
+    );
+    drop(silent);
 }

@@ -63,6 +63,21 @@ fn hash_files_prints_one_lowercase_hex_digest() {
 }
 
 #[test]
+fn hash_files_json_is_one_object_with_the_same_digest() {
+    let f = Fixture::bare();
+    let dir = project(&f, "p", &[0, 1, 2, 3, 4, 5, 6]);
+    let plain = digest(&f, &dir, LOCKS);
+    let run = f
+        .cachectl()
+        .cwd(&dir)
+        .args(["hash-files", "--json"])
+        .args(LOCKS)
+        .run();
+    run.assert_code(0);
+    assert_eq!(run.json(), serde_json::json!({ "digest": plain }));
+}
+
+#[test]
 fn hash_files_is_deterministic_across_runs_locations_creation_order_and_mtimes() {
     let f = Fixture::bare();
     let first = project(&f, "first", &[0, 1, 2, 3, 4, 5, 6]);
