@@ -1,7 +1,8 @@
 //! cachectl: dependency caches for AWS CodeBuild, kept as zstd tarballs in S3 or a local directory.
 //!
-//! `main.rs` parses the command line and calls [`cmd`]; tests reach the store contract
-//! ([`store`], [`key`]), the metrics publisher ([`metrics`]) and the outcomes ([`outcome`]).
+//! `main.rs` parses the command line and calls [`cmd`]; tests and benchmarks reach the
+//! pipeline ([`transfer`]), the store contract ([`store`], [`key`]), the metrics publisher
+//! ([`metrics`]) and the outcomes ([`outcome`]).
 //! Everything else is private to the crate, so the compiler reports what nothing uses.
 #![forbid(unsafe_code)]
 
@@ -25,5 +26,5 @@ mod state;
 pub mod store;
 mod time;
 pub mod timings;
-mod transfer;
+pub mod transfer;
 mod units;

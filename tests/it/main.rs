@@ -14,6 +14,7 @@ mod exit_codes;
 mod harness;
 mod hash_files;
 mod metrics;
+mod pipeline;
 mod prune;
 mod s3_errors;
 mod store;
