@@ -250,6 +250,20 @@ fn winner(outcomes: &[(PutOutcome, Bytes)], stored: &Bytes) {
     );
 }
 
+/// Waits for racing `writers` of `n`, then checks that exactly one won and its bytes are stored.
+async fn race(
+    store: &dyn Store,
+    n: &EntryName,
+    writers: impl Iterator<Item = tokio::task::JoinHandle<(PutOutcome, Bytes)>>,
+) {
+    let outcomes: Vec<_> = futures_util::future::join_all(writers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    winner(&outcomes, &read_all(store, n).await);
+}
+
 async fn of_concurrent_puts_exactly_one_wins(store: Arc<dyn Store>) {
     let n = name(PS1, "npm-race");
     let writers = (0..8u8).map(|i| {
@@ -263,12 +277,7 @@ async fn of_concurrent_puts_exactly_one_wins(store: Arc<dyn Store>) {
             (o, data)
         })
     });
-    let outcomes: Vec<_> = futures_util::future::join_all(writers)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    winner(&outcomes, &read_all(store.as_ref(), &n).await);
+    race(store.as_ref(), &n, writers).await;
 }
 
 async fn of_concurrent_uploads_exactly_one_wins(store: Arc<dyn Store>) {
@@ -282,12 +291,7 @@ async fn of_concurrent_uploads_exactly_one_wins(store: Arc<dyn Store>) {
             (o, [first, last].concat().into())
         })
     });
-    let outcomes: Vec<_> = futures_util::future::join_all(writers)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    winner(&outcomes, &read_all(store.as_ref(), &n).await);
+    race(store.as_ref(), &n, writers).await;
     let leftovers = store.scan("").await.unwrap().leftovers;
     assert!(leftovers.is_empty(), "losers left {leftovers:?}");
 }
