@@ -55,8 +55,12 @@ pub fn load(path: &Path) -> State {
         .unwrap_or_default()
 }
 
-/// Merges `updates` into the file (temp file + rename, so a reader never sees half a file).
+/// Merges `updates` into the file (temp file + rename, so a reader never sees half a file),
+/// creating its directory (`CACHECTL_STATE_DIR` may name one that does not exist yet).
 pub fn record(path: &Path, updates: BTreeMap<String, Recorded>) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut state = load(path);
     state.caches.extend(updates);
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));

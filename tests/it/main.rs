@@ -11,6 +11,7 @@ mod bootstrap;
 mod codebuild;
 mod contract;
 mod exit_codes;
+mod hardening;
 mod harness;
 mod hash_files;
 mod metrics;
