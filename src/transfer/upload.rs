@@ -155,14 +155,17 @@ pub(super) async fn upload(
     };
     let upload: Arc<dyn Upload> = Arc::from(store.create_upload(name, meta, overwrite).await?);
     let _abort_on_signal = crate::signal::register(&upload);
-    match upload_parts(&upload, [first, second], &mut rx, concurrency, &reporter).await {
-        Ok(()) => Ok(upload.complete().await?),
-        Err(e) => {
-            // Best effort: a failed abort leaves parts that prune's stale-upload sweep removes.
-            let _ = upload.abort().await;
-            Err(e)
-        }
+    let result = match upload_parts(&upload, [first, second], &mut rx, concurrency, &reporter).await
+    {
+        Ok(()) => upload.complete().await.map_err(Error::from),
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        // Every failure, a failed complete included, releases the parts. Best effort: a failed
+        // abort leaves parts that prune's stale-upload sweep removes.
+        let _ = upload.abort().await;
     }
+    result
 }
 
 async fn upload_parts(
@@ -216,6 +219,113 @@ async fn join_one(set: &mut tokio::task::JoinSet<Result<(), store::Error>>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{self, Removal, Scan, UseRecord};
+    use async_trait::async_trait;
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// An upload whose parts land but whose complete fails, recording whether it was aborted.
+    #[derive(Default)]
+    struct CompleteFails {
+        aborted: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Upload for Arc<CompleteFails> {
+        async fn put_part(&self, _: u32, _: u64, _: Bytes) -> Result<(), store::Error> {
+            Ok(())
+        }
+        async fn complete(&self) -> Result<PutOutcome, store::Error> {
+            Err(store::Error::Unreachable {
+                what: "complete upload".into(),
+                source: "connection reset".into(),
+            })
+        }
+        async fn abort(&self) -> Result<(), store::Error> {
+            self.aborted.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    /// A store that only starts uploads: what `upload` calls for a multipart archive.
+    struct OnlyUploads(Arc<CompleteFails>);
+
+    #[async_trait]
+    impl Store for OnlyUploads {
+        fn describe(&self) -> String {
+            "test".into()
+        }
+        async fn create_upload(
+            &self,
+            _: &EntryName,
+            _: &EntryMeta,
+            _: bool,
+        ) -> Result<Box<dyn Upload>, store::Error> {
+            Ok(Box::new(Arc::clone(&self.0)))
+        }
+        async fn head(&self, _: &EntryName) -> Result<Option<store::EntryInfo>, store::Error> {
+            unreachable!("upload never looks up")
+        }
+        async fn list(&self, _: &str, _: &str) -> Result<Vec<store::EntryInfo>, store::Error> {
+            unreachable!("upload never lists")
+        }
+        async fn get_range(&self, _: &EntryName, _: Range<u64>) -> Result<Bytes, store::Error> {
+            unreachable!("upload never reads")
+        }
+        async fn put(
+            &self,
+            _: &EntryName,
+            _: &EntryMeta,
+            _: Bytes,
+            _: bool,
+        ) -> Result<PutOutcome, store::Error> {
+            unreachable!("two parts make a multipart upload")
+        }
+        async fn record_use(&self, _: &UseRecord) -> Result<(), store::Error> {
+            unreachable!("upload records no use")
+        }
+        async fn scan(&self, _: &str) -> Result<Scan, store::Error> {
+            unreachable!("upload never scans")
+        }
+        async fn remove(&self, _: &[Removal]) -> Vec<Result<(), store::Error>> {
+            unreachable!("upload never removes")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_complete_aborts_the_upload() {
+        let state = Arc::new(CompleteFails::default());
+        let (tx, rx) = mpsc::channel(4);
+        for chunk in [
+            Chunk::Part(Bytes::from_static(b"one")),
+            Chunk::Part(Bytes::from_static(b"two")),
+            Chunk::End,
+        ] {
+            tx.send(chunk).await.unwrap();
+        }
+        let name = EntryName {
+            pathset: "0123456789abcdef".into(),
+            key: "k".into(),
+        };
+        let meta = EntryMeta {
+            format: 1,
+            key: "k".into(),
+            paths: vec![],
+            family: "k".into(),
+            created: String::new(),
+            cachectl: String::new(),
+        };
+        let store: Arc<dyn Store> = Arc::new(OnlyUploads(Arc::clone(&state)));
+        let result = upload(store, &name, &meta, false, rx, 2, Arc::new(())).await;
+        assert!(
+            matches!(result, Err(Error::Store(store::Error::Unreachable { .. }))),
+            "{result:?}"
+        );
+        assert!(
+            state.aborted.load(Ordering::SeqCst),
+            "the upload was left open"
+        );
+    }
 
     #[test]
     fn part_sizes_grow_within_the_part_limit() {
