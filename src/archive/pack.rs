@@ -10,6 +10,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 
+/// How many left-out files a save names; the rest are counted.
+pub const NAMED_SKIPS: usize = 5;
+
 #[derive(Debug, Default, Clone)]
 pub struct PackStats {
     /// Tar entries written (PAX headers not counted).
@@ -20,6 +23,9 @@ pub struct PackStats {
     pub tar_bytes: u64,
     /// Sockets, FIFOs and devices left out.
     pub skipped_special: u64,
+    /// The first [`NAMED_SKIPS`] of them: (index of the root in the path set, path below it,
+    /// what it is), for the warning that names them.
+    pub skipped_examples: Vec<(usize, PathBuf, &'static str)>,
     /// Files that changed size while being read (their entry is padded or cut to the stat size).
     pub changed_while_reading: u64,
 }
@@ -101,18 +107,43 @@ impl<W: Write> Packer<W> {
                     path: entry.path().to_path_buf(),
                     source,
                 })?;
-            self.append(entry.path(), name, &md)?;
+            if !self.append(entry.path(), name, &md)? {
+                self.skipped(index, rel, md.file_type());
+            }
         }
         Ok(())
     }
 
-    fn append(&mut self, path: &Path, mut name: Vec<u8>, md: &fs::Metadata) -> Result<(), Error> {
+    /// Counts (and names the first few of) what cannot be cached.
+    fn skipped(&mut self, index: usize, rel: &Path, ft: fs::FileType) {
+        use std::os::unix::fs::FileTypeExt;
+        self.stats.skipped_special += 1;
+        if self.stats.skipped_examples.len() < NAMED_SKIPS {
+            let what = if ft.is_socket() {
+                "socket"
+            } else if ft.is_fifo() {
+                "FIFO"
+            } else if ft.is_block_device() {
+                "block device"
+            } else if ft.is_char_device() {
+                "character device"
+            } else {
+                "special file"
+            };
+            self.stats
+                .skipped_examples
+                .push((index, rel.to_path_buf(), what));
+        }
+    }
+
+    /// Writes the entry; `false` (and nothing written) for a file type tar cannot restore.
+    fn append(&mut self, path: &Path, mut name: Vec<u8>, md: &fs::Metadata) -> Result<bool, Error> {
         let ft = md.file_type();
         let mode = md.mode() & 0o7777;
         let mtime = md.mtime().max(0) as u64;
         if ft.is_dir() {
             name.push(b'/');
-            self.header(&name, EntryType::Directory, mode, mtime, 0, None)
+            self.header(&name, EntryType::Directory, mode, mtime, 0, None)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(path).map_err(|source| Error::Read {
                 path: path.to_path_buf(),
@@ -125,21 +156,22 @@ impl<W: Write> Packer<W> {
                 mtime,
                 0,
                 Some(target.as_os_str().as_bytes()),
-            )
+            )?;
         } else if ft.is_file() {
             if md.nlink() > 1 {
                 let id = (md.dev(), md.ino());
                 if let Some(first) = self.links.get(&id).cloned() {
-                    return self.header(&name, EntryType::Link, mode, mtime, 0, Some(&first));
+                    self.header(&name, EntryType::Link, mode, mtime, 0, Some(&first))?;
+                    return Ok(true);
                 }
                 self.links.insert(id, name.clone());
             }
             self.header(&name, EntryType::Regular, mode, mtime, md.len(), None)?;
-            self.content(path, md.len())
+            self.content(path, md.len())?;
         } else {
-            self.stats.skipped_special += 1;
-            Ok(())
+            return Ok(false);
         }
+        Ok(true)
     }
 
     fn content(&mut self, path: &Path, len: u64) -> Result<(), Error> {

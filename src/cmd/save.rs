@@ -238,11 +238,8 @@ async fn save(
     if packed.stats.skipped_special > 0 {
         output::warn(
             "save",
-            &format!(
-                "left out {} sockets, FIFOs or devices",
-                packed.stats.skipped_special
-            ),
-            None,
+            &left_out(set.paths(), &packed.stats),
+            Some("tar cannot restore sockets, FIFOs or devices; the program that made them will again"),
         );
     }
     if packed.stats.changed_while_reading > 0 {
@@ -256,4 +253,34 @@ async fn save(
         );
     }
     Ok(())
+}
+
+/// `left out 7 sockets, FIFOs or devices: deps/run.sock (socket), deps/q (FIFO), … and 2 more`:
+/// the first few by the path the user gave, the rest counted.
+fn left_out(paths: &[String], stats: &crate::archive::pack::PackStats) -> String {
+    let n = stats.skipped_special;
+    let named: Vec<String> = stats
+        .skipped_examples
+        .iter()
+        .map(|(i, rel, what)| {
+            let path = std::path::Path::new(&paths[*i]);
+            let path = if rel.as_os_str().is_empty() {
+                path.to_path_buf()
+            } else {
+                path.join(rel)
+            };
+            format!("{} ({what})", path.display())
+        })
+        .collect();
+    let more = n - named.len() as u64;
+    format!(
+        "left out {}: {}{}",
+        crate::units::count(n, "socket, FIFO or device", "sockets, FIFOs or devices"),
+        named.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
