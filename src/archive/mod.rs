@@ -21,6 +21,9 @@ pub enum Error {
     Refused { name: String, why: &'static str },
     #[error("archive is corrupt: {0}")]
     Corrupt(String),
+    /// A file changed while it was packed: the entry is not committed.
+    #[error("{} changed while it was saved ({why}); nothing was cached", path.display())]
+    Changed { path: PathBuf, why: String },
     #[error("unpack worker panicked")]
     WorkerPanic,
 }
@@ -33,6 +36,9 @@ impl crate::error::Hint for Error {
                     .into(),
             ),
             Error::Write { .. } => Some("check free space and permissions where the cache is restored".into()),
+            Error::Changed { .. } => Some(
+                "save after the step that writes these files has finished; the next build saves the entry".into(),
+            ),
             _ => None,
         }
     }

@@ -26,8 +26,6 @@ pub struct PackStats {
     /// The first [`NAMED_SKIPS`] of them: (index of the root in the path set, path below it,
     /// what it is), for the warning that names them.
     pub skipped_examples: Vec<(usize, PathBuf, &'static str)>,
-    /// Files that changed size while being read (their entry is padded or cut to the stat size).
-    pub changed_while_reading: u64,
 }
 
 /// Counts the bytes of the tar stream on their way to the compressor.
@@ -167,18 +165,26 @@ impl<W: Write> Packer<W> {
                 self.links.insert(id, name.clone());
             }
             self.header(&name, EntryType::Regular, mode, mtime, md.len(), None)?;
-            self.content(path, md.len())?;
+            self.content(path, md)?;
         } else {
             return Ok(false);
         }
         Ok(true)
     }
 
-    fn content(&mut self, path: &Path, len: u64) -> Result<(), Error> {
+    /// Writes the file's `md.len()` bytes, and makes sure they are one version of the file:
+    /// a file that shrinks, grows, is rewritten or replaced while it is read fails the save
+    /// ([`Error::Changed`]), so torn or padded content is never committed under a key.
+    fn content(&mut self, path: &Path, md: &fs::Metadata) -> Result<(), Error> {
         let read_err = |source| Error::Read {
             path: path.to_path_buf(),
             source,
         };
+        let changed = |why: String| Error::Changed {
+            path: path.to_path_buf(),
+            why,
+        };
+        let len = md.len();
         let mut file = File::open(path).map_err(read_err)?;
         let mut left = len;
         while left > 0 {
@@ -187,14 +193,31 @@ impl<W: Write> Packer<W> {
                 .time(|| file.read(&mut self.buf[..want]))
                 .map_err(read_err)?;
             if n == 0 {
-                // Shrank since stat: keep the header's promise with zeros.
-                self.stats.changed_while_reading += 1;
-                let zeros = vec![0u8; left as usize];
-                self.out.write_all(&zeros).map_err(Error::Stream)?;
-                break;
+                return Err(changed(format!(
+                    "it shrank: {len} bytes when listed, {} read",
+                    len - left
+                )));
             }
             self.out.write_all(&self.buf[..n]).map_err(Error::Stream)?;
             left -= n as u64;
+        }
+        if file.read(&mut self.buf[..1]).map_err(read_err)? > 0 {
+            return Err(changed(format!("it grew past the {len} bytes listed")));
+        }
+        // The path, after reading: gone, another inode (replaced since listing: what was read
+        // is an old version), another size or mtime (written while read: not one version).
+        let after = match path.symlink_metadata() {
+            Ok(after) => after,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(changed("it was removed".into()))
+            }
+            Err(e) => return Err(read_err(e)),
+        };
+        if after.ino() != md.ino() || after.dev() != md.dev() {
+            return Err(changed("it was replaced".into()));
+        }
+        if (after.len(), after.mtime(), after.mtime_nsec()) != (len, md.mtime(), md.mtime_nsec()) {
+            return Err(changed("it was written to".into()));
         }
         self.stats.file_bytes += len;
         pad(&mut self.out, len).map_err(Error::Stream)

@@ -242,16 +242,6 @@ async fn save(
             Some("tar cannot restore sockets, FIFOs or devices; the program that made them will again"),
         );
     }
-    if packed.stats.changed_while_reading > 0 {
-        output::warn(
-            "save",
-            &format!(
-                "{} files changed while being saved",
-                packed.stats.changed_while_reading
-            ),
-            Some("save after the step that writes them has finished"),
-        );
-    }
     Ok(())
 }
 

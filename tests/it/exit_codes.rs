@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::store::small_tree;
-use crate::support::{for_each_store, moto, write, Fixture, Run, StoreKind};
+use crate::support::{for_each_store, write, Fixture, Run, StoreKind};
 
 /// `error: ...` as the first stderr line and a `hint: ...` line after it: the one format.
 fn assert_error_with_hint(run: &Run, error: &str) {
@@ -131,32 +131,12 @@ fn exit_143_on_sigterm_aborts_the_open_upload(f: Fixture) {
     interrupted_save(&f, "TERM", 143, "SIGTERM");
 }
 
-/// Whether a multipart upload (S3) or a temp file (local store) is open.
-fn upload_open(f: &Fixture) -> bool {
-    match f.kind {
-        StoreKind::Local => {
-            fs::read_dir(Path::new(&f.store).join("tmp")).is_ok_and(|mut d| d.next().is_some())
-        }
-        StoreKind::S3 => !moto::moto().uploads(f.bucket.as_ref().unwrap()).is_empty(),
-    }
-}
-
 /// Starts a save slow enough to be caught mid-upload (incompressible data at zstd level 19,
 /// 5 MiB parts), signals it once its upload is open, and checks the exit code, the one
 /// report line, and that nothing is left: no entry, no open upload.
 fn interrupted_save(f: &Fixture, signal: &str, code: i32, name: &str) {
     let src = f.dir("src");
-    // xorshift64: bytes zstd cannot shrink, so level 19 works hard on every one.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..40 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect();
-    write(&src.join("deps/blob.bin"), &noise);
+    write(&src.join("deps/blob.bin"), Fixture::noise(40 << 20));
     small_tree(&src.join("deps"), "small");
     let mut save = f.save("interrupted", &src);
     save.paths(["deps"]).args([
@@ -169,7 +149,7 @@ fn interrupted_save(f: &Fixture, signal: &str, code: i32, name: &str) {
     ]);
     let mut running = save.spawn();
     let started = Instant::now();
-    while !upload_open(f) {
+    while !f.upload_open() {
         assert!(
             running.running(),
             "the save ended before its upload was seen: {}",
@@ -191,7 +171,7 @@ fn interrupted_save(f: &Fixture, signal: &str, code: i32, name: &str) {
         run.context()
     );
     assert!(
-        !upload_open(f),
+        !f.upload_open(),
         "the upload was left open\n{}",
         run.context()
     );

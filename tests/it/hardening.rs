@@ -2,8 +2,12 @@
 //! stores where a store is involved.
 
 use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixListener;
+use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::store::small_tree;
 use crate::support::{for_each_store, list_dir, Fixture};
@@ -11,6 +15,11 @@ use crate::support::{for_each_store, list_dir, Fixture};
 for_each_store!(
     a_state_dir_that_does_not_exist_is_created,
     sockets_and_fifos_left_out_are_named,
+    a_file_that_shrinks_while_saved_is_not_committed,
+    a_file_that_grows_while_saved_is_not_committed,
+    a_file_rewritten_in_place_while_saved_is_not_committed,
+    a_file_replaced_while_saved_is_not_committed,
+    a_file_removed_while_saved_is_not_committed,
 );
 
 /// `CACHECTL_STATE_DIR` naming a missing directory: restore creates it, says nothing about
@@ -73,4 +82,139 @@ fn sockets_and_fifos_left_out_are_named(f: Fixture) {
         fs::read_to_string(dst.join("deps/sub/b.txt")).unwrap(),
         "special b\n"
     );
+}
+
+/// 1 GiB, sparse: read at memory speed, so a save spends about a second in it.
+const BIG: u64 = 1 << 30;
+
+/// Where process `pid` is reading `path`: the offset of its open file, if it has it open.
+fn read_offset(pid: u32, path: &Path) -> Option<u64> {
+    for fd in fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if fs::read_link(fd.path()).ok().as_deref() == Some(path) {
+            let info = fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .ok()?;
+            return info
+                .lines()
+                .find_map(|l| l.strip_prefix("pos:"))
+                .and_then(|v| v.trim().parse().ok());
+        }
+    }
+    None
+}
+
+/// Saves `deps/` with a big file in it, stops the save (SIGSTOP) while it is half-way through
+/// reading the file, runs `change` on the file, lets it go on, and checks that nothing was
+/// committed, the reason names the file and `why`, no upload is left, and the next save, of a
+/// file left alone, succeeds. A save that finished reading before it could be stopped is run
+/// again.
+fn changed_while_saved(f: &Fixture, change: fn(&Path), why: &str) {
+    let src = f.dir("src");
+    let big = src.join("deps/big.bin");
+    small_tree(&src.join("deps"), "changing");
+    let run = (0..5)
+        .find_map(|_| {
+            fs::File::create(&big).unwrap().set_len(BIG).unwrap();
+            let mut save = f.save("changing", &src);
+            save.paths(["deps"]);
+            let mut running = save.spawn();
+            let started = Instant::now();
+            loop {
+                let at = read_offset(running.pid(), &big);
+                if at.is_some_and(|at| at > 1 << 20 && at < BIG - (64 << 20)) {
+                    running.signal("STOP");
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(60), "never read");
+                if !running.running() {
+                    // Read too fast to catch: clean the store and try again.
+                    f.cachectl()
+                        .args(["rm", "changing", "--store", &f.store])
+                        .run();
+                    return None;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            change(&big);
+            running.signal("CONT");
+            Some(running.wait())
+        })
+        .expect("the save was caught half-way through the file in 5 tries");
+    let json = run.expect(0, "error");
+    let reason = json["reason"].as_str().unwrap();
+    let want = format!("{} changed while it was saved ({why}", big.display());
+    assert!(
+        reason.starts_with(&want) && reason.ends_with("); nothing was cached"),
+        "reason {reason:?} is not {want:?}...\n{}",
+        run.context()
+    );
+    assert!(
+        !f.upload_open(),
+        "the upload was left open\n{}",
+        run.context()
+    );
+    let dst = f.dir("dst");
+    f.restore("changing", &dst)
+        .paths(["deps"])
+        .run()
+        .expect(0, "miss");
+    fs::File::create(&big).unwrap().set_len(1 << 20).unwrap();
+    f.save("changing", &src)
+        .paths(["deps"])
+        .run()
+        .expect(0, "saved");
+}
+
+fn a_file_that_shrinks_while_saved_is_not_committed(f: Fixture) {
+    changed_while_saved(
+        &f,
+        |big| {
+            let file = fs::OpenOptions::new().write(true).open(big).unwrap();
+            file.set_len(1 << 20).unwrap();
+        },
+        &format!("it shrank: {BIG} bytes when listed, "),
+    );
+}
+
+fn a_file_that_grows_while_saved_is_not_committed(f: Fixture) {
+    changed_while_saved(
+        &f,
+        |big| {
+            let mut file = fs::OpenOptions::new().append(true).open(big).unwrap();
+            file.seek(SeekFrom::End(0)).unwrap();
+            file.write_all(&[7; 4096]).unwrap();
+        },
+        &format!("it grew past the {BIG} bytes listed)"),
+    );
+}
+
+/// Same size, new bytes at a place already read: only the modification time tells.
+fn a_file_rewritten_in_place_while_saved_is_not_committed(f: Fixture) {
+    changed_while_saved(
+        &f,
+        |big| {
+            let file = fs::OpenOptions::new().write(true).open(big).unwrap();
+            file.write_all_at(&[0; 4096], 0).unwrap();
+        },
+        "it was written to)",
+    );
+}
+
+/// Another file renamed over it (what editors and package managers do): another inode.
+fn a_file_replaced_while_saved_is_not_committed(f: Fixture) {
+    changed_while_saved(
+        &f,
+        |big| {
+            let new = big.with_extension("new");
+            fs::File::create(&new).unwrap().set_len(BIG).unwrap();
+            fs::rename(&new, big).unwrap();
+        },
+        "it was replaced)",
+    );
+}
+
+fn a_file_removed_while_saved_is_not_committed(f: Fixture) {
+    changed_while_saved(&f, |big| fs::remove_file(big).unwrap(), "it was removed)");
 }

@@ -156,6 +156,31 @@ impl Fixture {
         cmd
     }
 
+    /// Whether an upload is open: a multipart upload (S3) or a temp file (local store).
+    pub fn upload_open(&self) -> bool {
+        match self.kind {
+            StoreKind::Local => fs::read_dir(Path::new(&self.store).join("tmp"))
+                .is_ok_and(|mut d| d.next().is_some()),
+            StoreKind::S3 => !moto::moto()
+                .uploads(self.bucket.as_ref().unwrap())
+                .is_empty(),
+        }
+    }
+
+    /// Incompressible bytes (xorshift64): zstd at level 19 works hard on each one, which makes
+    /// a save slow enough to be caught in the middle.
+    pub fn noise(len: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
     /// The stored object (archive) of `key`, as bytes; panics unless exactly one exists.
     pub fn read_object(&self, key: &str) -> Vec<u8> {
         match self.kind {
