@@ -102,6 +102,14 @@ impl Reporter for Progress {
     fn on_bytes(&self, bytes: u64) {
         self.add(bytes);
     }
+
+    fn on_retry(&self, why: &str) {
+        self.done.store(0, Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            bar.set_position(0);
+        }
+        output::say(&format!("{}: {why}", self.label));
+    }
 }
 
 impl Drop for Progress {

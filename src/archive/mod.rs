@@ -21,6 +21,9 @@ pub enum Error {
     Refused { name: String, why: &'static str },
     #[error("archive is corrupt: {0}")]
     Corrupt(String),
+    /// The bytes read do not hash to the footer's digest: damaged in transit, or in the store.
+    #[error("archive is corrupt: its blake3 digest does not match the footer")]
+    Digest,
     /// A file changed while it was packed: the entry is not committed.
     #[error("{} changed while it was saved ({why}); nothing was cached", path.display())]
     Changed { path: PathBuf, why: String },
@@ -31,7 +34,7 @@ pub enum Error {
 impl crate::error::Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Refused { .. } | Error::Corrupt(_) => Some(
+            Error::Refused { .. } | Error::Corrupt(_) | Error::Digest => Some(
                 "nothing was restored; delete or overwrite this entry (`cachectl save --overwrite`)"
                     .into(),
             ),

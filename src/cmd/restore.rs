@@ -208,6 +208,9 @@ async fn finish_recording(cache: &str, task: JoinHandle<Result<(), store::Error>
     ));
 }
 
+/// Tries the candidates best first (exact key, then each restore key's entries newest first)
+/// until one restores; a damaged or refused entry is named in a warning and the next one is
+/// tried. Only an entry that was restored records a use, so a broken one never looks used.
 async fn restore(
     store: Arc<dyn Store>,
     job: &Job,
@@ -217,30 +220,62 @@ async fn restore(
 ) -> Result<(), Error> {
     let (cwd, home) = super::anchors();
     let dests = job.paths.resolve(&cwd, home.as_deref())?;
-    let found = transfer::lookup(store.as_ref(), &job.paths, &job.key, &job.restore_keys).await?;
-    let Some((entry, outcome)) = found else {
-        report.outcome = RestoreOutcome::Miss;
-        return Ok(());
-    };
-    report.matched_key = Some(entry.name.key.clone());
-    report.bytes = entry.size;
-    if args.lookup_only {
-        report.outcome = outcome;
-        return Ok(());
+    let mut candidates =
+        transfer::Candidates::new(store.as_ref(), &job.paths, &job.key, &job.restore_keys);
+    let mut refused = None;
+    while let Some((entry, outcome)) = candidates.next().await? {
+        if let Some(e) = refused.take() {
+            output::warn_error(
+                &format!(
+                    "restore {}: skipped a bad entry, trying the next one",
+                    job.name
+                ),
+                &e,
+            );
+        }
+        report.matched_key = Some(entry.name.key.clone());
+        report.bytes = entry.size;
+        if args.lookup_only {
+            report.outcome = outcome;
+            return Ok(());
+        }
+        let opts = super::transfer_options(&args.transfer);
+        let progress = Progress::new(format!("restore {}", job.name), entry.size);
+        let restored = transfer::restore_entry(
+            Arc::clone(&store),
+            &entry,
+            dests.clone(),
+            &opts,
+            progress.clone(),
+        )
+        .await;
+        progress.finish();
+        match restored {
+            Ok(stats) => {
+                // Written while the command finishes (state file, metrics); waited for at the
+                // end within a budget (docs/FORMAT.md, "Last use").
+                *recorder = Some(tokio::spawn({
+                    let store = Arc::clone(&store);
+                    let used = UseRecord::at(entry.name.clone(), crate::time::now());
+                    async move { store.record_use(&used).await }
+                }));
+                report.files = stats.entries;
+                report.unpacked_bytes = stats.file_bytes;
+                report.outcome = outcome;
+                return Ok(());
+            }
+            Err(e @ transfer::Error::BadEntry { .. }) => refused = Some(e),
+            Err(e) => return Err(e.into()),
+        }
     }
-    // Written alongside the download, so it costs the restore nothing (docs/FORMAT.md, "Last use").
-    *recorder = Some(tokio::spawn({
-        let store = Arc::clone(&store);
-        let used = UseRecord::at(entry.name.clone(), crate::time::now());
-        async move { store.record_use(&used).await }
-    }));
-    let opts = super::transfer_options(&args.transfer);
-    let progress = Progress::new(format!("restore {}", job.name), entry.size);
-    let restored = transfer::restore_entry(store, &entry, dests, &opts, progress.clone()).await;
-    progress.finish();
-    let stats = restored?;
-    report.files = stats.entries;
-    report.unpacked_bytes = stats.file_bytes;
-    report.outcome = outcome;
-    Ok(())
+    report.matched_key = None;
+    report.bytes = 0;
+    match refused {
+        // Every candidate was bad: an error naming the last one, never a quiet miss.
+        Some(e) => Err(e.into()),
+        None => {
+            report.outcome = RestoreOutcome::Miss;
+            Ok(())
+        }
+    }
 }

@@ -126,9 +126,7 @@ impl VerifyingReader {
         }
         let footer = Footer::decode(&self.footer)?;
         if self.hasher.finalize().as_bytes() != &footer.digest {
-            return Err(crate::archive::Error::Corrupt(
-                "blake3 digest does not match the footer (damaged or altered in the store)".into(),
-            ));
+            return Err(crate::archive::Error::Digest);
         }
         Ok(footer)
     }
@@ -234,6 +232,6 @@ mod tests {
         tx2.try_send(Bytes::from(bad)).unwrap();
         drop(tx2);
         let r = VerifyingReader::new(rx2, size);
-        assert!(matches!(r.verify(), Err(crate::archive::Error::Corrupt(_))));
+        assert!(matches!(r.verify(), Err(crate::archive::Error::Digest)));
     }
 }

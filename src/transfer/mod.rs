@@ -31,6 +31,9 @@ pub use upload::DEFAULT_PART_BYTES;
 pub trait Reporter: Send + Sync {
     /// `bytes` more of the archive moved: uploaded on save, downloaded on restore.
     fn on_bytes(&self, bytes: u64);
+
+    /// The transfer starts over, and why (one line).
+    fn on_retry(&self, _why: &str) {}
 }
 
 impl Reporter for () {
@@ -79,6 +82,14 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Archive(#[from] archive::Error),
+    /// The entry's archive is damaged or refused (fetched twice when its digest did not match):
+    /// the store answered, the destination is untouched, and another entry may do.
+    #[error("entry `{key}`: {source}")]
+    BadEntry {
+        key: String,
+        #[source]
+        source: archive::Error,
+    },
     /// The other half of the pipeline stopped first; its error is the one reported.
     #[error("the transfer stopped before the archive was complete")]
     Stopped,
@@ -90,7 +101,7 @@ impl Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
             Error::Store(e) => e.hint(),
-            Error::Archive(e) => e.hint(),
+            Error::Archive(e) | Error::BadEntry { source: e, .. } => e.hint(),
             Error::Stopped | Error::Panicked(_) => None,
         }
     }
@@ -234,55 +245,151 @@ async fn pack_and_upload(
     first_cause(uploaded, packed)
 }
 
-/// The exact key first, else each of `restore_keys` as a prefix in order, the newest entry of
-/// the first prefix that matches: `Hit`, `Partial`, or `None` for a miss. Only entries saved
-/// with the same path set are candidates.
+/// The entries a restore may use, best first: the exact key (`Hit`), then for each of
+/// `restore_keys` in order, the entries whose key starts with it, newest first (`Partial`).
+/// Only entries saved with the same path set are candidates. Lists lazily: a restore that
+/// hits lists once; later prefixes are listed only when every earlier candidate was refused.
 ///
 /// Errors: the store's. A missing bucket is an error, never a miss (a listing says
 /// NoSuchBucket where a HEAD would answer a bare 404).
+pub struct Candidates<'a> {
+    store: &'a dyn Store,
+    exact: EntryName,
+    restore_keys: &'a [CacheKey],
+    /// Restore keys listed so far; `None` until the exact key is.
+    listed: Option<usize>,
+    queue: std::collections::VecDeque<(EntryInfo, RestoreOutcome)>,
+    seen: std::collections::HashSet<EntryName>,
+}
+
+impl<'a> Candidates<'a> {
+    pub fn new(
+        store: &'a dyn Store,
+        paths: &PathSet,
+        key: &CacheKey,
+        restore_keys: &'a [CacheKey],
+    ) -> Self {
+        Candidates {
+            store,
+            exact: EntryName::new(paths, key),
+            restore_keys,
+            listed: None,
+            queue: Default::default(),
+            seen: Default::default(),
+        }
+    }
+
+    /// The next candidate, or `None` when there is none left.
+    pub async fn next(&mut self) -> Result<Option<(EntryInfo, RestoreOutcome)>, store::Error> {
+        let t = Instant::now();
+        let next = self.fill().await;
+        timings::LOOKUP.add(t.elapsed());
+        next
+    }
+
+    async fn fill(&mut self) -> Result<Option<(EntryInfo, RestoreOutcome)>, store::Error> {
+        loop {
+            if let Some(c) = self.queue.pop_front() {
+                return Ok(Some(c));
+            }
+            let (prefix, outcome) = match self.listed {
+                None => (self.exact.key.clone(), RestoreOutcome::Hit),
+                Some(i) if i < self.restore_keys.len() => (
+                    self.restore_keys[i].as_str().to_owned(),
+                    RestoreOutcome::Partial,
+                ),
+                Some(_) => return Ok(None),
+            };
+            self.listed = Some(self.listed.map_or(0, |i| i + 1));
+            let mut found = self.store.list(&self.exact.pathset, &prefix).await?;
+            if outcome == RestoreOutcome::Hit {
+                found.retain(|e| e.name == self.exact);
+            }
+            // Newest first; ties (same second) by key, so the choice is deterministic.
+            found.sort_by(|a, b| {
+                b.modified
+                    .cmp(&a.modified)
+                    .then_with(|| b.name.key.cmp(&a.name.key))
+            });
+            for e in found {
+                if self.seen.insert(e.name.clone()) {
+                    self.queue.push_back((e, outcome));
+                }
+            }
+        }
+    }
+}
+
+/// The best candidate (see [`Candidates`]): `Hit`, `Partial`, or `None` for a miss.
 pub async fn lookup(
     store: &dyn Store,
     paths: &PathSet,
     key: &CacheKey,
     restore_keys: &[CacheKey],
 ) -> Result<Option<(EntryInfo, RestoreOutcome)>, store::Error> {
-    let t = Instant::now();
-    let found = lookup_in(store, &EntryName::new(paths, key), restore_keys).await;
-    timings::LOOKUP.add(t.elapsed());
-    found
-}
-
-async fn lookup_in(
-    store: &dyn Store,
-    exact: &EntryName,
-    restore_keys: &[CacheKey],
-) -> Result<Option<(EntryInfo, RestoreOutcome)>, store::Error> {
-    let found = store.list(&exact.pathset, &exact.key).await?;
-    if let Some(hit) = found.into_iter().find(|e| e.name.key == exact.key) {
-        return Ok(Some((hit, RestoreOutcome::Hit)));
-    }
-    for prefix in restore_keys {
-        let candidates = store.list(&exact.pathset, prefix.as_str()).await?;
-        let newest = candidates.into_iter().max_by(|a, b| {
-            a.modified
-                .cmp(&b.modified)
-                .then_with(|| a.name.key.cmp(&b.name.key))
-        });
-        if let Some(e) = newest {
-            return Ok(Some((e, RestoreOutcome::Partial)));
-        }
-    }
-    Ok(None)
+    Candidates::new(store, paths, key, restore_keys)
+        .next()
+        .await
 }
 
 /// Restores `entry` into `dests` (one per path of its path set, in order): each destination
 /// is unpacked into a staging directory beside it while the archive downloads, and moved into
 /// place only once the whole archive's digest matched. On any error nothing is moved and the
-/// staging directories are removed.
+/// staging directories are removed. A digest mismatch is fetched again once before the entry
+/// is called corrupt.
 ///
-/// Errors: the store's, or the archive's (refused or damaged entry, a destination that cannot
-/// be written).
+/// Errors: the store's; [`Error::BadEntry`] for a damaged or refused entry (another candidate
+/// may do); the archive's for a destination that cannot be written.
 pub async fn restore_entry(
+    store: Arc<dyn Store>,
+    entry: &EntryInfo,
+    dests: Vec<PathBuf>,
+    opts: &Options,
+    reporter: Arc<dyn Reporter>,
+) -> Result<UnpackStats, Error> {
+    let first = restore_once(
+        Arc::clone(&store),
+        entry,
+        dests.clone(),
+        opts,
+        Arc::clone(&reporter),
+    )
+    .await;
+    let result = match first {
+        // A digest that does not match may be bytes damaged on the way (TLS and TCP do not
+        // catch everything between a proxy and us): fetch once more before blaming the entry.
+        Err(Error::Archive(archive::Error::Digest)) => {
+            reporter.on_retry(
+                "the archive arrived damaged (its blake3 digest did not match); fetching it again",
+            );
+            match restore_once(store, entry, dests, opts, reporter).await {
+                Err(Error::Archive(archive::Error::Digest)) => {
+                    Err(Error::Archive(archive::Error::Corrupt(
+                        "its blake3 digest does not match the footer in two downloads: \
+                         the stored object is damaged"
+                            .into(),
+                    )))
+                }
+                other => other,
+            }
+        }
+        other => other,
+    };
+    result.map_err(|e| match e {
+        // The entry itself is bad: name it, so the caller can say which and try another.
+        Error::Archive(
+            source @ (archive::Error::Refused { .. }
+            | archive::Error::Corrupt(_)
+            | archive::Error::Digest),
+        ) => Error::BadEntry {
+            key: entry.name.key.clone(),
+            source,
+        },
+        other => other,
+    })
+}
+
+async fn restore_once(
     store: Arc<dyn Store>,
     entry: &EntryInfo,
     dests: Vec<PathBuf>,
@@ -327,15 +434,36 @@ async fn fetch_and_unpack(
         let reader = download::VerifyingReader::new(rx, size);
         let mut decoder =
             zstd::stream::read::Decoder::new(reader).map_err(archive::Error::Stream)?;
-        let stats = unpack::unpack(&mut decoder, &roots, workers)?;
-        let footer = decoder.finish().into_inner().verify()?;
-        if footer.entries != stats.entries {
-            return Err(archive::Error::Corrupt(format!(
-                "footer promises {} entries, the archive holds {}",
-                footer.entries, stats.entries
-            ))
-            .into());
-        }
+        let unpacked = unpack::unpack(&mut decoder, &roots, workers);
+        let reader = decoder.finish().into_inner();
+        let stats = match unpacked {
+            Ok(stats) => {
+                let footer = reader.verify()?;
+                if footer.entries != stats.entries {
+                    return Err(archive::Error::Corrupt(format!(
+                        "footer promises {} entries, the archive holds {}",
+                        footer.entries, stats.entries
+                    ))
+                    .into());
+                }
+                stats
+            }
+            // What failed to decode or was refused may be bytes damaged on the way: the digest
+            // (over everything, read to the end) tells damaged bytes from a bad archive.
+            Err(
+                e @ (archive::Error::Stream(_)
+                | archive::Error::Refused { .. }
+                | archive::Error::Corrupt(_)),
+            ) => {
+                return Err(match reader.verify() {
+                    Err(archive::Error::Digest) => archive::Error::Digest,
+                    _ => e,
+                }
+                .into())
+            }
+            // The destination failed: dropping the reader stops the download.
+            Err(e) => return Err(e.into()),
+        };
         Ok(stats)
     });
     let part_bytes = opts.part_bytes as u64;

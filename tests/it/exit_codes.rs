@@ -149,7 +149,7 @@ fn interrupted_save(f: &Fixture, signal: &str, code: i32, name: &str) {
     ]);
     let mut running = save.spawn();
     let started = Instant::now();
-    while !f.upload_open() {
+    while !f.upload_has_a_part() {
         assert!(
             running.running(),
             "the save ended before its upload was seen: {}",

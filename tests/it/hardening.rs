@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::store::small_tree;
+use crate::store::{read, save_tagged, small_tree, wait_for_a_newer_timestamp};
 use crate::support::{for_each_store, list_dir, Fixture};
 
 for_each_store!(
@@ -20,6 +20,9 @@ for_each_store!(
     a_file_rewritten_in_place_while_saved_is_not_committed,
     a_file_replaced_while_saved_is_not_committed,
     a_file_removed_while_saved_is_not_committed,
+    a_corrupt_exact_entry_falls_back_to_the_restore_key,
+    a_corrupt_newest_entry_falls_back_to_an_older_one_of_the_prefix,
+    only_corrupt_candidates_is_an_error_naming_the_entry,
 );
 
 /// `CACHECTL_STATE_DIR` naming a missing directory: restore creates it, says nothing about
@@ -217,4 +220,113 @@ fn a_file_replaced_while_saved_is_not_committed(f: Fixture) {
 
 fn a_file_removed_while_saved_is_not_committed(f: Fixture) {
     changed_while_saved(&f, |big| fs::remove_file(big).unwrap(), "it was removed)");
+}
+
+/// Flips one byte in the middle of `key`'s stored archive (its footer's digest then no longer
+/// matches): damage in the store, which fetching again cannot mend.
+fn corrupt(f: &Fixture, key: &str) {
+    let mut bytes = f.read_object(key);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    f.replace_object(key, &bytes);
+}
+
+/// `last_used` of each entry, by key, from `ls --json`.
+fn last_used(f: &Fixture) -> Vec<(String, bool)> {
+    let run = f
+        .cachectl()
+        .args(["ls", "--json", "--store", &f.store])
+        .run();
+    run.assert_code(0);
+    run.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap().to_owned(),
+                !e["last_used"].is_null(),
+            )
+        })
+        .collect()
+}
+
+/// The warning that names a skipped entry, for `cache`.
+fn skipped_line(cache: &str, key: &str) -> String {
+    format!(
+        "warning: restore {cache}: skipped a bad entry, trying the next one: entry `{key}`: \
+         archive is corrupt: its blake3 digest does not match the footer in two downloads: \
+         the stored object is damaged"
+    )
+}
+
+fn a_corrupt_exact_entry_falls_back_to_the_restore_key(f: Fixture) {
+    let src = f.dir("src");
+    save_tagged(&f, &src, "fb-1111aaaa", "old");
+    wait_for_a_newer_timestamp();
+    save_tagged(&f, &src, "fb-2222bbbb", "new");
+    corrupt(&f, "fb-2222bbbb");
+    let dst = f.dir("dst");
+    let run = f
+        .restore("fb-2222bbbb", &dst)
+        .paths(["deps"])
+        .args(["--restore-key", "fb-"])
+        .run();
+    let json = run.expect(0, "partial");
+    assert_eq!(json["matched_key"], "fb-1111aaaa");
+    assert_eq!(read(&dst.join("deps/a.txt")), "old a\n");
+    let skipped = skipped_line("fb", "fb-2222bbbb");
+    assert!(
+        run.stderr.lines().any(|l| l == skipped),
+        "no {skipped:?}\n{}",
+        run.context()
+    );
+    assert_eq!(
+        last_used(&f),
+        [("fb-1111aaaa".into(), true), ("fb-2222bbbb".into(), false)]
+    );
+}
+
+fn a_corrupt_newest_entry_falls_back_to_an_older_one_of_the_prefix(f: Fixture) {
+    let src = f.dir("src");
+    save_tagged(&f, &src, "pf-1111aaaa", "old");
+    wait_for_a_newer_timestamp();
+    save_tagged(&f, &src, "pf-2222bbbb", "new");
+    corrupt(&f, "pf-2222bbbb");
+    let dst = f.dir("dst");
+    let run = f
+        .restore("pf-ffffffff", &dst)
+        .paths(["deps"])
+        .args(["--restore-key", "pf-"])
+        .run();
+    let json = run.expect(0, "partial");
+    assert_eq!(json["matched_key"], "pf-1111aaaa");
+    assert_eq!(read(&dst.join("deps/sub/b.txt")), "old b\n");
+    let skipped = skipped_line("pf", "pf-2222bbbb");
+    assert!(
+        run.stderr.lines().any(|l| l == skipped),
+        "no {skipped:?}\n{}",
+        run.context()
+    );
+    assert_eq!(
+        last_used(&f),
+        [("pf-1111aaaa".into(), true), ("pf-2222bbbb".into(), false)]
+    );
+}
+
+fn only_corrupt_candidates_is_an_error_naming_the_entry(f: Fixture) {
+    let src = f.dir("src");
+    save_tagged(&f, &src, "bad-33334444", "bad");
+    corrupt(&f, "bad-33334444");
+    let dst = f.dir("dst");
+    let run = f.restore("bad-33334444", &dst).paths(["deps"]).run();
+    let json = run.expect(0, "error");
+    assert_eq!(
+        json["message"],
+        "entry `bad-33334444`: archive is corrupt: its blake3 digest does not match the footer \
+         in two downloads: the stored object is damaged"
+    );
+    assert_eq!(json["matched_key"], serde_json::Value::Null);
+    assert_eq!(list_dir(&dst), Vec::<String>::new(), "nothing restored");
+    assert_eq!(last_used(&f), [("bad-33334444".into(), false)]);
 }

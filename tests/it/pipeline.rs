@@ -5,11 +5,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use std::ops::Range;
+
+use bytes::Bytes;
 use cachectl::key::{CacheKey, EntryName, PathSet};
 use cachectl::outcome::RestoreOutcome;
 use cachectl::store::local::LocalStore;
 use cachectl::store::s3::S3Store;
-use cachectl::store::{EntryMeta, Store};
+use cachectl::store::{
+    self, EntryInfo, EntryMeta, PutOutcome, Removal, Scan, Store, Upload, UseRecord,
+};
 use cachectl::transfer::{self, Options, Reporter, SaveRequest, SaveResult};
 
 use crate::support::tree::{self, TreeOptions};
@@ -20,6 +25,7 @@ use crate::support::{moto, tempdir};
 struct Recorded {
     bytes: AtomicU64,
     calls: AtomicU64,
+    retries: AtomicU64,
 }
 
 impl Reporter for Recorded {
@@ -27,6 +33,111 @@ impl Reporter for Recorded {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.calls.fetch_add(1, Ordering::Relaxed);
     }
+
+    fn on_retry(&self, _why: &str) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A store whose first ranged GET comes back with one bit flipped: damage on the way, not in
+/// the store.
+struct FlipsFirstRead {
+    inner: Arc<dyn Store>,
+    flipped: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for FlipsFirstRead {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn head(&self, n: &EntryName) -> Result<Option<EntryInfo>, store::Error> {
+        self.inner.head(n).await
+    }
+    async fn list(&self, ps: &str, p: &str) -> Result<Vec<EntryInfo>, store::Error> {
+        self.inner.list(ps, p).await
+    }
+    async fn get_range(&self, n: &EntryName, r: Range<u64>) -> Result<Bytes, store::Error> {
+        let bytes = self.inner.get_range(n, r.clone()).await?;
+        if r.start == 0 && !self.flipped.swap(true, Ordering::SeqCst) {
+            let mut damaged = bytes.to_vec();
+            damaged[100] ^= 0x01;
+            return Ok(damaged.into());
+        }
+        Ok(bytes)
+    }
+    async fn put(
+        &self,
+        n: &EntryName,
+        m: &EntryMeta,
+        d: Bytes,
+        o: bool,
+    ) -> Result<PutOutcome, store::Error> {
+        self.inner.put(n, m, d, o).await
+    }
+    async fn create_upload(
+        &self,
+        n: &EntryName,
+        m: &EntryMeta,
+        o: bool,
+    ) -> Result<Box<dyn Upload>, store::Error> {
+        self.inner.create_upload(n, m, o).await
+    }
+    async fn record_use(&self, u: &UseRecord) -> Result<(), store::Error> {
+        self.inner.record_use(u).await
+    }
+    async fn scan(&self, p: &str) -> Result<Scan, store::Error> {
+        self.inner.scan(p).await
+    }
+    async fn remove(&self, b: &[Removal]) -> Vec<Result<(), store::Error>> {
+        self.inner.remove(b).await
+    }
+}
+
+/// A bit flipped in transit is fetched again and restores exactly; the entry is not blamed.
+#[test]
+fn a_bit_flipped_in_transit_is_fetched_again_not_blamed_on_the_entry() {
+    let dir = tempdir("cachectl-pipeline-");
+    let runtime = runtime();
+    let inner: Arc<dyn Store> = Arc::new(LocalStore::new(dir.path().join("store")));
+    let src = dir.path().join("src/deps");
+    tree::generate(&src, TreeOptions::default());
+    let saved_tree = tree::snapshot(&src);
+    let paths = PathSet::new(&["deps"]).unwrap();
+    let key = CacheKey::new("flip-1").unwrap();
+    let request = SaveRequest {
+        name: EntryName::new(&paths, &key),
+        meta: EntryMeta {
+            format: 1,
+            key: key.to_string(),
+            paths: paths.paths().to_vec(),
+            family: "flip".into(),
+            created: "2026-11-29T12:00:00Z".into(),
+            cachectl: "pipeline-test".into(),
+        },
+        roots: vec![src],
+    };
+    runtime.block_on(async {
+        let opts = Options::default();
+        transfer::save_tree(Arc::clone(&inner), request, &opts, Arc::new(()))
+            .await
+            .unwrap();
+        let store: Arc<dyn Store> = Arc::new(FlipsFirstRead {
+            inner,
+            flipped: Default::default(),
+        });
+        let (entry, _) = transfer::lookup(store.as_ref(), &paths, &key, &[])
+            .await
+            .unwrap()
+            .unwrap();
+        let dest = dir.path().join("dst/deps");
+        let seen = Arc::new(Recorded::default());
+        transfer::restore_entry(store, &entry, vec![dest.clone()], &opts, seen.clone())
+            .await
+            .unwrap();
+        assert_eq!(seen.retries.load(Ordering::Relaxed), 1, "fetched once more");
+        tree::assert_same_tree(&tree::expected_after_restore(&saved_tree), &dest);
+    });
 }
 
 #[test]

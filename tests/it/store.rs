@@ -53,7 +53,7 @@ pub fn save_tagged(f: &Fixture, cwd: &Path, key: &str, tag: &str) {
 }
 
 /// Entry times (S3 LastModified, RFC 3339 `created`) may have one-second resolution.
-fn wait_for_a_newer_timestamp() {
+pub fn wait_for_a_newer_timestamp() {
     thread::sleep(Duration::from_millis(1100));
 }
 

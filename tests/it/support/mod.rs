@@ -167,6 +167,19 @@ impl Fixture {
         }
     }
 
+    /// Whether an open upload has received a part: the saving process has surely registered
+    /// it for abort-on-signal by then (it does so as soon as the upload exists, before parts).
+    pub fn upload_has_a_part(&self) -> bool {
+        match self.kind {
+            StoreKind::Local => fs::read_dir(Path::new(&self.store).join("tmp"))
+                .is_ok_and(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0))),
+            StoreKind::S3 => moto::moto()
+                .upload_parts(self.bucket.as_ref().unwrap())
+                .iter()
+                .any(|&n| n > 0),
+        }
+    }
+
     /// Incompressible bytes (xorshift64): zstd at level 19 works hard on each one, which makes
     /// a save slow enough to be caught in the middle.
     pub fn noise(len: usize) -> Vec<u8> {

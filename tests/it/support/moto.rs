@@ -344,6 +344,36 @@ wait "$pid""#;
             .collect()
     }
 
+    /// Parts uploaded so far to each multipart upload in progress. ListParts is read as raw
+    /// XML: moto 5.2.5 answers it with the root `ListPartsResponse`, which the Rust SDK rejects.
+    pub fn upload_parts(&self, bucket: &str) -> Vec<usize> {
+        let out = RUNTIME
+            .block_on(self.client.list_multipart_uploads().bucket(bucket).send())
+            .unwrap_or_else(|e| panic!("list uploads {bucket}: {}", describe(&e)));
+        out.uploads()
+            .iter()
+            .map(|u| {
+                let path = format!(
+                    "/{bucket}/{}?uploadId={}",
+                    u.key().unwrap_or_default(),
+                    u.upload_id().unwrap_or_default()
+                );
+                self.raw_get(&path).matches("<Part>").count()
+            })
+            .collect()
+    }
+
+    /// The body of an unsigned GET (this moto checks no signatures).
+    fn raw_get(&self, path: &str) -> String {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).expect("connect to moto");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
     /// HTTP status of a ListObjectsV2 with the test credentials (Ok = 200).
     pub fn list_status(&self, bucket: &str) -> Result<(), u16> {
         match RUNTIME.block_on(self.client.list_objects_v2().bucket(bucket).send()) {
