@@ -94,6 +94,11 @@ pub struct TransferArgs {
     #[arg(long, env = env::PART_SIZE_MIB, default_value_t = 8, value_parser = clap::value_parser!(u32).range(5..=512))]
     pub part_size_mib: u32,
 
+    /// How long the store may leave a lookup (restore's listing, save's existence check)
+    /// unanswered before it counts as unreachable; transfers that are moving are not cut off
+    #[arg(long, env = env::LOOKUP_TIMEOUT, value_name = "DUR", default_value = "20s", value_parser = parse_duration)]
+    pub lookup_timeout: Duration,
+
     /// Exit non-zero when the store fails (default: warn, report outcome `error`, exit 0)
     #[arg(long, env = env::STRICT, value_parser = clap::builder::BoolishValueParser::new())]
     pub strict: bool,

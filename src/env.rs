@@ -17,6 +17,8 @@ pub const CONCURRENCY: &str = "CACHECTL_CONCURRENCY";
 pub const PART_SIZE_MIB: &str = "CACHECTL_PART_SIZE_MIB";
 /// zstd level for save; same as `--level`.
 pub const LEVEL: &str = "CACHECTL_LEVEL";
+/// How long a lookup may go unanswered; same as `--lookup-timeout`.
+pub const LOOKUP_TIMEOUT: &str = "CACHECTL_LOOKUP_TIMEOUT";
 /// Treat store trouble as a failure; same as `--strict`.
 pub const STRICT: &str = "CACHECTL_STRICT";
 /// CloudWatch namespace for published metrics.

@@ -189,6 +189,7 @@ fn transfer_options(args: &TransferArgs) -> transfer::Options {
     transfer::Options {
         concurrency: usize::from(args.concurrency),
         part_bytes: args.part_size_mib as usize * 1024 * 1024,
+        lookup_timeout: args.lookup_timeout,
         ..transfer::Options::default()
     }
 }

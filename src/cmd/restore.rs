@@ -221,7 +221,8 @@ async fn restore(
     let (cwd, home) = super::anchors();
     let dests = job.paths.resolve(&cwd, home.as_deref())?;
     let mut candidates =
-        transfer::Candidates::new(store.as_ref(), &job.paths, &job.key, &job.restore_keys);
+        transfer::Candidates::new(store.as_ref(), &job.paths, &job.key, &job.restore_keys)
+            .within(args.transfer.lookup_timeout);
     let mut refused = None;
     while let Some((entry, outcome)) = candidates.next().await? {
         if let Some(e) = refused.take() {

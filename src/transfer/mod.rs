@@ -21,7 +21,7 @@ use crate::store::{self, EntryInfo, EntryMeta, PutOutcome, Store};
 use crate::{archive, timings};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 pub use upload::DEFAULT_PART_BYTES;
@@ -53,7 +53,14 @@ pub struct Options {
     pub overwrite: bool,
     /// Threads creating files (restore).
     pub unpack_workers: usize,
+    /// How long a lookup (the listing of a restore, the existence check of a save) may go
+    /// unanswered before the store counts as unreachable. Transfers are not bounded by it.
+    pub lookup_timeout: Duration,
 }
+
+/// A store that has not answered a lookup in this long will not answer in time to help the
+/// build (the SDK alone would retry for about two minutes).
+pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Default for Options {
     fn default() -> Self {
@@ -63,6 +70,7 @@ impl Default for Options {
             level: 3,
             overwrite: false,
             unpack_workers: unpack_workers(),
+            lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
         }
     }
 }
@@ -95,6 +103,9 @@ pub enum Error {
     Stopped,
     #[error("{0} task panicked")]
     Panicked(&'static str),
+    /// The store did not answer a lookup within [`Options::lookup_timeout`].
+    #[error("{what}: no answer within {} s", timeout.as_secs_f64())]
+    NoAnswer { what: String, timeout: Duration },
 }
 
 impl Hint for Error {
@@ -102,6 +113,7 @@ impl Hint for Error {
         match self {
             Error::Store(e) => e.hint(),
             Error::Archive(e) | Error::BadEntry { source: e, .. } => e.hint(),
+            Error::NoAnswer { .. } => Some("check the network path to the store (AWS_ENDPOINT_URL, a VPC route to S3); --lookup-timeout / CACHECTL_LOOKUP_TIMEOUT sets how long a lookup may wait".into()),
             Error::Stopped | Error::Panicked(_) => None,
         }
     }
@@ -185,7 +197,15 @@ pub async fn save_tree(
     .await?;
     let result = if present.is_empty() {
         SaveResult::NothingToSave
-    } else if !opts.overwrite && store.head(&req.name).await?.is_some() {
+    } else if !opts.overwrite
+        && bounded(
+            opts.lookup_timeout,
+            || format!("look up `{}` in {}", req.name.key, store.describe()),
+            store.head(&req.name),
+        )
+        .await?
+        .is_some()
+    {
         SaveResult::Exists
     } else {
         let (outcome, packed) =
@@ -254,6 +274,7 @@ async fn pack_and_upload(
 /// NoSuchBucket where a HEAD would answer a bare 404).
 pub struct Candidates<'a> {
     store: &'a dyn Store,
+    timeout: Duration,
     exact: EntryName,
     restore_keys: &'a [CacheKey],
     /// Restore keys listed so far; `None` until the exact key is.
@@ -271,6 +292,7 @@ impl<'a> Candidates<'a> {
     ) -> Self {
         Candidates {
             store,
+            timeout: DEFAULT_LOOKUP_TIMEOUT,
             exact: EntryName::new(paths, key),
             restore_keys,
             listed: None,
@@ -279,10 +301,20 @@ impl<'a> Candidates<'a> {
         }
     }
 
+    /// Each listing may go unanswered this long (default [`DEFAULT_LOOKUP_TIMEOUT`]).
+    pub fn within(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// The next candidate, or `None` when there is none left.
-    pub async fn next(&mut self) -> Result<Option<(EntryInfo, RestoreOutcome)>, store::Error> {
+    ///
+    /// Errors: the store's, or [`Error::NoAnswer`] when a listing gets no answer in time.
+    pub async fn next(&mut self) -> Result<Option<(EntryInfo, RestoreOutcome)>, Error> {
         let t = Instant::now();
-        let next = self.fill().await;
+        let timeout = self.timeout;
+        let what = format!("look up `{}` in {}", self.exact.key, self.store.describe());
+        let next = bounded(timeout, || what, self.fill()).await;
         timings::LOOKUP.add(t.elapsed());
         next
     }
@@ -326,10 +358,25 @@ pub async fn lookup(
     paths: &PathSet,
     key: &CacheKey,
     restore_keys: &[CacheKey],
-) -> Result<Option<(EntryInfo, RestoreOutcome)>, store::Error> {
+) -> Result<Option<(EntryInfo, RestoreOutcome)>, Error> {
     Candidates::new(store, paths, key, restore_keys)
         .next()
         .await
+}
+
+/// `call`, given at most `timeout` to answer.
+async fn bounded<T>(
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+    call: impl std::future::Future<Output = Result<T, store::Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Error::NoAnswer {
+            what: what(),
+            timeout,
+        }),
+    }
 }
 
 /// Restores `entry` into `dests` (one per path of its path set, in order): each destination

@@ -330,3 +330,43 @@ fn only_corrupt_candidates_is_an_error_naming_the_entry(f: Fixture) {
     assert_eq!(list_dir(&dst), Vec::<String>::new(), "nothing restored");
     assert_eq!(last_used(&f), [("bad-33334444".into(), false)]);
 }
+
+/// A store that accepts connections and never answers (a black-holed endpoint): the lookup
+/// gives up after `--lookup-timeout`, not after the SDK's two minutes of retries, and the
+/// build goes on (fail-open).
+#[test]
+fn a_store_that_never_answers_is_given_up_after_the_lookup_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let f = Fixture::s3_at(&endpoint, "black-hole");
+    let cwd = f.dir("cwd");
+    small_tree(&cwd.join("deps"), "hole");
+    for op in ["restore", "save"] {
+        let mut cmd = if op == "restore" {
+            f.restore("hole-k", &cwd)
+        } else {
+            f.save("hole-k", &cwd)
+        };
+        let run = cmd
+            .paths(["deps"])
+            .args(["--lookup-timeout", "1s"])
+            .timeout(Duration::from_secs(60))
+            .run();
+        let json = run.expect(0, "error");
+        let field = if op == "restore" { "message" } else { "reason" };
+        assert_eq!(
+            json[field],
+            "look up `hole-k` in s3://black-hole/: no answer within 1 s",
+            "{op}\n{}",
+            run.context()
+        );
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.starts_with("hint: check the network path")),
+            "{}",
+            run.context()
+        );
+    }
+    drop(silent);
+}
