@@ -44,6 +44,16 @@ pub enum Command {
     Ls(LsArgs),
     /// Delete entries by exact key or by key prefix (drop a bad cache).
     Rm(RmArgs),
+    /// Remove the trees restores replaced (`.cachectl-trash-*`), in the background.
+    #[command(hide = true)]
+    RemoveTrash(RemoveTrashArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveTrashArgs {
+    /// `.cachectl-trash-*` directories; any other path is left alone
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
 }
 
 /// Flags shared by every command, given before or after the subcommand's name.
@@ -180,6 +190,12 @@ pub struct RestoreArgs {
     /// Report what would be restored, download nothing
     #[arg(long)]
     pub lookup_only: bool,
+
+    /// Lay the cached trees over what the destinations hold (files not in the cache stay),
+    /// instead of making each destination exactly the cached tree [default: `merge` in
+    /// cachectl.toml; presets merge tool caches and replace installed trees]
+    #[arg(long)]
+    pub merge: bool,
 
     #[command(flatten)]
     pub transfer: TransferArgs,

@@ -1,45 +1,110 @@
 //! Staging directories next to each destination, and moving a verified tree into place.
 //!
-//! Restores unpack into `<parent>/.cachectl-staging-*` (same filesystem as the destination, so
-//! the final move is a rename) and only move once the archive's digest has been checked.
+//! A restore unpacks into `<parent>/.cachectl-staging-<pid>-<n>/root` (the destination's
+//! filesystem, so placing is a rename), holding `<staging>/lock` locked for as long as it runs,
+//! and places the trees only once the archive's digest has been checked:
+//!
+//! - [`Placement::Replace`] (the default): the destination becomes exactly the cached tree. An
+//!   existing destination is swapped with the staged tree in one `renameat2(RENAME_EXCHANGE)`,
+//!   so a crash at any instant leaves the old tree or the new one, never a mix; the old tree is
+//!   left in the staging directory, renamed `.cachectl-trash-*`, for the caller to remove off
+//!   the build's critical path.
+//! - [`Placement::Merge`]: the cached tree is laid over the destination; what the destination
+//!   has that the cache lacks stays. Each file is renamed over its old version, so no file that
+//!   is in both versions is ever missing.
+//!
+//! With several paths, every path gets the new tree or none does: a path that cannot be placed
+//! undoes the swaps already made. Staging and trash left by a killed restore (its lock is free)
+//! are collected by the next restore beside the same destination.
 
 use super::Error;
-use std::fs;
+use rustix::fs::{renameat_with, RenameFlags, CWD};
+use std::fs::{self, File, Permissions};
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const STAGING_PREFIX: &str = ".cachectl-staging-";
+/// A directory holding a replaced tree (or stale staging), waiting to be removed.
+pub const TRASH_PREFIX: &str = ".cachectl-trash-";
+/// Held locked by the restore that owns the staging directory; free once that process is gone.
+const LOCK: &str = "lock";
 
-/// One destination and the staging directory that feeds it.
-/// Dropping it without `commit` removes the staging directory (an error, a panic, a signal).
+/// How a restored tree meets what is already at its destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// The destination becomes exactly the cached tree, swapped in atomically.
+    #[default]
+    Replace,
+    /// The cached tree is laid over the destination, file by file; other files stay.
+    Merge,
+}
+
+/// One destination and the staging directory that feeds it. Dropping it without committing
+/// removes the staging directory (an error, a panic, a signal).
 #[derive(Debug)]
 pub struct Staged {
     pub dest: PathBuf,
+    placement: Placement,
     dir: PathBuf,
+    /// The staging directory is inside `dest` (its parent could not be written).
+    inside: bool,
+    /// Locked for the life of the staging directory.
+    _lock: File,
 }
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        // Gone already after commit; NotFound is the normal case then.
-        let _ = fs::remove_dir_all(&self.dir);
+        // Gone already once committed (renamed to trash); NotFound is the normal case then.
+        let _ = remove_tree(&self.dir);
     }
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Staged {
-    /// Creates the staging directory beside `dest` (and `dest`'s missing parents).
-    pub fn create(dest: &Path) -> Result<Self, Error> {
+    /// Creates the staging directory beside `dest` (and `dest`'s missing parents), after
+    /// renaming to trash the staging directories killed restores left there. Returns it and
+    /// the trash found, for the caller to remove.
+    ///
+    /// Where `dest`'s parent cannot be written but `dest` is a directory that can (a user's own
+    /// directory under a root-owned one, as `tar -x -C dest` would manage), the staging
+    /// directory goes inside `dest` instead, and placing swaps its contents.
+    pub fn create(dest: &Path, placement: Placement) -> Result<(Self, Vec<PathBuf>), Error> {
         let parent = dest.parent().unwrap_or(Path::new("/"));
         fs::create_dir_all(parent).map_err(|e| write_err(parent, e))?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = parent.join(format!("{STAGING_PREFIX}{}-{n}", std::process::id()));
-        fs::create_dir(&dir).map_err(|e| write_err(&dir, e))?;
-        Ok(Staged {
-            dest: dest.to_path_buf(),
-            dir,
-        })
+        let name = format!("{STAGING_PREFIX}{}-{n}", std::process::id());
+        let (dir, inside) = match fs::create_dir(parent.join(&name)) {
+            Ok(()) => (parent.join(&name), false),
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    && fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) =>
+            {
+                let inner = dest.join(&name);
+                fs::create_dir(&inner).map_err(|e| write_err(&inner, e))?;
+                (inner, true)
+            }
+            Err(e) => return Err(write_err(&parent.join(&name), e)),
+        };
+        let trash = stale_in(if inside { dest } else { parent }, &dir);
+        let lock = File::create(dir.join(LOCK))
+            .and_then(|f| f.lock().map(|()| f))
+            .map_err(|e| {
+                let _ = fs::remove_dir_all(&dir);
+                write_err(&dir, e)
+            })?;
+        Ok((
+            Staged {
+                dest: dest.to_path_buf(),
+                placement,
+                dir,
+                inside,
+                _lock: lock,
+            },
+            trash,
+        ))
     }
 
     /// Where the unpacker writes this root (a directory or a single file).
@@ -47,16 +112,196 @@ impl Staged {
         self.dir.join("root")
     }
 
-    /// Moves the staged tree onto `dest`: a rename when `dest` is absent, else a merge where
-    /// staged entries replace what they collide with and other existing files are kept.
-    pub fn commit(self) -> Result<(), Error> {
-        let root = self.root();
-        if fs::symlink_metadata(&root).is_ok() {
-            move_into(&root, &self.dest)
-        } else {
-            Ok(()) // the archive had nothing for this path
+    /// The staging directory as trash: renamed so no restore mistakes it for work in progress.
+    fn into_trash(self) -> Option<PathBuf> {
+        let name = self.dir.file_name()?.to_string_lossy().into_owned();
+        let trash = self
+            .dir
+            .with_file_name(name.replacen(STAGING_PREFIX, TRASH_PREFIX, 1));
+        fs::rename(&self.dir, &trash).ok().map(|()| trash)
+    }
+}
+
+/// Places every staged tree (see the module doc). The replacing swaps go first, then the
+/// merges; when a path cannot be placed, the swapped paths get their old trees back, and the
+/// error names the path. Returns trash directories (replaced trees) for the caller to remove.
+///
+/// Blocking: call it off the async workers.
+pub fn commit_all(staged: Vec<Staged>) -> Result<Vec<PathBuf>, Error> {
+    let (replace, merge): (Vec<Staged>, Vec<Staged>) = staged
+        .into_iter()
+        .partition(|s| s.placement == Placement::Replace);
+    let mut done: Vec<(&Staged, Swapped)> = Vec::new();
+    let placed = replace
+        .iter()
+        .try_for_each(|s| swap_in(s).map(|swapped| done.push((s, swapped))))
+        .and_then(|()| {
+            merge.iter().try_for_each(|s| {
+                let root = s.root();
+                match fs::symlink_metadata(&root) {
+                    Ok(_) => move_into(&root, &s.dest),
+                    Err(_) => Ok(()), // the archive had nothing for this path
+                }
+            })
+        });
+    if let Err(e) = placed {
+        for (s, swapped) in done.iter().rev() {
+            undo(s, swapped);
         }
-        // Drop removes the (now empty) staging directory.
+        return Err(e);
+    }
+    // Staging that received an old tree becomes trash, as does the trash directory of a
+    // contents swap; the rest is empty (merged, renamed away) and dropping removes it.
+    let swaps: Vec<Swapped> = done.into_iter().map(|(_, s)| s).collect();
+    let mut trash = Vec::new();
+    for (s, swapped) in replace.into_iter().zip(swaps) {
+        match swapped {
+            Swapped::Exchanged => trash.extend(s.into_trash()),
+            Swapped::Contents { trash: t } => trash.push(t),
+            Swapped::Renamed | Swapped::Untouched => {}
+        }
+    }
+    Ok(trash)
+}
+
+/// What one swap did, to undo it.
+enum Swapped {
+    /// The staged tree was renamed onto an absent destination.
+    Renamed,
+    /// The staged tree and the old destination traded places.
+    Exchanged,
+    /// The destination's contents were swapped (staging inside it): the old ones went to
+    /// `trash`, the new ones were moved in.
+    Contents { trash: PathBuf },
+    /// The archive had nothing for this path; the destination was left as it was.
+    Untouched,
+}
+
+fn swap_in(s: &Staged) -> Result<Swapped, Error> {
+    let root = s.root();
+    let Ok(root_md) = fs::symlink_metadata(&root) else {
+        return Ok(Swapped::Untouched);
+    };
+    if s.inside {
+        return swap_contents(s, &root, &root_md);
+    }
+    let movable = Movable::new(&root, &root_md)?;
+    let result = match fs::symlink_metadata(&s.dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::rename(&root, &s.dest)
+            .map(|()| Swapped::Renamed)
+            .map_err(|e| write_err(&s.dest, e)),
+        Err(e) => Err(write_err(&s.dest, e)),
+        Ok(dest_md) => {
+            let dest_movable = Movable::new(&s.dest, &dest_md)?;
+            let swapped = renameat_with(CWD, &root, CWD, &s.dest, RenameFlags::EXCHANGE)
+                .map(|()| Swapped::Exchanged)
+                .map_err(|e| write_err(&s.dest, e.into()));
+            // After the exchange the old tree is at `root`, on its way to the trash.
+            dest_movable.restore_at(if swapped.is_ok() { &root } else { &s.dest });
+            swapped
+        }
+    };
+    movable.restore_at(if result.is_ok() { &s.dest } else { &root });
+    result
+}
+
+/// Staging inside the destination (its parent is not ours to write): the destination cannot
+/// be renamed, so its contents are: the old ones into a trash directory inside it, the new
+/// ones in. Not atomic (a crash in between leaves some of each, which the next restore
+/// replaces); chosen only where the atomic swap is impossible.
+fn swap_contents(s: &Staged, root: &Path, root_md: &fs::Metadata) -> Result<Swapped, Error> {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let trash = s
+        .dest
+        .join(format!("{TRASH_PREFIX}{}-{n}", std::process::id()));
+    fs::create_dir(&trash).map_err(|e| write_err(&trash, e))?;
+    let skip = |name: &std::ffi::OsStr| {
+        let name = name.to_string_lossy();
+        name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX)
+    };
+    let moved = move_children(&s.dest, &trash, skip).and_then(|()| {
+        move_children(root, &s.dest, |_| false).inspect_err(|_| {
+            let _ = move_children(&s.dest, root, skip);
+            let _ = move_children(&trash, &s.dest, |_| false);
+        })
+    });
+    if let Err(e) = moved {
+        let _ = fs::remove_dir(&trash);
+        return Err(e);
+    }
+    let _ = fs::set_permissions(&s.dest, root_md.permissions());
+    let _ = filetime::set_file_mtime(
+        &s.dest,
+        filetime::FileTime::from_last_modification_time(root_md),
+    );
+    Ok(Swapped::Contents { trash })
+}
+
+/// Renames every entry of `from` (but those `skip` names) into `to`.
+fn move_children(
+    from: &Path,
+    to: &Path,
+    skip: impl Fn(&std::ffi::OsStr) -> bool,
+) -> Result<(), Error> {
+    for e in fs::read_dir(from).map_err(|e| write_err(from, e))? {
+        let e = e.map_err(|e| write_err(from, e))?;
+        if skip(&e.file_name()) {
+            continue;
+        }
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let md = fs::symlink_metadata(&src).map_err(|e| write_err(&src, e))?;
+        let movable = Movable::new(&src, &md)?;
+        let moved = fs::rename(&src, &dst).map_err(|e| write_err(&dst, e));
+        movable.restore_at(if moved.is_ok() { &dst } else { &src });
+        moved?;
+    }
+    Ok(())
+}
+
+/// Puts a path back as it was before [`swap_in`]; best effort (a failure here leaves the new
+/// tree in place, which the caller's error still reports).
+fn undo(s: &Staged, swapped: &Swapped) {
+    let root = s.root();
+    let skip = |name: &std::ffi::OsStr| {
+        let name = name.to_string_lossy();
+        name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX)
+    };
+    let _ = match swapped {
+        Swapped::Renamed => fs::rename(&s.dest, &root),
+        Swapped::Exchanged => {
+            renameat_with(CWD, &root, CWD, &s.dest, RenameFlags::EXCHANGE).map_err(io::Error::from)
+        }
+        Swapped::Contents { trash } => {
+            let _ = move_children(&s.dest, &root, skip);
+            let _ = move_children(trash, &s.dest, |_| false);
+            let _ = fs::remove_dir(trash);
+            Ok(())
+        }
+        Swapped::Untouched => Ok(()),
+    };
+}
+
+/// A directory that is about to move to another parent must be writable (its `..` entry
+/// changes): made so for the move, its mode put back after.
+struct Movable {
+    mode: Option<u32>,
+}
+
+impl Movable {
+    fn new(path: &Path, md: &fs::Metadata) -> Result<Self, Error> {
+        let mode = md.permissions().mode() & 0o7777;
+        if !md.is_dir() || mode & 0o700 == 0o700 {
+            return Ok(Movable { mode: None });
+        }
+        fs::set_permissions(path, Permissions::from_mode(mode | 0o700))
+            .map_err(|e| write_err(path, e))?;
+        Ok(Movable { mode: Some(mode) })
+    }
+
+    fn restore_at(self, path: &Path) {
+        if let Some(mode) = self.mode {
+            let _ = fs::set_permissions(path, Permissions::from_mode(mode));
+        }
     }
 }
 
@@ -67,15 +312,22 @@ fn write_err(path: &Path, source: io::Error) -> Error {
     }
 }
 
+/// Lays `src` over `dst`: directories merge, anything else replaces what it collides with by a
+/// rename over it (so a file in both versions is never missing); a symlinked `dst` is
+/// replaced, never followed.
 fn move_into(src: &Path, dst: &Path) -> Result<(), Error> {
     let src_md = fs::symlink_metadata(src).map_err(|e| write_err(src, e))?;
     match fs::symlink_metadata(dst) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::rename(src, dst).map_err(|e| write_err(dst, e))
+            let movable = Movable::new(src, &src_md)?;
+            let moved = fs::rename(src, dst).map_err(|e| write_err(dst, e));
+            movable.restore_at(if moved.is_ok() { dst } else { src });
+            moved
         }
         Err(e) => Err(write_err(dst, e)),
-        // Both real directories (a symlinked `dst` is replaced, never followed): merge.
         Ok(dst_md) if dst_md.is_dir() && src_md.is_dir() => {
+            // Writable while entries move in; the cached mode is applied after.
+            Movable::new(dst, &dst_md)?;
             for ent in fs::read_dir(src).map_err(|e| write_err(src, e))? {
                 let ent = ent.map_err(|e| write_err(src, e))?;
                 move_into(&ent.path(), &dst.join(ent.file_name()))?;
@@ -85,14 +337,91 @@ fn move_into(src: &Path, dst: &Path) -> Result<(), Error> {
             filetime::set_file_mtime(dst, mtime).map_err(|e| write_err(dst, e))?;
             Ok(())
         }
-        Ok(dst_md) => {
+        // A file over a directory or the other way round: the old one must go first.
+        Ok(dst_md) if dst_md.is_dir() || src_md.is_dir() => {
             if dst_md.is_dir() {
-                fs::remove_dir_all(dst).map_err(|e| write_err(dst, e))?;
+                remove_tree(dst).map_err(|e| write_err(dst, e))?;
             } else {
                 fs::remove_file(dst).map_err(|e| write_err(dst, e))?;
             }
-            fs::rename(src, dst).map_err(|e| write_err(dst, e))
+            move_into(src, dst)
         }
+        Ok(_) => fs::rename(src, dst).map_err(|e| write_err(dst, e)),
+    }
+}
+
+/// Removes a tree, making its directories writable first where a read-only one (a cached
+/// `0555` directory) stands in the way, as an unprivileged user must.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            make_writable(path);
+            fs::remove_dir_all(path)
+        }
+        other => other,
+    }
+}
+
+fn make_writable(dir: &Path) {
+    let Ok(md) = fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !md.is_dir() {
+        return;
+    }
+    let mode = md.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        let _ = fs::set_permissions(dir, Permissions::from_mode(mode | 0o700));
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                make_writable(&e.path());
+            }
+        }
+    }
+}
+
+/// Staging left in `parent` by restores that are gone (their lock is free, or, without a lock,
+/// their process is), renamed to trash; and trash nobody finished removing. `own` is this
+/// restore's staging directory, made just before.
+fn stale_in(parent: &Path, own: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut trash = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if path == own {
+            continue;
+        }
+        if name.starts_with(TRASH_PREFIX) {
+            trash.push(path);
+        } else if let Some(rest) = name.strip_prefix(STAGING_PREFIX) {
+            if owner_gone(&path, rest) {
+                let to = parent.join(format!("{TRASH_PREFIX}{rest}"));
+                if fs::rename(&path, &to).is_ok() {
+                    trash.push(to);
+                }
+            }
+        }
+    }
+    trash
+}
+
+/// Whether the restore that made the staging directory `dir` (named `<pid>-<n>`) is gone.
+fn owner_gone(dir: &Path, pid_n: &str) -> bool {
+    match File::open(dir.join(LOCK)) {
+        // The lock is released by the kernel when its holder dies, whatever killed it.
+        Ok(lock) => lock.try_lock().is_ok(),
+        // Made by a cachectl that took no lock, or killed before it took it: judged by its pid,
+        // erring on keeping (a pid that exists may be another process: the directory stays).
+        Err(_) => pid_n
+            .split('-')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()),
     }
 }
 
@@ -101,14 +430,21 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
+    fn staged(dest: &Path, placement: Placement) -> Staged {
+        Staged::create(dest, placement).unwrap().0
+    }
+
     #[test]
     fn commit_renames_into_absent_destination() {
         let t = tempfile::tempdir().unwrap();
         let dest = t.path().join("a/b/node_modules");
-        let s = Staged::create(&dest).unwrap();
+        let s = staged(&dest, Placement::Replace);
         fs::create_dir(s.root()).unwrap();
         fs::write(s.root().join("x"), "1").unwrap();
-        s.commit().unwrap();
+        let trash = commit_all(vec![s]).unwrap();
+        for t in trash {
+            remove_tree(&t).unwrap();
+        }
         assert_eq!(fs::read_to_string(dest.join("x")).unwrap(), "1");
         let left: Vec<_> = fs::read_dir(t.path().join("a/b")).unwrap().collect();
         assert_eq!(left.len(), 1, "staging directory removed");
@@ -124,14 +460,63 @@ mod tests {
         fs::write(dest.join("keep"), "user file").unwrap();
         fs::write(dest.join("replace"), "old").unwrap();
         symlink(&outside, dest.join("sub")).unwrap();
-        let s = Staged::create(&dest).unwrap();
+        let s = staged(&dest, Placement::Merge);
         fs::create_dir_all(s.root().join("sub")).unwrap();
         fs::write(s.root().join("sub/evil"), "x").unwrap();
         fs::write(s.root().join("replace"), "new").unwrap();
-        s.commit().unwrap();
+        commit_all(vec![s]).unwrap();
         assert_eq!(fs::read_to_string(dest.join("keep")).unwrap(), "user file");
         assert_eq!(fs::read_to_string(dest.join("replace")).unwrap(), "new");
         assert!(dest.join("sub").symlink_metadata().unwrap().is_dir());
         assert!(!outside.join("evil").exists(), "wrote through a symlink");
+    }
+
+    #[test]
+    fn replace_makes_the_destination_exactly_the_cached_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("node_modules");
+        fs::create_dir_all(dest.join("removed-pkg")).unwrap();
+        fs::write(dest.join("removed-pkg/index.js"), "old").unwrap();
+        fs::write(dest.join("kept.js"), "old").unwrap();
+        let s = staged(&dest, Placement::Replace);
+        fs::create_dir(s.root()).unwrap();
+        fs::write(s.root().join("kept.js"), "new").unwrap();
+        let trash = commit_all(vec![s]).unwrap();
+        assert_eq!(trash.len(), 1);
+        assert_eq!(
+            fs::read_to_string(trash[0].join("root/removed-pkg/index.js")).unwrap(),
+            "old",
+            "the old tree waits in the trash"
+        );
+        let names: Vec<_> = fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["kept.js"]);
+        assert_eq!(fs::read_to_string(dest.join("kept.js")).unwrap(), "new");
+    }
+
+    #[test]
+    fn stale_staging_is_trash_and_live_staging_stays() {
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("deps");
+        // Killed long ago: its lock is free.
+        let dead = t.path().join(format!("{STAGING_PREFIX}1-0"));
+        fs::create_dir_all(dead.join("root/ro")).unwrap();
+        File::create(dead.join(LOCK)).unwrap();
+        fs::set_permissions(dead.join("root/ro"), Permissions::from_mode(0o555)).unwrap();
+        // In use: its lock is held (here, by this process).
+        let live = t.path().join(format!("{STAGING_PREFIX}2-0"));
+        fs::create_dir_all(&live).unwrap();
+        let held = File::create(live.join(LOCK)).unwrap();
+        held.lock().unwrap();
+        let (s, trash) = Staged::create(&dest, Placement::Replace).unwrap();
+        assert_eq!(trash, [t.path().join(format!("{TRASH_PREFIX}1-0"))]);
+        for t in &trash {
+            remove_tree(t).unwrap();
+        }
+        assert!(live.exists(), "a staging directory in use was touched");
+        drop(s);
+        drop(held);
     }
 }

@@ -4,6 +4,7 @@
 use super::Error;
 use crate::config::{self, MetricsConfig, TemplateContext, When};
 use crate::key::{CacheKey, PathSet};
+use crate::transfer::Placement;
 use std::path::{Path, PathBuf};
 
 /// One cache to save or restore.
@@ -17,8 +18,36 @@ pub struct Job {
     pub family: String,
     pub when: Option<When>,
     pub level: Option<i32>,
+    /// The paths (normalized) a restore merges into; it replaces the others exactly.
+    pub merge: Vec<String>,
     /// True when the key came from `--key` rather than cachectl.toml.
     pub explicit: bool,
+}
+
+impl Job {
+    /// Where each path of the cache is restored, and how (`merge` for all of them with
+    /// `--merge`, else as configured).
+    pub fn destinations(
+        &self,
+        cwd: &Path,
+        home: Option<&Path>,
+        merge_all: bool,
+    ) -> Result<Vec<(PathBuf, Placement)>, crate::key::Error> {
+        let resolved = self.paths.resolve(cwd, home)?;
+        Ok(resolved
+            .into_iter()
+            .zip(self.paths.paths())
+            .map(|(dest, path)| {
+                let merge = merge_all || self.merge.contains(path);
+                let placement = if merge {
+                    Placement::Merge
+                } else {
+                    Placement::Replace
+                };
+                (dest, placement)
+            })
+            .collect())
+    }
 }
 
 pub struct Plan {
@@ -58,6 +87,7 @@ pub fn plan(
                 family: key.family().to_owned(),
                 when: None,
                 level: None,
+                merge: Vec::new(),
                 explicit: true,
             }],
             metrics: None,
@@ -99,6 +129,7 @@ pub fn plan(
             family: config::family_of(spec),
             when: Some(resolved.when),
             level: resolved.level,
+            merge: resolved.merge,
             explicit: false,
         });
     }

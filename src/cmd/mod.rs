@@ -154,6 +154,7 @@ pub fn run_offline(cli: &Cli) -> Option<Result<ExitStatus, Error>> {
     match &cli.command {
         Command::HashFiles(args) => Some(hash_files::run(&cli.global, args)),
         Command::Keys(args) => Some(keys::run(&cli.global, args)),
+        Command::RemoveTrash(args) => Some(remove_trash(&args.dirs)),
         _ => None,
     }
 }
@@ -171,6 +172,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Rm(args) => rm::run(&g, args).await,
         Command::HashFiles(args) => hash_files::run(&g, &args),
         Command::Keys(args) => keys::run(&g, &args),
+        Command::RemoveTrash(args) => remove_trash(&args.dirs),
     }
 }
 
@@ -229,6 +231,42 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f)
         .await
         .expect("blocking task ran to its end")
+}
+
+/// Hands the trees a restore replaced to a background process (`cachectl remove-trash`), so
+/// removing them never delays the build; removes them in place if no process can start.
+fn remove_in_background(trash: Vec<PathBuf>) {
+    if trash.is_empty() {
+        return;
+    }
+    let spawned = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .arg("remove-trash")
+            .args(&trash)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+    });
+    if spawned.is_err() {
+        for t in &trash {
+            let _ = crate::archive::place::remove_tree(t);
+        }
+    }
+}
+
+/// `cachectl remove-trash DIR...`: removes what restores left as trash, and nothing else.
+fn remove_trash(dirs: &[PathBuf]) -> Result<ExitStatus, Error> {
+    for dir in dirs {
+        let is_trash = dir.file_name().is_some_and(|n| {
+            n.to_string_lossy()
+                .starts_with(crate::archive::place::TRASH_PREFIX)
+        });
+        if is_trash {
+            let _ = crate::archive::place::remove_tree(dir);
+        }
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// Working directory and home, the two anchors of every `--path`.

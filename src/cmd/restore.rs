@@ -219,7 +219,7 @@ async fn restore(
     recorder: &mut Option<JoinHandle<Result<(), store::Error>>>,
 ) -> Result<(), Error> {
     let (cwd, home) = super::anchors();
-    let dests = job.paths.resolve(&cwd, home.as_deref())?;
+    let dests = job.destinations(&cwd, home.as_deref(), args.merge)?;
     let mut candidates =
         transfer::Candidates::new(store.as_ref(), &job.paths, &job.key, &job.restore_keys)
             .within(args.transfer.lookup_timeout);
@@ -252,7 +252,8 @@ async fn restore(
         .await;
         progress.finish();
         match restored {
-            Ok(stats) => {
+            Ok(transfer::Restored { stats, trash }) => {
+                super::remove_in_background(trash);
                 // Written while the command finishes (state file, metrics); waited for at the
                 // end within a budget (docs/FORMAT.md, "Last use").
                 *recorder = Some(tokio::spawn({

@@ -7,7 +7,15 @@ use super::{
 use toml::de::{DeTable, DeValue};
 
 const TOP_KEYS: &[&str] = &["cache", "prune", "metrics"];
-const CACHE_KEYS: &[&str] = &["key", "restore-keys", "paths", "preset", "when", "level"];
+const CACHE_KEYS: &[&str] = &[
+    "key",
+    "restore-keys",
+    "paths",
+    "preset",
+    "when",
+    "level",
+    "merge",
+];
 const METRICS_KEYS: &[&str] = &["namespace", "enabled"];
 
 /// [`super::parse`].
@@ -162,6 +170,7 @@ fn parse_cache(src: &Source<'_>, name: &str, value: &toml::Value) -> Result<Cach
         }
     };
 
+    let merge_given = table.get("merge").cloned();
     let (key, restore_keys, paths) = match (preset, key, paths) {
         (Some(p), key, paths) => {
             let restore_keys = match (&key, restore_keys) {
@@ -191,11 +200,47 @@ fn parse_cache(src: &Source<'_>, name: &str, value: &toml::Value) -> Result<Cach
         }
     };
 
+    // `merge`: true (every path), false (none), or the paths, as written in `paths`.
+    let normalized = |list: &[String]| -> Vec<String> {
+        list.iter().map(|p| crate::key::normalize(p)).collect()
+    };
+    let merge = match merge_given {
+        None => {
+            let preset_merge = preset.map(|p| normalized(&p.merge())).unwrap_or_default();
+            normalized(&paths)
+                .into_iter()
+                .filter(|p| preset_merge.contains(p))
+                .collect()
+        }
+        Some(toml::Value::Boolean(true)) => normalized(&paths),
+        Some(toml::Value::Boolean(false)) => Vec::new(),
+        Some(toml::Value::Array(_)) => {
+            let listed = strings("merge", "path", "paths")?.unwrap_or_default();
+            let all = normalized(&paths);
+            for (raw, p) in listed.iter().zip(normalized(&listed)) {
+                if !all.contains(&p) {
+                    return Err(invalid(
+                        "merge",
+                        &format!("names `{raw}`, which is not one of the cache's paths"),
+                    ));
+                }
+            }
+            normalized(&listed)
+        }
+        Some(v) => {
+            return Err(invalid(
+                "merge",
+                &format!("must be true, false or an array of paths, not {}", kind(&v)),
+            ))
+        }
+    };
+
     let spec = CacheSpec {
         name: name.to_owned(),
         key,
         restore_keys,
         paths,
+        merge,
         when,
         level,
         preset: preset.map(|p| p.name.to_owned()),

@@ -11,6 +11,7 @@
 //! paths = ["~/.local/tools"]
 //! when = "always"                      # save after failed builds too (default "success")
 //! level = 19                           # zstd level, 1..=19
+//! merge = ["~/.local/tools"]           # restore over what is there (default: replace exactly)
 //!
 //! [metrics]
 //! namespace = "Cachectl"
@@ -106,6 +107,8 @@ pub struct CacheSpec {
     pub key: String,
     pub restore_keys: Vec<String>,
     pub paths: Vec<String>,
+    /// The paths (normalized) a restore merges into; it replaces the others exactly.
+    pub merge: Vec<String>,
     pub when: When,
     pub level: Option<i32>,
     pub preset: Option<String>,
@@ -118,6 +121,7 @@ pub struct ResolvedCache {
     pub key: CacheKey,
     pub restore_keys: Vec<CacheKey>,
     pub paths: Vec<String>,
+    pub merge: Vec<String>,
     pub when: When,
     pub level: Option<i32>,
 }
@@ -335,6 +339,7 @@ pub fn resolve(spec: &CacheSpec, ctx: &TemplateContext<'_>) -> Result<ResolvedCa
             .map(|(i, r)| expand(format!("restore-keys[{i}]"), r))
             .collect::<Result<_, _>>()?,
         paths: spec.paths.clone(),
+        merge: spec.merge.clone(),
         when: spec.when,
         level: spec.level,
     })
@@ -360,6 +365,7 @@ mod tests {
             key: key.into(),
             restore_keys: restore.iter().map(|s| s.to_string()).collect(),
             paths: paths.iter().map(|s| s.to_string()).collect(),
+            merge: Vec::new(),
             when: When::Success,
             level: None,
             preset: None,
@@ -370,6 +376,7 @@ mod tests {
         let p = presets::get("npm").unwrap();
         CacheSpec {
             preset: Some("npm".into()),
+            merge: vec!["~/.npm".into()],
             ..spec(name, &p.key(), &[p.prefix], p.paths)
         }
     }
@@ -424,6 +431,7 @@ mod tests {
                 "[cache.deps]\npreset = \"npm\"\npaths = [\"node_modules\"]\n",
                 vec![CacheSpec {
                     paths: vec!["node_modules".into()],
+                    merge: vec![],
                     ..npm("deps")
                 }],
             ),

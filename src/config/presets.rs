@@ -30,6 +30,8 @@ pub struct Preset {
     pub lockfiles: &'static [&'static str],
     /// The key template before the digest; also the restore-key.
     pub prefix: &'static str,
+    /// The paths a restore merges into (see [`Preset::merge`]); the others it replaces.
+    pub merge: &'static [&'static str],
 }
 
 impl Preset {
@@ -47,6 +49,14 @@ impl Preset {
 
     pub fn paths(&self) -> Vec<String> {
         self.paths.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    /// The paths restored by merging. A tool's own download or build cache merges: its
+    /// entries are keyed by content, so what the image or an earlier step put there is worth
+    /// keeping and never wrong. An installed tree (`node_modules`, `vendor`) is replaced: it
+    /// must be exactly the lockfile's tree, without packages a newer lockfile dropped.
+    pub fn merge(&self) -> Vec<String> {
+        self.merge.iter().map(|p| (*p).to_owned()).collect()
     }
 }
 
@@ -78,6 +88,7 @@ const PRESETS: &[Preset] = &[
         paths: &["~/.npm", "node_modules"],
         lockfiles: &["package-lock.json", "npm-shrinkwrap.json"],
         prefix: "npm-{{ os }}-{{ arch }}-{{ libc }}-",
+        merge: &["~/.npm"],
     },
     // yarn: the download cache is `~/.cache/yarn` for Yarn 1 and `~/.yarn/berry/cache` for
     // Yarn 2+ (the global cache, default since Yarn 4); one of the two is missing and skipped.
@@ -89,6 +100,7 @@ const PRESETS: &[Preset] = &[
         paths: &["~/.cache/yarn", "~/.yarn/berry/cache", "node_modules"],
         lockfiles: &["yarn.lock"],
         prefix: "yarn-{{ os }}-{{ arch }}-{{ libc }}-",
+        merge: &["~/.cache/yarn", "~/.yarn/berry/cache"],
     },
     // pnpm: the content-addressed store (`$XDG_DATA_HOME/pnpm/store`; users who set
     // PNPM_HOME have it at `$PNPM_HOME/store` and should override `paths`), plus
@@ -99,6 +111,7 @@ const PRESETS: &[Preset] = &[
         paths: &["~/.local/share/pnpm/store", "node_modules"],
         lockfiles: &["pnpm-lock.yaml"],
         prefix: "pnpm-{{ os }}-{{ arch }}-{{ libc }}-",
+        merge: &["~/.local/share/pnpm/store"],
     },
     // pip: `~/.cache/pip` holds downloads and, more importantly, wheels pip built from
     // sdists (the slow part). pip installs into whatever interpreter runs it, so there is no
@@ -111,6 +124,7 @@ const PRESETS: &[Preset] = &[
         paths: &["~/.cache/pip"],
         lockfiles: &["requirements*.txt", "requirements/*.txt"],
         prefix: "pip-{{ os }}-{{ arch }}-{{ libc }}-",
+        merge: &["~/.cache/pip"],
     },
     // poetry: the HTTP cache and the artifacts cache (downloaded and built distributions)
     // under `~/.cache/pypoetry`, but not its `virtualenvs/` sibling: Poetry names each venv
@@ -121,6 +135,7 @@ const PRESETS: &[Preset] = &[
         paths: &["~/.cache/pypoetry/cache", "~/.cache/pypoetry/artifacts"],
         lockfiles: &["poetry.lock"],
         prefix: "poetry-{{ os }}-{{ arch }}-{{ libc }}-",
+        merge: &["~/.cache/pypoetry/cache", "~/.cache/pypoetry/artifacts"],
     },
     // uv: `~/.cache/uv` (downloaded wheels, wheels built from sdists, unpacked archives).
     // Not `.venv`: a venv is not relocatable and CodeBuild's source directory changes per
@@ -132,6 +147,7 @@ const PRESETS: &[Preset] = &[
         paths: &["~/.cache/uv"],
         lockfiles: &["uv.lock"],
         prefix: "uv-{{ os }}-{{ arch }}-{{ libc }}-",
+        merge: &["~/.cache/uv"],
     },
     // cargo: the registry index, the downloaded .crate files and git checkouts' databases,
     // the set the Cargo book recommends for CI; registry/src is re-extracted from the .crate
@@ -146,6 +162,11 @@ const PRESETS: &[Preset] = &[
         ],
         lockfiles: &["Cargo.lock"],
         prefix: "cargo-{{ os }}-{{ arch }}-",
+        merge: &[
+            "~/.cargo/registry/index",
+            "~/.cargo/registry/cache",
+            "~/.cargo/git/db",
+        ],
     },
     // go: the module cache is `$GOPATH/pkg/mod`; GOPATH is `~/go` by default but `/go` on
     // the CodeBuild standard images, so both are listed (the missing one is skipped). The
@@ -158,6 +179,7 @@ const PRESETS: &[Preset] = &[
         paths: &["~/go/pkg/mod", "/go/pkg/mod", "~/.cache/go-build"],
         lockfiles: &["go.sum"],
         prefix: "go-{{ os }}-{{ arch }}-",
+        merge: &["~/go/pkg/mod", "/go/pkg/mod", "~/.cache/go-build"],
     },
     // maven: the local repository `~/.m2/repository`. Maven has no lockfile, so the key
     // hashes every pom.xml; target/ is excluded because packaging copies the pom into
@@ -167,6 +189,7 @@ const PRESETS: &[Preset] = &[
         paths: &["~/.m2/repository"],
         lockfiles: &["**/pom.xml", "!**/target/**", "!**/node_modules/**"],
         prefix: "maven-{{ os }}-{{ arch }}-",
+        merge: &["~/.m2/repository"],
     },
     // gradle: `~/.gradle/caches` (dependencies, transformed jars, compiled build scripts)
     // and `~/.gradle/wrapper` (the Gradle distribution `gradlew` downloads). The key hashes
@@ -187,6 +210,7 @@ const PRESETS: &[Preset] = &[
             "!**/node_modules/**",
         ],
         prefix: "gradle-{{ os }}-{{ arch }}-",
+        merge: &["~/.gradle/caches", "~/.gradle/wrapper"],
     },
     // bundler: `vendor/bundle`, the installed gems including compiled extensions, which
     // makes `bundle install` a no-op. It requires `BUNDLE_PATH=vendor/bundle` (or `bundle
@@ -198,6 +222,7 @@ const PRESETS: &[Preset] = &[
         paths: &["vendor/bundle"],
         lockfiles: &["Gemfile.lock", "gems.locked"],
         prefix: "bundler-{{ os }}-{{ arch }}-{{ libc }}-",
+        merge: &[],
     },
     // composer: the download cache `~/.cache/composer` (Composer's XDG location, used
     // whenever /etc/xdg exists, as on the CodeBuild images; set `paths` for COMPOSER_HOME or
@@ -208,6 +233,7 @@ const PRESETS: &[Preset] = &[
         paths: &["~/.cache/composer", "vendor"],
         lockfiles: &["composer.lock"],
         prefix: "composer-{{ os }}-{{ arch }}-",
+        merge: &["~/.cache/composer"],
     },
 ];
 

@@ -12,7 +12,7 @@ mod download;
 mod upload;
 
 use crate::archive::pack::{self, PackStats};
-use crate::archive::place::Staged;
+use crate::archive::place::{self, Staged};
 use crate::archive::unpack::{self, UnpackStats};
 use crate::error::Hint;
 use crate::key::{CacheKey, EntryName, PathSet};
@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+pub use crate::archive::place::Placement;
 pub use upload::DEFAULT_PART_BYTES;
 
 /// What the pipeline reports while it runs (as uv's `Reporter`): the terminal bars are
@@ -161,6 +162,16 @@ pub enum SaveResult {
     Exists,
     /// None of the paths exists; nothing was uploaded.
     NothingToSave,
+}
+
+/// What [`restore_entry`] did.
+#[derive(Debug)]
+pub struct Restored {
+    pub stats: UnpackStats,
+    /// Directories holding replaced trees and staging that killed restores left: the caller
+    /// removes them, off the build's critical path (cachectl hands them to a background
+    /// process; `archive::place::remove_tree` does it in place).
+    pub trash: Vec<PathBuf>,
 }
 
 /// An archive packed and uploaded.
@@ -390,10 +401,10 @@ async fn bounded<T>(
 pub async fn restore_entry(
     store: Arc<dyn Store>,
     entry: &EntryInfo,
-    dests: Vec<PathBuf>,
+    dests: Vec<(PathBuf, Placement)>,
     opts: &Options,
     reporter: Arc<dyn Reporter>,
-) -> Result<UnpackStats, Error> {
+) -> Result<Restored, Error> {
     let first = restore_once(
         Arc::clone(&store),
         entry,
@@ -439,31 +450,51 @@ pub async fn restore_entry(
 async fn restore_once(
     store: Arc<dyn Store>,
     entry: &EntryInfo,
-    dests: Vec<PathBuf>,
+    dests: Vec<(PathBuf, Placement)>,
     opts: &Options,
     reporter: Arc<dyn Reporter>,
-) -> Result<UnpackStats, Error> {
-    let staged = blocking("create staging directories", move || {
-        Ok(dests
-            .iter()
-            .map(|d| Staged::create(d))
-            .collect::<Result<Vec<_>, _>>()?)
+) -> Result<Restored, Error> {
+    let (staged, mut trash) = blocking("create staging directories", move || {
+        let mut staged = Vec::new();
+        let mut trash = Vec::new();
+        for (dest, placement) in &dests {
+            let (s, stale) = Staged::create(dest, *placement)?;
+            staged.push(s);
+            trash.extend(stale);
+        }
+        Ok((staged, trash))
     })
     .await?;
     let roots: Vec<PathBuf> = staged.iter().map(Staged::root).collect();
     let unpacked = fetch_and_unpack(store, entry, roots, opts, reporter).await;
-    blocking("move into place", move || {
+    let placed = blocking("move into place", move || {
         let stats = unpacked?;
         let t = Instant::now();
-        for s in staged {
-            s.commit()?;
-        }
+        let replaced = place::commit_all(staged)?;
         timings::COMMIT.add(t.elapsed());
-        Ok(stats)
+        Ok((stats, replaced))
     })
     // On an error `staged` is dropped here, on the blocking pool: that removes the staging
     // directories.
-    .await
+    .await;
+    match placed {
+        Ok((stats, replaced)) => {
+            trash.extend(replaced);
+            Ok(Restored { stats, trash })
+        }
+        Err(e) => {
+            // Stale staging found on the way is the caller's to remove even when this failed.
+            if !trash.is_empty() {
+                let _ = tokio::task::spawn_blocking(move || {
+                    for t in trash {
+                        let _ = place::remove_tree(&t);
+                    }
+                })
+                .await;
+            }
+            Err(e)
+        }
+    }
 }
 
 async fn fetch_and_unpack(

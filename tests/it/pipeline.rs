@@ -15,7 +15,7 @@ use cachectl::store::s3::S3Store;
 use cachectl::store::{
     self, EntryInfo, EntryMeta, PutOutcome, Removal, Scan, Store, Upload, UseRecord,
 };
-use cachectl::transfer::{self, Options, Reporter, SaveRequest, SaveResult};
+use cachectl::transfer::{self, Options, Placement, Reporter, SaveRequest, SaveResult};
 
 use crate::support::tree::{self, TreeOptions};
 use crate::support::{moto, tempdir};
@@ -132,9 +132,15 @@ fn a_bit_flipped_in_transit_is_fetched_again_not_blamed_on_the_entry() {
             .unwrap();
         let dest = dir.path().join("dst/deps");
         let seen = Arc::new(Recorded::default());
-        transfer::restore_entry(store, &entry, vec![dest.clone()], &opts, seen.clone())
-            .await
-            .unwrap();
+        transfer::restore_entry(
+            store,
+            &entry,
+            vec![(dest.clone(), Placement::Replace)],
+            &opts,
+            seen.clone(),
+        )
+        .await
+        .unwrap();
         assert_eq!(seen.retries.load(Ordering::Relaxed), 1, "fetched once more");
         tree::assert_same_tree(&tree::expected_after_restore(&saved_tree), &dest);
     });
@@ -241,9 +247,17 @@ fn round_trip_on(runtime: &tokio::runtime::Runtime, store: Arc<dyn Store>, root:
 
         let dest = root.join("dst/node_modules");
         let down = Arc::new(Recorded::default());
-        let stats = transfer::restore_entry(store, &entry, vec![dest.clone()], &opts, down.clone())
-            .await
-            .unwrap();
+        let restored = transfer::restore_entry(
+            store,
+            &entry,
+            vec![(dest.clone(), Placement::Replace)],
+            &opts,
+            down.clone(),
+        )
+        .await
+        .unwrap();
+        assert!(restored.trash.is_empty(), "nothing was replaced");
+        let stats = restored.stats;
         assert_eq!(stats.entries, packed.stats.entries);
         assert_eq!(stats.file_bytes, packed.stats.file_bytes);
         assert_eq!(
