@@ -246,6 +246,9 @@ async fn pack_and_upload(
         let mut enc = zstd::stream::write::Encoder::new(sink, level).map_err(stream_err)?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
         enc.multithread(threads).map_err(stream_err)?;
+        // zstd's own checksum of each frame's content, checked when restore decodes it: the
+        // blake3 digest covers the bytes stored, this covers what they decompress to.
+        enc.include_checksum(true).map_err(stream_err)?;
         let t = Instant::now();
         let (enc, stats) = pack::pack(&roots, enc)?;
         if timings::enabled() {
@@ -512,7 +515,12 @@ async fn fetch_and_unpack(
         let reader = download::VerifyingReader::new(rx, size);
         let mut decoder =
             zstd::stream::read::Decoder::new(reader).map_err(archive::Error::Stream)?;
-        let unpacked = unpack::unpack(&mut decoder, &roots, workers);
+        let mut tar = Counted::new(&mut decoder);
+        // The tar reader stops at the end-of-archive block; the rest of the stream is read to
+        // its end too, so every frame's checksum is checked and nothing hides after the tar.
+        let unpacked = unpack::unpack(&mut tar, &roots, workers)
+            .and_then(|stats| only_zeros_left(&mut tar).map(|()| stats));
+        let tar_bytes = tar.bytes;
         let reader = decoder.finish().into_inner();
         let stats = match unpacked {
             Ok(stats) => {
@@ -521,6 +529,13 @@ async fn fetch_and_unpack(
                     return Err(archive::Error::Corrupt(format!(
                         "footer promises {} entries, the archive holds {}",
                         footer.entries, stats.entries
+                    ))
+                    .into());
+                }
+                if footer.tar_bytes != tar_bytes {
+                    return Err(archive::Error::Corrupt(format!(
+                        "footer promises a tar stream of {} bytes, the archive holds {tar_bytes}",
+                        footer.tar_bytes
                     ))
                     .into());
                 }
@@ -564,6 +579,43 @@ async fn fetch_and_unpack(
         ))
         .into()),
         Err(e) => Err(e),
+    }
+}
+
+/// A reader that counts what passes through it.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R> Counted<R> {
+    fn new(inner: R) -> Self {
+        Counted { inner, bytes: 0 }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads the decompressed stream past the tar end to its end: zero padding only (tar writers
+/// pad to their record size); anything else is data no tar reader would restore.
+fn only_zeros_left(rest: &mut impl std::io::Read) -> Result<(), archive::Error> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = rest.read(&mut buf).map_err(archive::Error::Stream)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(archive::Error::Corrupt(
+                "it holds data after the end of the tar stream".into(),
+            ));
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::store::{read, save_tagged, small_tree, wait_for_a_newer_timestamp};
+use crate::support::format::{footer, RawTar};
 use crate::support::{for_each_store, list_dir, Fixture};
 
 for_each_store!(
@@ -23,6 +24,10 @@ for_each_store!(
     a_corrupt_exact_entry_falls_back_to_the_restore_key,
     a_corrupt_newest_entry_falls_back_to_an_older_one_of_the_prefix,
     only_corrupt_candidates_is_an_error_naming_the_entry,
+    a_damaged_frame_after_the_tar_end_is_refused,
+    data_after_the_tar_end_is_refused,
+    a_footer_length_that_disagrees_with_the_tar_stream_is_refused,
+    a_footer_entry_count_that_disagrees_with_the_archive_is_refused,
 );
 
 /// `CACHECTL_STATE_DIR` naming a missing directory: restore creates it, says nothing about
@@ -369,4 +374,104 @@ fn a_store_that_never_answers_is_given_up_after_the_lookup_timeout() {
         );
     }
     drop(silent);
+}
+
+/// zstd frame of `data` with its content checksum, as cachectl writes them.
+fn frame(data: &[u8]) -> Vec<u8> {
+    let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+    enc.include_checksum(true).unwrap();
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// A valid tar stream for the path `deps` (`0/`, `0/a.txt`) and its entry count.
+fn deps_tar() -> (Vec<u8>, u64) {
+    RawTar::new()
+        .dir("0/")
+        .file("0/a.txt", b"planted a\n")
+        .finish()
+}
+
+/// Saves `deps` as `key`, then replaces its object with `body` and a footer whose digest is
+/// right (so only what the body decompresses to can be wrong) and whose lengths are given.
+fn plant(f: &Fixture, key: &str, body: Vec<u8>, tar_len: u64, entries: u64) -> std::path::PathBuf {
+    let src = f.dir("src");
+    small_tree(&src.join("deps"), "saved");
+    f.save(key, &src).paths(["deps"]).run().expect(0, "saved");
+    let mut object = body;
+    let footer = footer(&object, tar_len, entries);
+    object.extend_from_slice(&footer);
+    f.replace_object(key, &object);
+    f.dir("dst")
+}
+
+/// The restore refuses the entry with exactly `why`, and writes nothing.
+fn assert_refused_with(f: &Fixture, key: &str, dst: &Path, why: &str) {
+    let run = f.restore(key, dst).paths(["deps"]).run();
+    let json = run.expect(0, "error");
+    assert_eq!(
+        json["message"],
+        format!("entry `{key}`: archive is corrupt: {why}")
+    );
+    assert_eq!(list_dir(dst), Vec::<String>::new());
+}
+
+/// The tar is whole in the first frame; a second frame of padding has a damaged last block
+/// (its checksum no longer matches). Only reading every frame to its end finds it.
+fn a_damaged_frame_after_the_tar_end_is_refused(f: Fixture) {
+    let (tar, entries) = deps_tar();
+    let padding = vec![0u8; 10240];
+    let mut second = frame(&padding);
+    let last = second.len() - 1;
+    second[last] ^= 0x55; // the frame's content checksum
+    let body = [frame(&tar), second].concat();
+    let dst = plant(
+        &f,
+        "late-damage",
+        body,
+        (tar.len() + padding.len()) as u64,
+        entries,
+    );
+    let run = f.restore("late-damage", &dst).paths(["deps"]).run();
+    let json = run.expect(0, "error");
+    let message = json["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("entry `late-damage`: archive is corrupt: the archive does not decode"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(list_dir(&dst), Vec::<String>::new());
+}
+
+fn data_after_the_tar_end_is_refused(f: Fixture) {
+    let (mut tar, entries) = deps_tar();
+    tar.extend_from_slice(b"hidden after the end-of-archive blocks");
+    let dst = plant(&f, "trailing", frame(&tar), tar.len() as u64, entries);
+    assert_refused_with(
+        &f,
+        "trailing",
+        &dst,
+        "it holds data after the end of the tar stream",
+    );
+}
+
+fn a_footer_length_that_disagrees_with_the_tar_stream_is_refused(f: Fixture) {
+    let (tar, entries) = deps_tar();
+    let claimed = tar.len() as u64 + 512;
+    let dst = plant(&f, "length", frame(&tar), claimed, entries);
+    let why = format!(
+        "footer promises a tar stream of {claimed} bytes, the archive holds {}",
+        tar.len()
+    );
+    assert_refused_with(&f, "length", &dst, &why);
+}
+
+fn a_footer_entry_count_that_disagrees_with_the_archive_is_refused(f: Fixture) {
+    let (tar, entries) = deps_tar();
+    let dst = plant(&f, "count", frame(&tar), tar.len() as u64, entries + 1);
+    let why = format!(
+        "footer promises {} entries, the archive holds {entries}",
+        entries + 1
+    );
+    assert_refused_with(&f, "count", &dst, &why);
 }
