@@ -138,7 +138,7 @@ impl<W: Write> Packer<W> {
     fn append(&mut self, path: &Path, mut name: Vec<u8>, md: &fs::Metadata) -> Result<bool, Error> {
         let ft = md.file_type();
         let mode = md.mode() & 0o7777;
-        let mtime = md.mtime().max(0) as u64;
+        let mtime = md.mtime();
         if ft.is_dir() {
             name.push(b'/');
             self.header(&name, EntryType::Directory, mode, mtime, 0, None)?;
@@ -228,7 +228,7 @@ impl<W: Write> Packer<W> {
         name: &[u8],
         kind: EntryType,
         mode: u32,
-        mtime: u64,
+        mtime: i64,
         size: u64,
         link: Option<&[u8]>,
     ) -> Result<(), Error> {
@@ -242,8 +242,13 @@ impl<W: Write> Packer<W> {
                 pax_record(&mut pax, "linkpath", l);
             }
         }
-        if size > 0o77777777777 {
+        if size > USTAR_MAX {
             pax_record(&mut pax, "size", size.to_string().as_bytes());
+        }
+        // ustar's mtime is 11 octal digits of seconds since 1970: times before it (a file
+        // dated 1969) or after 2242 travel in PAX.
+        if !(0..=USTAR_MAX as i64).contains(&mtime) {
+            pax_record(&mut pax, "mtime", mtime.to_string().as_bytes());
         }
         if !pax.is_empty() {
             let mut h = Header::new_ustar();
@@ -269,7 +274,7 @@ impl<W: Write> Packer<W> {
         h.set_mode(mode);
         h.set_uid(0);
         h.set_gid(0);
-        h.set_mtime(mtime);
+        h.set_mtime(mtime.clamp(0, USTAR_MAX as i64) as u64);
         h.set_size(size);
         h.set_cksum();
         self.out.write_all(h.as_bytes()).map_err(Error::Stream)?;
@@ -277,6 +282,9 @@ impl<W: Write> Packer<W> {
         Ok(())
     }
 }
+
+/// The largest value of ustar's 12-byte numeric fields (11 octal digits).
+const USTAR_MAX: u64 = 0o77777777777;
 
 /// Copies what fits; the full value travels in a PAX record when it does not.
 fn set_bytes(field: &mut [u8], value: &[u8]) {

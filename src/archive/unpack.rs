@@ -268,15 +268,25 @@ fn read_entries<R: Read>(
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
         let kind = entry.header().entry_type();
-        if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+        if kind.is_pax_global_extensions() {
+            check_global_header(&mut entry, &name)?;
+            continue;
+        }
+        if kind.is_pax_local_extensions() {
             continue;
         }
         stats.entries += 1;
+        let pax_mtime = honoured_pax(&mut entry, &name)?;
         let path = resolve(roots, &raw, &name)?;
         deferred.check_not_below_symlink(&path, &name)?;
         let mode = entry.header().mode().map_err(Error::Stream)? & 0o777;
-        let mtime =
-            FileTime::from_unix_time(entry.header().mtime().map_err(Error::Stream)? as i64, 0);
+        let mtime = FileTime::from_unix_time(
+            match pax_mtime {
+                Some(secs) => secs,
+                None => entry.header().mtime().map_err(Error::Stream)? as i64,
+            },
+            0,
+        );
         match kind {
             tar::EntryType::Directory => {
                 ensure_dir(&path, &mut made_dirs)?;
@@ -338,6 +348,90 @@ fn read_entries<R: Read>(
         }
     }
     Ok((stats, deferred))
+}
+
+/// The keys of an extended (PAX) header restore acts on; the others (atime, ctime, uid, gid,
+/// uname, gname, SCHILY.* and LIBARCHIVE.* xattrs, comment, charset, hdrcharset) are ignored,
+/// as owners and extended attributes are.
+const HONOURED_PAX_KEYS: [&str; 4] = ["path", "linkpath", "size", "mtime"];
+
+/// Checks the entry's extended header: every record well formed, every honoured value parsed
+/// (a `size` or `mtime` that does not parse refuses the entry, where a lenient reader would
+/// fall back to the plain header and restore something GNU tar refuses), no sparse file.
+/// Returns the PAX `mtime` in whole seconds, when there is one.
+fn honoured_pax<R: Read>(entry: &mut tar::Entry<R>, name: &str) -> Result<Option<i64>, Error> {
+    let Some(records) = entry.pax_extensions().map_err(Error::Stream)? else {
+        return Ok(None);
+    };
+    let mut mtime = None;
+    for record in records {
+        let record = record
+            .map_err(|_| refused(name, "its extended (PAX) header has a malformed record"))?;
+        let key = record.key().map_err(|_| {
+            refused(
+                name,
+                "its extended (PAX) header has a key that is not UTF-8",
+            )
+        })?;
+        let value = || record.value().ok();
+        match key {
+            "size" => {
+                value().and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| {
+                    refused(
+                        name,
+                        "its extended (PAX) `size` is not a number of bytes below 2^64",
+                    )
+                })?;
+            }
+            "mtime" => {
+                mtime = Some(value().and_then(parse_pax_time).ok_or_else(|| {
+                    refused(name, "its extended (PAX) `mtime` is not a time in seconds")
+                })?);
+            }
+            k if k.starts_with("GNU.sparse.") => {
+                return Err(refused(
+                    name,
+                    "it is a GNU sparse file, which cachectl does not restore",
+                ))
+            }
+            // `path` and `linkpath` are applied by the tar reader and checked by `resolve`.
+            _ => {}
+        }
+    }
+    Ok(mtime)
+}
+
+/// A global extended header applies to every entry after it; cachectl applies none, so one
+/// that sets an honoured key would make it restore something other than tar does.
+fn check_global_header<R: Read>(entry: &mut tar::Entry<R>, name: &str) -> Result<(), Error> {
+    let mut data = Vec::new();
+    entry.read_to_end(&mut data).map_err(Error::Stream)?;
+    for record in tar::PaxExtensions::new(&data) {
+        let record = record
+            .map_err(|_| refused(name, "its global extended header has a malformed record"))?;
+        if record.key().is_ok_and(|k| HONOURED_PAX_KEYS.contains(&k)) {
+            return Err(refused(
+                name,
+                "a global extended header sets path, linkpath, size or mtime for every entry",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `123`, `-86400`, `1700000000.25`: whole seconds, rounded down (POSIX PAX times).
+fn parse_pax_time(v: &str) -> Option<i64> {
+    let (whole, fraction) = v.split_once('.').unwrap_or((v, ""));
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = whole.parse().ok()?;
+    let below = secs < 0 || whole.starts_with('-');
+    Some(if below && fraction.bytes().any(|b| b != b'0') {
+        secs - 1
+    } else {
+        secs
+    })
 }
 
 /// Creates `dir` and its missing parents once; a cache of what exists saves a syscall per file.
@@ -441,6 +535,26 @@ fn stream_file<R: Read>(src: &mut R, path: &Path, mode: u32, mtime: FileTime) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pax_times() {
+        let cases = [
+            ("zero", "0", Some(0)),
+            ("whole", "1700000000", Some(1_700_000_000)),
+            ("fraction rounds down", "1700000000.75", Some(1_700_000_000)),
+            ("before 1970", "-86400", Some(-86_400)),
+            ("before 1970 with a fraction", "-1.5", Some(-2)),
+            ("just before 1970", "-0.5", Some(-1)),
+            ("trailing zeros", "-3.000", Some(-3)),
+            ("words", "yesterday", None),
+            ("empty", "", None),
+            ("beyond 64 bits", "99999999999999999999999", None),
+            ("bad fraction", "12.5x", None),
+        ];
+        for (name, text, want) in cases {
+            assert_eq!(parse_pax_time(text), want, "case {name}");
+        }
+    }
 
     #[test]
     fn resolve_table() {

@@ -28,6 +28,8 @@ for_each_store!(
     data_after_the_tar_end_is_refused,
     a_footer_length_that_disagrees_with_the_tar_stream_is_refused,
     a_footer_entry_count_that_disagrees_with_the_archive_is_refused,
+    extended_header_values_that_do_not_parse_refuse_the_entry,
+    times_before_1970_and_after_2242_round_trip,
 );
 
 /// `CACHECTL_STATE_DIR` naming a missing directory: restore creates it, says nothing about
@@ -474,4 +476,114 @@ fn a_footer_entry_count_that_disagrees_with_the_archive_is_refused(f: Fixture) {
         entries + 1
     );
     assert_refused_with(&f, "count", &dst, &why);
+}
+
+/// Every honoured PAX value is parsed or the entry refused: a lenient reader falls back to the
+/// plain header and restores what GNU tar and Python's tarfile refuse.
+fn extended_header_values_that_do_not_parse_refuse_the_entry(f: Fixture) {
+    // (key, records, in a global header, why the entry is refused)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a [u8])>, bool, &'a str);
+    let cases: [Case; 6] = [
+        (
+            "pax-size-65-bits",
+            vec![("size", b"99999999999999999999999")],
+            false,
+            "its extended (PAX) `size` is not a number of bytes below 2^64",
+        ),
+        (
+            "pax-size-words",
+            vec![("size", b"12 bytes")],
+            false,
+            "its extended (PAX) `size` is not a number of bytes below 2^64",
+        ),
+        (
+            "pax-mtime-words",
+            vec![("mtime", b"yesterday")],
+            false,
+            "its extended (PAX) `mtime` is not a time in seconds",
+        ),
+        (
+            "pax-sparse",
+            vec![("GNU.sparse.major", b"1"), ("GNU.sparse.minor", b"0")],
+            false,
+            "it is a GNU sparse file, which cachectl does not restore",
+        ),
+        (
+            "pax-global-path",
+            vec![("path", b"0/elsewhere")],
+            true,
+            "a global extended header sets path, linkpath, size or mtime for every entry",
+        ),
+        (
+            "pax-global-size",
+            vec![("size", b"1")],
+            true,
+            "a global extended header sets path, linkpath, size or mtime for every entry",
+        ),
+    ];
+    for (key, records, global, why) in cases {
+        let mut tar = RawTar::new();
+        tar.dir("0/");
+        if global {
+            tar.global(&records);
+        } else {
+            tar.pax(&records);
+        }
+        tar.file("0/a.txt", b"planted a\n");
+        let (tar, entries) = tar.finish();
+        let dst = plant(&f, key, frame(&tar), tar.len() as u64, entries);
+        let name = if global {
+            "pax_global_header"
+        } else {
+            "0/a.txt"
+        };
+        let run = f.restore(key, &dst).paths(["deps"]).run();
+        let json = run.expect(0, "error");
+        assert_eq!(
+            json["message"],
+            format!("entry `{key}`: archive entry `{name}` refused: {why}"),
+            "{}",
+            run.context()
+        );
+        assert_eq!(list_dir(&dst), Vec::<String>::new());
+        fs::remove_dir_all(f.root().join("src")).unwrap();
+        fs::remove_dir_all(&dst).unwrap();
+    }
+}
+
+/// ustar holds times from 1970 to 2242; the others travel in PAX and come back exact.
+fn times_before_1970_and_after_2242_round_trip(f: Fixture) {
+    use filetime::{set_file_mtime, set_symlink_file_times, FileTime};
+    let src = f.dir("src");
+    small_tree(&src.join("deps"), "times");
+    std::os::unix::fs::symlink("a.txt", src.join("deps/link")).unwrap();
+    let times = [
+        ("deps/a.txt", -86_400 * 365),
+        ("deps/sub/b.txt", 9_000_000_000),
+        ("deps/sub", -1),
+        ("deps", 0),
+    ];
+    for (path, secs) in times {
+        set_file_mtime(src.join(path), FileTime::from_unix_time(secs, 0)).unwrap();
+    }
+    let old = FileTime::from_unix_time(-5_000_000, 0);
+    set_symlink_file_times(src.join("deps/link"), old, old).unwrap();
+    f.save("times", &src)
+        .paths(["deps"])
+        .run()
+        .expect(0, "saved");
+    let dst = f.dir("dst");
+    f.restore("times", &dst)
+        .paths(["deps"])
+        .run()
+        .expect(0, "hit");
+    let mtime = |p: &Path| FileTime::from_last_modification_time(&fs::symlink_metadata(p).unwrap());
+    for (path, secs) in times {
+        assert_eq!(mtime(&dst.join(path)).unix_seconds(), secs, "{path}");
+    }
+    assert_eq!(
+        mtime(&dst.join("deps/link")).unix_seconds(),
+        -5_000_000,
+        "the link"
+    );
 }

@@ -126,6 +126,43 @@ impl RawTar {
         }
     }
 
+    /// An extended (PAX) header for the next entry, with these records written as given.
+    pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        self.builder
+            .as_mut()
+            .unwrap()
+            .append_pax_extensions(records.iter().map(|(k, v)| (*k, *v)))
+            .unwrap();
+        self
+    }
+
+    /// A global extended header (type `g`) with these records.
+    pub fn global(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        let mut data = Vec::new();
+        for (key, value) in records {
+            let body = key.len() + value.len() + 3;
+            let mut len = body + 1;
+            while len != body + len.to_string().len() {
+                len = body + len.to_string().len();
+            }
+            data.extend_from_slice(format!("{len} {key}=").as_bytes());
+            data.extend_from_slice(value);
+            data.push(b'\n');
+        }
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::XGlobalHeader);
+        header.set_path("pax_global_header").unwrap();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        self.builder
+            .as_mut()
+            .unwrap()
+            .append(&header, &data[..])
+            .unwrap();
+        self
+    }
+
     pub fn dir(&mut self, name: &str) -> &mut Self {
         self.append(name, tar::EntryType::Directory, 0o755, b"", None)
     }
