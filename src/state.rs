@@ -43,7 +43,7 @@ pub fn path(cwd: &Path) -> PathBuf {
             .collect(),
         _ => blake3::hash(cwd.as_os_str().as_encoded_bytes()).to_hex()[..16].to_owned(),
     };
-    dir.join(format!("cachectl-state-{id}.json"))
+    dir.join(format!("{}{id}.json", crate::archive::pack::STATE_PREFIX))
 }
 
 /// The recorded state; a missing or unreadable file is an empty state (save then works as if

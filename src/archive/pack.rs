@@ -1,5 +1,6 @@
 //! Save side: walk each root (never following symlinks) and write a deterministic PAX tar.
 
+use super::place::{STAGING_PREFIX, TRASH_PREFIX};
 use super::{entry_name, Error};
 use crate::timings;
 use std::collections::HashMap;
@@ -26,6 +27,9 @@ pub struct PackStats {
     /// The first [`NAMED_SKIPS`] of them: (index of the root in the path set, path below it,
     /// what it is), for the warning that names them.
     pub skipped_examples: Vec<(usize, PathBuf, &'static str)>,
+    /// cachectl's own directories and files found in the tree and left out (the store the save
+    /// writes to, staging, state files), by path or name.
+    pub own_left_out: Vec<String>,
 }
 
 /// Counts the bytes of the tar stream on their way to the compressor.
@@ -45,11 +49,56 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-/// Writes the tar stream for `roots` (index in the path set, absolute path) into `out`.
+/// What a save never archives, besides its own staging and state files (recognised by name):
+/// directories and files given by path (the local store the save writes to), matched by device
+/// and inode, so any spelling of the path, or a link to it, is recognised.
+#[derive(Debug, Default)]
+pub struct Exclude {
+    own: Vec<(u64, u64, PathBuf)>,
+}
+
+impl Exclude {
+    /// `paths` that exist; the others are ignored.
+    pub fn new(paths: &[PathBuf]) -> Self {
+        Exclude {
+            own: paths
+                .iter()
+                .filter_map(|p| fs::metadata(p).ok().map(|m| (m.dev(), m.ino(), p.clone())))
+                .collect(),
+        }
+    }
+
+    /// Why `md` at `name` is cachectl's own, if it is.
+    fn own(&self, name: &std::ffi::OsStr, md: &fs::Metadata) -> Option<String> {
+        if let Some((_, _, path)) = self
+            .own
+            .iter()
+            .find(|(d, i, _)| (*d, *i) == (md.dev(), md.ino()))
+        {
+            return Some(path.display().to_string());
+        }
+        let name = name.to_string_lossy();
+        let by_name = [STAGING_PREFIX, TRASH_PREFIX, STATE_PREFIX]
+            .iter()
+            .any(|p| name.starts_with(p));
+        by_name.then(|| name.into_owned())
+    }
+}
+
+/// State files of the restore -> save handoff (`state.rs`): `cachectl-state-<build>.json`.
+pub const STATE_PREFIX: &str = "cachectl-state-";
+
+/// Writes the tar stream for `roots` (index in the path set, absolute path) into `out`,
+/// leaving out what `exclude` names and cachectl's own staging and state files.
 ///
-/// Roots that do not exist are skipped (the caller reports them). Returns `out` so the caller
-/// can finish the compressor behind it.
-pub fn pack<W: Write>(roots: &[(usize, PathBuf)], out: W) -> Result<(W, PackStats), Error> {
+/// Roots that do not exist are skipped (the caller reports them). A root that is a symlink
+/// stands for what it points to (docs/FORMAT.md); links inside the tree stay links. Returns
+/// `out` so the caller can finish the compressor behind it.
+pub fn pack<W: Write>(
+    roots: &[(usize, PathBuf)],
+    exclude: &Exclude,
+    out: W,
+) -> Result<(W, PackStats), Error> {
     let mut w = Packer {
         out: Counting {
             inner: io::BufWriter::with_capacity(256 * 1024, out),
@@ -58,6 +107,7 @@ pub fn pack<W: Write>(roots: &[(usize, PathBuf)], out: W) -> Result<(W, PackStat
         stats: PackStats::default(),
         links: HashMap::new(),
         buf: vec![0u8; 1024 * 1024],
+        exclude,
     };
     for (index, root) in roots {
         w.pack_root(*index, root)?;
@@ -74,21 +124,24 @@ pub fn pack<W: Write>(roots: &[(usize, PathBuf)], out: W) -> Result<(W, PackStat
     Ok((inner, stats))
 }
 
-struct Packer<W: Write> {
+struct Packer<'a, W: Write> {
     out: Counting<io::BufWriter<W>>,
     stats: PackStats,
     /// (dev, inode) of multiply-linked files already written -> their entry name.
     links: HashMap<(u64, u64), Vec<u8>>,
     buf: Vec<u8>,
+    exclude: &'a Exclude,
 }
 
-impl<W: Write> Packer<W> {
+impl<W: Write> Packer<'_, W> {
     fn pack_root(&mut self, index: usize, root: &Path) -> Result<(), Error> {
         // sort_by_file_name makes the stream deterministic: same tree, same bytes.
-        let walk = walkdir::WalkDir::new(root)
+        let mut walk = walkdir::WalkDir::new(root)
             .follow_links(false)
-            .sort_by_file_name();
-        for entry in walk {
+            .follow_root_links(true)
+            .sort_by_file_name()
+            .into_iter();
+        while let Some(entry) = walk.next() {
             let entry = entry.map_err(|e| Error::Read {
                 path: e.path().unwrap_or(root).to_path_buf(),
                 source: e.into(),
@@ -98,14 +151,26 @@ impl<W: Write> Packer<W> {
                 .strip_prefix(root)
                 .expect("walk stays under its root");
             let name = entry_name(index, rel.as_os_str().as_bytes());
-            let md = entry
-                .path()
-                .symlink_metadata()
-                .map_err(|source| Error::Read {
-                    path: entry.path().to_path_buf(),
-                    source,
-                })?;
-            if !self.append(entry.path(), name, &md)? {
+            // The root is followed when it is a link: `~/.cargo -> /data/cargo` caches the
+            // content. Everything inside is taken as it is: links stay links.
+            let follow = entry.depth() == 0;
+            let md = if follow {
+                fs::metadata(entry.path())
+            } else {
+                entry.path().symlink_metadata()
+            }
+            .map_err(|source| Error::Read {
+                path: entry.path().to_path_buf(),
+                source,
+            })?;
+            if let Some(what) = self.exclude.own(entry.file_name(), &md) {
+                self.stats.own_left_out.push(what);
+                if md.is_dir() {
+                    walk.skip_current_dir();
+                }
+                continue;
+            }
+            if !self.append(entry.path(), name, &md, follow)? {
                 self.skipped(index, rel, md.file_type());
             }
         }
@@ -135,7 +200,13 @@ impl<W: Write> Packer<W> {
     }
 
     /// Writes the entry; `false` (and nothing written) for a file type tar cannot restore.
-    fn append(&mut self, path: &Path, mut name: Vec<u8>, md: &fs::Metadata) -> Result<bool, Error> {
+    fn append(
+        &mut self,
+        path: &Path,
+        mut name: Vec<u8>,
+        md: &fs::Metadata,
+        follow: bool,
+    ) -> Result<bool, Error> {
         let ft = md.file_type();
         let mode = md.mode() & 0o7777;
         let mtime = md.mtime();
@@ -165,7 +236,7 @@ impl<W: Write> Packer<W> {
                 self.links.insert(id, name.clone());
             }
             self.header(&name, EntryType::Regular, mode, mtime, md.len(), None)?;
-            self.content(path, md)?;
+            self.content(path, md, follow)?;
         } else {
             return Ok(false);
         }
@@ -175,7 +246,7 @@ impl<W: Write> Packer<W> {
     /// Writes the file's `md.len()` bytes, and makes sure they are one version of the file:
     /// a file that shrinks, grows, is rewritten or replaced while it is read fails the save
     /// ([`Error::Changed`]), so torn or padded content is never committed under a key.
-    fn content(&mut self, path: &Path, md: &fs::Metadata) -> Result<(), Error> {
+    fn content(&mut self, path: &Path, md: &fs::Metadata, follow: bool) -> Result<(), Error> {
         let read_err = |source| Error::Read {
             path: path.to_path_buf(),
             source,
@@ -206,7 +277,11 @@ impl<W: Write> Packer<W> {
         }
         // The path, after reading: gone, another inode (replaced since listing: what was read
         // is an old version), another size or mtime (written while read: not one version).
-        let after = match path.symlink_metadata() {
+        let after = match if follow {
+            fs::metadata(path)
+        } else {
+            path.symlink_metadata()
+        } {
             Ok(after) => after,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(changed("it was removed".into()))

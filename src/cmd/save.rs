@@ -182,6 +182,7 @@ async fn save(
             cachectl: env!("CARGO_PKG_VERSION").to_owned(),
         },
         roots: set.resolve(&cwd, home.as_deref())?,
+        exclude: Vec::new(),
     };
     let base = super::transfer_options(&args.transfer);
     let opts = transfer::Options {
@@ -233,6 +234,16 @@ async fn save(
             packed
         }
     };
+    if !packed.stats.own_left_out.is_empty() {
+        output::warn(
+            "save",
+            &format!(
+                "left out cachectl's own files: {}",
+                packed.stats.own_left_out.join(", ")
+            ),
+            Some("the store and cachectl's staging and state files are never cached"),
+        );
+    }
     report.files = packed.stats.entries;
     report.unpacked_bytes = packed.stats.file_bytes;
     if packed.stats.skipped_special > 0 {

@@ -261,6 +261,10 @@ impl Store for LocalStore {
         self.root.display().to_string()
     }
 
+    fn local_root(&self) -> Option<PathBuf> {
+        Some(self.root.clone())
+    }
+
     async fn head(&self, name: &EntryName) -> Result<Option<EntryInfo>, Error> {
         let path = self.data_path(name)?;
         let name = name.clone();

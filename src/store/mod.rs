@@ -228,6 +228,12 @@ pub trait Store: Send + Sync + 'static {
     /// `s3://bucket/prefix` or the directory, for messages.
     fn describe(&self) -> String;
 
+    /// The directory the store keeps entries in on this machine, if it does: a save never
+    /// archives it.
+    fn local_root(&self) -> Option<PathBuf> {
+        None
+    }
+
     /// The entry if it exists.
     async fn head(&self, name: &EntryName) -> Result<Option<EntryInfo>, Error>;
 

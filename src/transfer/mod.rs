@@ -142,6 +142,9 @@ pub struct SaveRequest {
     pub meta: EntryMeta,
     /// Where each path of the path set is on this machine, in path-set order.
     pub roots: Vec<PathBuf>,
+    /// Directories and files never archived (besides the store's own directory and
+    /// cachectl's staging and state files, always left out).
+    pub exclude: Vec<PathBuf>,
 }
 
 /// What [`save_tree`] did.
@@ -219,8 +222,13 @@ pub async fn save_tree(
     {
         SaveResult::Exists
     } else {
-        let (outcome, packed) =
-            pack_and_upload(store, &req.name, &req.meta, present, opts, reporter).await?;
+        // Never the store's own directory, wherever it is in the tree.
+        let mut exclude = req.exclude;
+        exclude.extend(store.local_root());
+        let (outcome, packed) = pack_and_upload(
+            store, &req.name, &req.meta, present, exclude, opts, reporter,
+        )
+        .await?;
         match outcome {
             PutOutcome::Created => SaveResult::Created(packed),
             PutOutcome::AlreadyExists => SaveResult::LostRace(packed),
@@ -234,12 +242,14 @@ async fn pack_and_upload(
     name: &EntryName,
     meta: &EntryMeta,
     roots: Vec<(usize, PathBuf)>,
+    exclude: Vec<PathBuf>,
     opts: &Options,
     reporter: Arc<dyn Reporter>,
 ) -> Result<(PutOutcome, Packed), Error> {
     // Two parts queued keep the packer ahead of the uploader without unbounded memory.
     let (tx, rx) = mpsc::channel::<upload::Chunk>(2);
     let (level, part_bytes) = (opts.level, opts.part_bytes);
+    let exclude = pack::Exclude::new(&exclude);
     let packer = tokio::task::spawn_blocking(move || -> Result<Packed, Error> {
         let stream_err = |e| Error::Archive(archive::Error::Stream(e));
         let sink = upload::PartWriter::new(tx, part_bytes);
@@ -250,7 +260,7 @@ async fn pack_and_upload(
         // blake3 digest covers the bytes stored, this covers what they decompress to.
         enc.include_checksum(true).map_err(stream_err)?;
         let t = Instant::now();
-        let (enc, stats) = pack::pack(&roots, enc)?;
+        let (enc, stats) = pack::pack(&roots, &exclude, enc)?;
         if timings::enabled() {
             // The packing thread's time not spent reading files, hashing or waiting on the
             // upload is spent feeding (and, single-threaded, running) the compressor.
@@ -461,7 +471,7 @@ async fn restore_once(
         let mut staged = Vec::new();
         let mut trash = Vec::new();
         for (dest, placement) in &dests {
-            let (s, stale) = Staged::create(dest, *placement)?;
+            let (s, stale) = Staged::create(&through_root_link(dest), *placement)?;
             staged.push(s);
             trash.extend(stale);
         }
@@ -580,6 +590,23 @@ async fn fetch_and_unpack(
         .into()),
         Err(e) => Err(e),
     }
+}
+
+/// A configured path that is a symlink stands for what it points to (docs/FORMAT.md): the
+/// tree is restored where the link points (the link stays); a dangling link's target is
+/// created. Followed as the kernel follows links, at most 40 deep.
+fn through_root_link(dest: &std::path::Path) -> PathBuf {
+    let mut path = dest.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&path) {
+            Ok(target) => {
+                let parent = path.parent().unwrap_or(std::path::Path::new("/"));
+                path = parent.join(target);
+            }
+            Err(_) => break,
+        }
+    }
+    path
 }
 
 /// A reader that counts what passes through it.

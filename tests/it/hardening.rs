@@ -30,6 +30,9 @@ for_each_store!(
     a_footer_entry_count_that_disagrees_with_the_archive_is_refused,
     extended_header_values_that_do_not_parse_refuse_the_entry,
     times_before_1970_and_after_2242_round_trip,
+    a_linked_directory_path_caches_what_it_points_to,
+    a_linked_file_path_caches_what_it_points_to,
+    cachectls_own_staging_and_state_files_are_never_cached,
 );
 
 /// `CACHECTL_STATE_DIR` naming a missing directory: restore creates it, says nothing about
@@ -586,4 +589,124 @@ fn times_before_1970_and_after_2242_round_trip(f: Fixture) {
         -5_000_000,
         "the link"
     );
+}
+
+/// `save --path link` where `link -> real/`: the entry holds the directory's content (not the
+/// link), and restores where the link points, or as a directory where no link is.
+fn a_linked_directory_path_caches_what_it_points_to(f: Fixture) {
+    let src = f.dir("src");
+    small_tree(&src.join("real"), "linked");
+    std::os::unix::fs::symlink("real", src.join("link")).unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("real/inner-link")).unwrap();
+    let save = f.save("linkdir", &src).paths(["link"]).run();
+    save.expect(0, "saved");
+    // With the link at the restore: the content lands where it points, the link stays.
+    let with = f.dir("with");
+    fs::create_dir(with.join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink("elsewhere", with.join("link")).unwrap();
+    f.restore("linkdir", &with)
+        .paths(["link"])
+        .run()
+        .expect(0, "hit");
+    assert_eq!(
+        fs::read_link(with.join("link")).unwrap(),
+        Path::new("elsewhere")
+    );
+    assert_eq!(
+        list_dir(&with.join("elsewhere")),
+        ["a.txt", "inner-link", "sub"]
+    );
+    assert_eq!(read(&with.join("elsewhere/sub/b.txt")), "linked b\n");
+    assert_eq!(
+        fs::read_link(with.join("elsewhere/inner-link")).unwrap(),
+        Path::new("a.txt"),
+        "links inside the tree stay links"
+    );
+    // Without it: the path is made, a real directory.
+    let without = f.dir("without");
+    f.restore("linkdir", &without)
+        .paths(["link"])
+        .run()
+        .expect(0, "hit");
+    assert!(fs::symlink_metadata(without.join("link")).unwrap().is_dir());
+    assert_eq!(read(&without.join("link/a.txt")), "linked a\n");
+}
+
+fn a_linked_file_path_caches_what_it_points_to(f: Fixture) {
+    let src = f.dir("src");
+    fs::write(src.join("real.lock"), "the file's content\n").unwrap();
+    std::os::unix::fs::symlink("real.lock", src.join("cached.lock")).unwrap();
+    f.save("linkfile", &src)
+        .paths(["cached.lock"])
+        .run()
+        .expect(0, "saved");
+    let with = f.dir("with");
+    fs::write(with.join("target.lock"), "old\n").unwrap();
+    std::os::unix::fs::symlink("target.lock", with.join("cached.lock")).unwrap();
+    f.restore("linkfile", &with)
+        .paths(["cached.lock"])
+        .run()
+        .expect(0, "hit");
+    assert_eq!(
+        fs::read_link(with.join("cached.lock")).unwrap(),
+        Path::new("target.lock")
+    );
+    assert_eq!(read(&with.join("target.lock")), "the file's content\n");
+    let without = f.dir("without");
+    f.restore("linkfile", &without)
+        .paths(["cached.lock"])
+        .run()
+        .expect(0, "hit");
+    assert!(fs::symlink_metadata(without.join("cached.lock"))
+        .unwrap()
+        .is_file());
+    assert_eq!(read(&without.join("cached.lock")), "the file's content\n");
+}
+
+/// cachectl's own files in a cached tree are left out, said once: staging and trash of other
+/// restores, state files, and (local store) the store itself, whatever path reaches it.
+fn cachectls_own_staging_and_state_files_are_never_cached(f: Fixture) {
+    let home = f.root().join("home");
+    let cache = home.join(".cache");
+    small_tree(&cache.join("tool"), "own");
+    write_file(&cache.join(".cachectl-staging-1-0/root/x"), "staging");
+    write_file(&cache.join(".cachectl-trash-1-0/root/x"), "trash");
+    write_file(&cache.join("cachectl-state-abc.json"), "{}");
+    let mut files = Vec::new();
+    for (i, store) in [
+        f.store.clone(),
+        cache.join("cachectl").display().to_string(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        if i == 1 && f.kind == crate::support::StoreKind::S3 {
+            continue;
+        }
+        for round in 0..3 {
+            let run = f
+                .cachectl()
+                .cwd(&home)
+                .args(["save", "--json", "--store", store, "--key"])
+                .arg(format!("own-{i}-{round}"))
+                .paths(["~/.cache"])
+                .run();
+            let json = run.expect(0, "saved");
+            files.push(json["files"].as_u64().unwrap());
+            let line = run
+                .stderr
+                .lines()
+                .find(|l| l.starts_with("warning: save: left out cachectl's own files: "))
+                .unwrap_or_else(|| panic!("no warning\n{}", run.context()));
+            assert!(line.contains(".cachectl-staging-1-0"), "{line}");
+            assert!(line.contains("cachectl-state-abc.json"), "{line}");
+        }
+    }
+    // ~/.cache, tool/, a.txt, sub/, sub/b.txt: the same five every time, store or not.
+    assert!(files.iter().all(|&n| n == 5), "entries per save: {files:?}");
+}
+
+fn write_file(path: &Path, contents: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, contents).unwrap();
 }

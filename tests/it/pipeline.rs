@@ -116,6 +116,7 @@ fn a_bit_flipped_in_transit_is_fetched_again_not_blamed_on_the_entry() {
             cachectl: "pipeline-test".into(),
         },
         roots: vec![src],
+        exclude: vec![],
     };
     runtime.block_on(async {
         let opts = Options::default();
@@ -200,6 +201,7 @@ fn round_trip_on(runtime: &tokio::runtime::Runtime, store: Arc<dyn Store>, root:
             cachectl: "pipeline-test".into(),
         },
         roots: vec![src.clone()],
+        exclude: vec![],
     };
     // Small parts, so the upload is a real multipart one with several parts in flight.
     let opts = Options {
