@@ -2,6 +2,7 @@
 //! the index of their root path, zstd-compressed, followed by a footer carrying its blake3.
 
 pub mod footer;
+pub mod long;
 pub mod pack;
 pub mod place;
 pub mod unpack;

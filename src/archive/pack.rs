@@ -1,5 +1,6 @@
 //! Save side: walk each root (never following symlinks) and write a deterministic PAX tar.
 
+use super::long::short;
 use super::place::{STAGING_PREFIX, TRASH_PREFIX};
 use super::{entry_name, Error};
 use crate::timings;
@@ -135,44 +136,62 @@ struct Packer<'a, W: Write> {
 
 impl<W: Write> Packer<'_, W> {
     fn pack_root(&mut self, index: usize, root: &Path) -> Result<(), Error> {
-        // sort_by_file_name makes the stream deterministic: same tree, same bytes.
-        let mut walk = walkdir::WalkDir::new(root)
-            .follow_links(false)
-            .follow_root_links(true)
-            .sort_by_file_name()
-            .into_iter();
-        while let Some(entry) = walk.next() {
-            let entry = entry.map_err(|e| Error::Read {
-                path: e.path().unwrap_or(root).to_path_buf(),
-                source: e.into(),
-            })?;
-            let rel = entry
-                .path()
-                .strip_prefix(root)
-                .expect("walk stays under its root");
-            let name = entry_name(index, rel.as_os_str().as_bytes());
-            // The root is followed when it is a link: `~/.cargo -> /data/cargo` caches the
-            // content. Everything inside is taken as it is: links stay links.
-            let follow = entry.depth() == 0;
-            let md = if follow {
-                fs::metadata(entry.path())
-            } else {
-                entry.path().symlink_metadata()
-            }
+        // The root is followed when it is a link: `~/.cargo -> /data/cargo` caches the
+        // content. Everything inside is taken as it is: links stay links.
+        let md = short(root)
+            .and_then(fs::metadata)
             .map_err(|source| Error::Read {
-                path: entry.path().to_path_buf(),
+                path: root.to_path_buf(),
                 source,
             })?;
-            if let Some(what) = self.exclude.own(entry.file_name(), &md) {
-                self.stats.own_left_out.push(what);
-                if md.is_dir() {
-                    walk.skip_current_dir();
-                }
-                continue;
-            }
-            if !self.append(entry.path(), name, &md, follow)? {
-                self.skipped(index, rel, md.file_type());
-            }
+        self.visit(index, root, Path::new(""), &md, true)
+    }
+
+    /// Writes the entry at `root/rel`, then (a directory) its entries, sorted by name so the
+    /// stream is deterministic: same tree, same bytes. Every path goes through [`short`], so
+    /// depth is not limited by `PATH_MAX`.
+    fn visit(
+        &mut self,
+        index: usize,
+        root: &Path,
+        rel: &Path,
+        md: &fs::Metadata,
+        follow: bool,
+    ) -> Result<(), Error> {
+        let path = if rel.as_os_str().is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
+        let read_err = |source| Error::Read {
+            path: path.clone(),
+            source,
+        };
+        if let Some(what) = self.exclude.own(path.file_name().unwrap_or_default(), md) {
+            self.stats.own_left_out.push(what);
+            return Ok(());
+        }
+        let name = entry_name(index, rel.as_os_str().as_bytes());
+        if !self.append(&path, name, md, follow)? {
+            self.skipped(index, rel, md.file_type());
+        }
+        if !md.is_dir() {
+            return Ok(());
+        }
+        let mut names: Vec<std::ffi::OsString> = short(&path)
+            .and_then(fs::read_dir)
+            .and_then(|entries| entries.map(|e| e.map(|e| e.file_name())).collect())
+            .map_err(read_err)?;
+        names.sort_unstable();
+        for n in names {
+            let child = path.join(&n);
+            let md = short(&child)
+                .and_then(fs::symlink_metadata)
+                .map_err(|source| Error::Read {
+                    path: child.clone(),
+                    source,
+                })?;
+            self.visit(index, root, &rel.join(&n), &md, false)?;
         }
         Ok(())
     }
@@ -214,10 +233,12 @@ impl<W: Write> Packer<'_, W> {
             name.push(b'/');
             self.header(&name, EntryType::Directory, mode, mtime, 0, None)?;
         } else if ft.is_symlink() {
-            let target = fs::read_link(path).map_err(|source| Error::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let target = short(path)
+                .and_then(fs::read_link)
+                .map_err(|source| Error::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             self.header(
                 &name,
                 EntryType::Symlink,
@@ -256,7 +277,7 @@ impl<W: Write> Packer<'_, W> {
             why,
         };
         let len = md.len();
-        let mut file = File::open(path).map_err(read_err)?;
+        let mut file = short(path).and_then(File::open).map_err(read_err)?;
         let mut left = len;
         while left > 0 {
             let want = left.min(self.buf.len() as u64) as usize;
@@ -277,11 +298,13 @@ impl<W: Write> Packer<'_, W> {
         }
         // The path, after reading: gone, another inode (replaced since listing: what was read
         // is an old version), another size or mtime (written while read: not one version).
-        let after = match if follow {
-            fs::metadata(path)
-        } else {
-            path.symlink_metadata()
-        } {
+        let after = match short(path).and_then(|p| {
+            if follow {
+                fs::metadata(p)
+            } else {
+                fs::symlink_metadata(p)
+            }
+        }) {
             Ok(after) => after,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(changed("it was removed".into()))

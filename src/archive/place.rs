@@ -17,6 +17,7 @@
 //! undoes the swaps already made. Staging and trash left by a killed restore (its lock is free)
 //! are collected by the next restore beside the same destination.
 
+use super::long::short;
 use super::Error;
 use rustix::fs::{renameat_with, RenameFlags, CWD};
 use std::fs::{self, File, Permissions};
@@ -293,14 +294,15 @@ impl Movable {
         if !md.is_dir() || mode & 0o700 == 0o700 {
             return Ok(Movable { mode: None });
         }
-        fs::set_permissions(path, Permissions::from_mode(mode | 0o700))
+        short(path)
+            .and_then(|p| fs::set_permissions(p, Permissions::from_mode(mode | 0o700)))
             .map_err(|e| write_err(path, e))?;
         Ok(Movable { mode: Some(mode) })
     }
 
     fn restore_at(self, path: &Path) {
-        if let Some(mode) = self.mode {
-            let _ = fs::set_permissions(path, Permissions::from_mode(mode));
+        if let (Some(mode), Ok(p)) = (self.mode, short(path)) {
+            let _ = fs::set_permissions(p, Permissions::from_mode(mode));
         }
     }
 }
@@ -316,11 +318,11 @@ fn write_err(path: &Path, source: io::Error) -> Error {
 /// rename over it (so a file in both versions is never missing); a symlinked `dst` is
 /// replaced, never followed.
 fn move_into(src: &Path, dst: &Path) -> Result<(), Error> {
-    let src_md = fs::symlink_metadata(src).map_err(|e| write_err(src, e))?;
-    match fs::symlink_metadata(dst) {
+    let src_md = lstat(src).map_err(|e| write_err(src, e))?;
+    match lstat(dst) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let movable = Movable::new(src, &src_md)?;
-            let moved = fs::rename(src, dst).map_err(|e| write_err(dst, e));
+            let moved = rename(src, dst).map_err(|e| write_err(dst, e));
             movable.restore_at(if moved.is_ok() { dst } else { src });
             moved
         }
@@ -328,13 +330,17 @@ fn move_into(src: &Path, dst: &Path) -> Result<(), Error> {
         Ok(dst_md) if dst_md.is_dir() && src_md.is_dir() => {
             // Writable while entries move in; the cached mode is applied after.
             Movable::new(dst, &dst_md)?;
-            for ent in fs::read_dir(src).map_err(|e| write_err(src, e))? {
+            let entries = short(src)
+                .and_then(fs::read_dir)
+                .map_err(|e| write_err(src, e))?;
+            for ent in entries {
                 let ent = ent.map_err(|e| write_err(src, e))?;
-                move_into(&ent.path(), &dst.join(ent.file_name()))?;
+                move_into(&src.join(ent.file_name()), &dst.join(ent.file_name()))?;
             }
-            fs::set_permissions(dst, src_md.permissions()).map_err(|e| write_err(dst, e))?;
+            let d = short(dst).map_err(|e| write_err(dst, e))?;
+            fs::set_permissions(&d, src_md.permissions()).map_err(|e| write_err(dst, e))?;
             let mtime = filetime::FileTime::from_last_modification_time(&src_md);
-            filetime::set_file_mtime(dst, mtime).map_err(|e| write_err(dst, e))?;
+            filetime::set_file_mtime(&d, mtime).map_err(|e| write_err(dst, e))?;
             Ok(())
         }
         // A file over a directory or the other way round: the old one must go first.
@@ -342,12 +348,25 @@ fn move_into(src: &Path, dst: &Path) -> Result<(), Error> {
             if dst_md.is_dir() {
                 remove_tree(dst).map_err(|e| write_err(dst, e))?;
             } else {
-                fs::remove_file(dst).map_err(|e| write_err(dst, e))?;
+                short(dst)
+                    .and_then(fs::remove_file)
+                    .map_err(|e| write_err(dst, e))?;
             }
             move_into(src, dst)
         }
-        Ok(_) => fs::rename(src, dst).map_err(|e| write_err(dst, e)),
+        Ok(_) => rename(src, dst).map_err(|e| write_err(dst, e)),
     }
+}
+
+/// `symlink_metadata` for a path of any length.
+fn lstat(path: &Path) -> io::Result<fs::Metadata> {
+    short(path).and_then(fs::symlink_metadata)
+}
+
+/// `rename` for paths of any length.
+fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    let from = short(from)?;
+    short(to).and_then(|to| fs::rename(&from, to))
 }
 
 /// Removes a tree, making its directories writable first where a read-only one (a cached
@@ -363,7 +382,7 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
 }
 
 fn make_writable(dir: &Path) {
-    let Ok(md) = fs::symlink_metadata(dir) else {
+    let Ok(md) = lstat(dir) else {
         return;
     };
     if !md.is_dir() {
@@ -371,12 +390,14 @@ fn make_writable(dir: &Path) {
     }
     let mode = md.permissions().mode();
     if mode & 0o700 != 0o700 {
-        let _ = fs::set_permissions(dir, Permissions::from_mode(mode | 0o700));
+        if let Ok(d) = short(dir) {
+            let _ = fs::set_permissions(&d, Permissions::from_mode(mode | 0o700));
+        }
     }
-    if let Ok(entries) = fs::read_dir(dir) {
+    if let Ok(entries) = short(dir).and_then(fs::read_dir) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                make_writable(&e.path());
+                make_writable(&dir.join(e.file_name()));
             }
         }
     }

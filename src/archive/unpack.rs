@@ -7,6 +7,7 @@
 //! 3. symlinks, last, so nothing is ever written below one;
 //! 4. directory modes and mtimes, deepest first, once nothing more is written inside.
 
+use super::long::short;
 use super::Error;
 use crate::timings;
 use crossbeam_channel as channel;
@@ -141,10 +142,10 @@ impl Deferred {
         for (path, target, name) in &self.hardlinks {
             let res = match symlink_targets.get(target.as_path()) {
                 // A hard link to a symlink entry: its target does not exist yet; copy the link.
-                Some(t) => std::os::unix::fs::symlink(t, path),
+                Some(t) => short(path).and_then(|p| std::os::unix::fs::symlink(t, p)),
                 None => {
                     remove_if_file(path);
-                    fs::hard_link(target, path)
+                    short(target).and_then(|t| short(path).and_then(|p| fs::hard_link(t, p)))
                 }
             };
             res.map_err(|e| {
@@ -160,21 +161,26 @@ impl Deferred {
             stats.hardlinks += 1;
         }
         for (path, target, mtime, name) in &self.symlinks {
-            std::os::unix::fs::symlink(target, path).map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    refused(name, "a symlink collides with another entry of the archive")
-                } else {
-                    write_err(path, e)
-                }
-            })?;
-            let _ = filetime::set_symlink_file_times(path, *mtime, *mtime);
+            short(path)
+                .and_then(|p| std::os::unix::fs::symlink(target, p))
+                .map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        refused(name, "a symlink collides with another entry of the archive")
+                    } else {
+                        write_err(path, e)
+                    }
+                })?;
+            if let Ok(p) = short(path) {
+                let _ = filetime::set_symlink_file_times(p, *mtime, *mtime);
+            }
             stats.symlinks += 1;
         }
         // Deepest first: archive order lists parents before children.
         for (path, mode, mtime) in self.dirs.iter().rev() {
-            fs::set_permissions(path, Permissions::from_mode(*mode))
+            let p = short(path).map_err(|e| write_err(path, e))?;
+            fs::set_permissions(&p, Permissions::from_mode(*mode))
                 .map_err(|e| write_err(path, e))?;
-            filetime::set_file_mtime(path, *mtime).map_err(|e| write_err(path, e))?;
+            filetime::set_file_mtime(&p, *mtime).map_err(|e| write_err(path, e))?;
         }
         Ok(())
     }
@@ -444,11 +450,13 @@ fn ensure_dir(dir: &Path, made: &mut HashSet<PathBuf>) -> Result<(), Error> {
     if made.len() >= 16 * 1024 {
         made.clear();
     }
-    match fs::create_dir(dir) {
+    match short(dir).and_then(fs::create_dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             // Only ever a real directory: the staging tree holds no symlinks yet.
-            let md = fs::symlink_metadata(dir).map_err(|e| write_err(dir, e))?;
+            let md = short(dir)
+                .and_then(fs::symlink_metadata)
+                .map_err(|e| write_err(dir, e))?;
             if !md.is_dir() {
                 return Err(Error::Refused {
                     name: dir.display().to_string(),
@@ -459,7 +467,9 @@ fn ensure_dir(dir: &Path, made: &mut HashSet<PathBuf>) -> Result<(), Error> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let parent = dir.parent().ok_or_else(|| write_err(dir, e))?;
             ensure_dir(parent, made)?;
-            fs::create_dir(dir).map_err(|e| write_err(dir, e))?;
+            short(dir)
+                .and_then(fs::create_dir)
+                .map_err(|e| write_err(dir, e))?;
         }
         Err(e) => return Err(write_err(dir, e)),
     }
@@ -475,7 +485,7 @@ fn open_for_write(path: &Path, mode: u32) -> io::Result<fs::File> {
         .truncate(true)
         .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+        .open(short(path)?)
 }
 
 /// The process umask, read once from /proc (reading it with umask(2) would change it).
@@ -505,8 +515,11 @@ fn finish_file(file: &fs::File, path: &Path, mode: u32, mtime: FileTime) -> Resu
 }
 
 fn remove_if_file(path: &Path) {
-    if fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
-        let _ = fs::remove_file(path);
+    let Ok(p) = short(path) else {
+        return;
+    };
+    if fs::symlink_metadata(&p).is_ok_and(|m| !m.is_dir()) {
+        let _ = fs::remove_file(&p);
     }
 }
 

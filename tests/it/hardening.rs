@@ -5,7 +5,7 @@ use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ for_each_store!(
     a_linked_directory_path_caches_what_it_points_to,
     a_linked_file_path_caches_what_it_points_to,
     cachectls_own_staging_and_state_files_are_never_cached,
+    paths_longer_than_path_max_save_and_restore,
 );
 
 /// `CACHECTL_STATE_DIR` naming a missing directory: restore creates it, says nothing about
@@ -709,4 +710,71 @@ fn cachectls_own_staging_and_state_files_are_never_cached(f: Fixture) {
 fn write_file(path: &Path, contents: &str) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, contents).unwrap();
+}
+
+/// Runs `find ROOT ARGS...` (find walks and opens relative to directory handles, so it reaches
+/// paths the kernel refuses in one call) and returns its output.
+fn find(root: &Path, args: &[&str]) -> String {
+    let out = Command::new("find").arg(root).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A file under 21 nested 200-byte directories (~4.2 KB of path, past PATH_MAX, as GNU tar
+/// archives it) saves and restores exactly: into nothing, over the old tree, and merged.
+fn paths_longer_than_path_max_save_and_restore(f: Fixture) {
+    let src = f.dir("src");
+    let deep: PathBuf = (0..21)
+        .map(|i| format!("{i:02}{}", "d".repeat(198)))
+        .collect();
+    assert!(src.join("deps").join(&deep).as_os_str().len() > 4096);
+    // Made level by level, each relative to the handle of the one above, as a package manager
+    // would (no single path to it fits in a system call).
+    {
+        use rustix::fs::{mkdirat, openat, Mode, OFlags, CWD};
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        fs::create_dir(src.join("deps")).unwrap();
+        let mut dir = openat(CWD, src.join("deps"), flags, Mode::empty()).unwrap();
+        for name in deep.iter() {
+            mkdirat(&dir, name, Mode::from_raw_mode(0o755)).unwrap();
+            dir = openat(&dir, name, flags, Mode::empty()).unwrap();
+        }
+        let leaf = openat(
+            &dir,
+            "leaf.txt",
+            OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        std::io::Write::write_all(&mut fs::File::from(leaf), b"deep content").unwrap();
+    }
+    let save = f.save("deep", &src).paths(["deps"]).run();
+    let json = save.expect(0, "saved");
+    assert_eq!(json["files"], 23, "deps, 21 directories, the file");
+    let dst = f.dir("dst");
+    for round in ["into nothing", "over the old tree", "merged"] {
+        let mut restore = f.restore("deep", &dst);
+        restore.paths(["deps"]);
+        if round == "merged" {
+            restore.arg("--merge");
+        }
+        restore.run().expect(0, "hit");
+        assert_eq!(
+            find(
+                &dst.join("deps"),
+                &["-name", "leaf.txt", "-execdir", "cat", "{}", ";"]
+            ),
+            "deep content",
+            "{round}"
+        );
+        assert_eq!(
+            find(&dst.join("deps"), &["-type", "d"]).lines().count(),
+            22,
+            "{round}"
+        );
+    }
 }
