@@ -4,7 +4,7 @@
 
 use crate::config::When;
 use crate::key::CacheKey;
-use crate::units::{parse_duration, parse_size, parse_time};
+use crate::units::{parse_duration, parse_positive_duration, parse_size, parse_time};
 use crate::{env, metrics};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -106,7 +106,7 @@ pub struct TransferArgs {
 
     /// How long the store may leave a lookup (restore's listing, save's existence check)
     /// unanswered before it counts as unreachable; transfers that are moving are not cut off
-    #[arg(long, env = env::LOOKUP_TIMEOUT, value_name = "DUR", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, env = env::LOOKUP_TIMEOUT, value_name = "DUR", default_value = "20s", value_parser = parse_positive_duration)]
     pub lookup_timeout: Duration,
 
     /// Exit non-zero when the store fails (default: warn, report outcome `error`, exit 0)

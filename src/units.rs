@@ -13,6 +13,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 30m, 12h or 7d ({e})"))
 }
 
+/// [`parse_duration`] for a wait that must allow some time: zero is refused.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!(
+            "`{s}` allows no time at all; give a duration like 20s"
+        )),
+        d => Ok(d),
+    }
+}
+
 /// The byte-size units a person may write: binary (KiB..TiB), decimal (KB..TB) and bytes.
 /// Single letters (`10G`) are refused: they do not say whether 2^30 or 10^9 is meant.
 const SIZE_UNITS: &[(&str, u64)] = &[
@@ -145,6 +155,15 @@ mod tests {
         assert_eq!(human_age(Duration::from_secs(3600)), "60m");
         assert_eq!(human_age(Duration::from_secs(5 * 3600)), "5h");
         assert_eq!(human_age(Duration::from_secs(3 * 86400 + 5)), "3d");
+    }
+
+    #[test]
+    fn a_wait_of_no_time_is_refused() {
+        assert_eq!(parse_positive_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(
+            parse_positive_duration("0s"),
+            Err("`0s` allows no time at all; give a duration like 20s".to_owned())
+        );
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub enum Error {
     /// A file changed while it was packed: the entry is not committed.
     #[error("{} changed while it was saved ({why}); nothing was cached", path.display())]
     Changed { path: PathBuf, why: String },
+    /// A replace restore of a directory that holds the working directory (`..`, `~` when
+    /// building under home): it would move the build's own tree away.
+    #[error("{} holds the working directory; it is only restored with merge", path.display())]
+    HoldsWorkingDir { path: PathBuf },
     #[error("unpack worker panicked")]
     WorkerPanic,
 }
@@ -40,6 +44,9 @@ impl crate::error::Hint for Error {
                     .into(),
             ),
             Error::Write { .. } => Some("check free space and permissions where the cache is restored".into()),
+            Error::HoldsWorkingDir { .. } => Some(
+                "set `merge = true` for this cache (or pass --merge), or cache narrower paths".into(),
+            ),
             Error::Changed { .. } => Some(
                 "save after the step that writes these files has finished; the next build saves the entry".into(),
             ),

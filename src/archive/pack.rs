@@ -317,6 +317,13 @@ impl<W: Write> Packer<'_, W> {
         if (after.len(), after.mtime(), after.mtime_nsec()) != (len, md.mtime(), md.mtime_nsec()) {
             return Err(changed("it was written to".into()));
         }
+        // A writer that puts the mtime back (`touch -d`, tools preserving times) still moves
+        // the change time, which only the kernel sets.
+        if (after.ctime(), after.ctime_nsec()) != (md.ctime(), md.ctime_nsec()) {
+            return Err(changed(
+                "it was written to or its attributes changed (its change time moved)".into(),
+            ));
+        }
         self.stats.file_bytes += len;
         pad(&mut self.out, len).map_err(Error::Stream)
     }

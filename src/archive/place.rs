@@ -22,7 +22,7 @@ use super::Error;
 use rustix::fs::{renameat_with, RenameFlags, CWD};
 use std::fs::{self, File, Permissions};
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,6 +31,8 @@ pub const STAGING_PREFIX: &str = ".cachectl-staging-";
 pub const TRASH_PREFIX: &str = ".cachectl-trash-";
 /// Held locked by the restore that owns the staging directory; free once that process is gone.
 const LOCK: &str = "lock";
+/// The lock file before it is locked.
+const LOCK_NEW: &str = "lock.new";
 
 /// How a restored tree meets what is already at its destination.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,8 +51,12 @@ pub struct Staged {
     pub dest: PathBuf,
     placement: Placement,
     dir: PathBuf,
-    /// The staging directory is inside `dest` (its parent could not be written).
+    /// The staging directory is inside `dest` (its parent could not be written, or `dest`
+    /// cannot be renamed).
     inside: bool,
+    /// Paths relative to `dest` that a replace carries over from the old tree (the local
+    /// store, which a save never archives, must not go out with the old tree).
+    keep: Vec<PathBuf>,
     /// Locked for the life of the staging directory.
     _lock: File,
 }
@@ -72,36 +78,69 @@ impl Staged {
     /// Where `dest`'s parent cannot be written but `dest` is a directory that can (a user's own
     /// directory under a root-owned one, as `tar -x -C dest` would manage), the staging
     /// directory goes inside `dest` instead, and placing swaps its contents.
-    pub fn create(dest: &Path, placement: Placement) -> Result<(Self, Vec<PathBuf>), Error> {
+    pub fn create(
+        dest: &Path,
+        placement: Placement,
+        keep: Vec<PathBuf>,
+    ) -> Result<(Self, Vec<PathBuf>), Error> {
+        let dest = &lexical(dest);
         let parent = dest.parent().unwrap_or(Path::new("/"));
+        let dest_md = fs::symlink_metadata(dest).ok().filter(|m| m.is_dir());
+        let cwd = std::env::current_dir().ok().map(|c| lexical(&c));
+        if placement == Placement::Replace
+            && cwd
+                .as_deref()
+                .is_some_and(|c| c != dest && c.starts_with(dest))
+        {
+            // Replacing it would move the build's own working directory away.
+            return Err(Error::HoldsWorkingDir {
+                path: dest.to_path_buf(),
+            });
+        }
         fs::create_dir_all(parent).map_err(|e| write_err(parent, e))?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("{STAGING_PREFIX}{}-{n}", std::process::id());
-        let (dir, inside) = match fs::create_dir(parent.join(&name)) {
-            Ok(()) => (parent.join(&name), false),
-            Err(e)
-                if e.kind() == io::ErrorKind::PermissionDenied
-                    && fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) =>
-            {
+        // Staging goes inside the destination when the destination itself cannot be renamed:
+        // it is a mount point (staging beside it would be another filesystem), or the working
+        // directory (renaming it would leave the build in the trash).
+        let pinned = dest_md.as_ref().is_some_and(|m| {
+            cwd.as_deref() == Some(dest)
+                || fs::symlink_metadata(parent).is_ok_and(|p| p.dev() != m.dev())
+        });
+        let beside = if pinned {
+            None
+        } else {
+            match fs::create_dir(parent.join(&name)) {
+                Ok(()) => Some(parent.join(&name)),
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied && dest_md.is_some() => None,
+                Err(e) => return Err(write_err(&parent.join(&name), e)),
+            }
+        };
+        let (dir, inside) = match beside {
+            Some(dir) => (dir, false),
+            None => {
                 let inner = dest.join(&name);
-                fs::create_dir(&inner).map_err(|e| write_err(&inner, e))?;
+                create_dir_owned(&inner, dest).map_err(|e| write_err(&inner, e))?;
                 (inner, true)
             }
-            Err(e) => return Err(write_err(&parent.join(&name), e)),
         };
-        let trash = stale_in(if inside { dest } else { parent }, &dir);
-        let lock = File::create(dir.join(LOCK))
+        // The lock file gets its name only once it is locked: a restore looking for stale
+        // staging in between must see no lock (and judge by the live pid), never a free one.
+        let lock = File::create(dir.join(LOCK_NEW))
             .and_then(|f| f.lock().map(|()| f))
+            .and_then(|f| fs::rename(dir.join(LOCK_NEW), dir.join(LOCK)).map(|()| f))
             .map_err(|e| {
                 let _ = fs::remove_dir_all(&dir);
                 write_err(&dir, e)
             })?;
+        let trash = stale_in(if inside { dest } else { parent }, &dir);
         Ok((
             Staged {
                 dest: dest.to_path_buf(),
                 placement,
                 dir,
                 inside,
+                keep,
                 _lock: lock,
             },
             trash,
@@ -158,7 +197,23 @@ pub fn commit_all(staged: Vec<Staged>) -> Result<Vec<PathBuf>, Error> {
     for (s, swapped) in replace.into_iter().zip(swaps) {
         match swapped {
             Swapped::Exchanged => trash.extend(s.into_trash()),
-            Swapped::Contents { trash: t } => trash.push(t),
+            Swapped::Contents {
+                trash: t,
+                mode,
+                mtime,
+            } => {
+                let dest = s.dest.clone();
+                if mode & 0o200 == 0 {
+                    // Read-only once it has the cached mode: nothing inside could be removed
+                    // afterwards, so the old contents go now, off the background's hands.
+                    let _ = remove_tree(&t);
+                } else {
+                    trash.push(t);
+                }
+                drop(s);
+                let _ = fs::set_permissions(&dest, Permissions::from_mode(mode));
+                let _ = filetime::set_file_mtime(&dest, mtime);
+            }
             Swapped::Renamed | Swapped::Untouched => {}
         }
     }
@@ -172,8 +227,13 @@ enum Swapped {
     /// The staged tree and the old destination traded places.
     Exchanged,
     /// The destination's contents were swapped (staging inside it): the old ones went to
-    /// `trash`, the new ones were moved in.
-    Contents { trash: PathBuf },
+    /// `trash`, the new ones were moved in; the cached tree's `mode` and `mtime` are applied
+    /// to the destination once staging is gone (a read-only mode would keep it from going).
+    Contents {
+        trash: PathBuf,
+        mode: u32,
+        mtime: filetime::FileTime,
+    },
     /// The archive had nothing for this path; the destination was left as it was.
     Untouched,
 }
@@ -194,9 +254,16 @@ fn swap_in(s: &Staged) -> Result<Swapped, Error> {
         Err(e) => Err(write_err(&s.dest, e)),
         Ok(dest_md) => {
             let dest_movable = Movable::new(&s.dest, &dest_md)?;
-            let swapped = renameat_with(CWD, &root, CWD, &s.dest, RenameFlags::EXCHANGE)
-                .map(|()| Swapped::Exchanged)
-                .map_err(|e| write_err(&s.dest, e.into()));
+            let exchange = || renameat_with(CWD, &root, CWD, &s.dest, RenameFlags::EXCHANGE);
+            let swapped = exchange()
+                .map_err(|e| write_err(&s.dest, e.into()))
+                .and_then(|()| {
+                    // The old tree is at `root` now; what it must keep goes to the new one.
+                    carry_over(&s.keep, &root, &s.dest).inspect_err(|_| {
+                        let _ = exchange();
+                    })
+                })
+                .map(|()| Swapped::Exchanged);
             // After the exchange the old tree is at `root`, on its way to the trash.
             dest_movable.restore_at(if swapped.is_ok() { &root } else { &s.dest });
             swapped
@@ -216,26 +283,29 @@ fn swap_contents(s: &Staged, root: &Path, root_md: &fs::Metadata) -> Result<Swap
         .dest
         .join(format!("{TRASH_PREFIX}{}-{n}", std::process::id()));
     fs::create_dir(&trash).map_err(|e| write_err(&trash, e))?;
+    // Entries leave the staged root, which may hold a cached read-only mode until the end.
+    let _root_writable = Movable::new(root, root_md)?;
     let skip = |name: &std::ffi::OsStr| {
         let name = name.to_string_lossy();
         name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX)
     };
     let moved = move_children(&s.dest, &trash, skip).and_then(|()| {
-        move_children(root, &s.dest, |_| false).inspect_err(|_| {
-            let _ = move_children(&s.dest, root, skip);
-            let _ = move_children(&trash, &s.dest, |_| false);
-        })
+        move_children(root, &s.dest, |_| false)
+            .and_then(|()| carry_over(&s.keep, &trash, &s.dest))
+            .inspect_err(|_| {
+                let _ = move_children(&s.dest, root, skip);
+                let _ = move_children(&trash, &s.dest, |_| false);
+            })
     });
     if let Err(e) = moved {
         let _ = fs::remove_dir(&trash);
         return Err(e);
     }
-    let _ = fs::set_permissions(&s.dest, root_md.permissions());
-    let _ = filetime::set_file_mtime(
-        &s.dest,
-        filetime::FileTime::from_last_modification_time(root_md),
-    );
-    Ok(Swapped::Contents { trash })
+    Ok(Swapped::Contents {
+        trash,
+        mode: root_md.permissions().mode() & 0o7777,
+        mtime: filetime::FileTime::from_last_modification_time(root_md),
+    })
 }
 
 /// Renames every entry of `from` (but those `skip` names) into `to`.
@@ -259,6 +329,70 @@ fn move_children(
     Ok(())
 }
 
+/// Moves each `keep` path (relative) from the old tree at `old` to the same place in the new
+/// tree at `new`, creating its parents there; all or none.
+fn carry_over(keep: &[PathBuf], old: &Path, new: &Path) -> Result<(), Error> {
+    let mut moved: Vec<&PathBuf> = Vec::new();
+    for rel in keep {
+        let (from, to) = (old.join(rel), new.join(rel));
+        if lstat(&from).is_err() {
+            continue;
+        }
+        let result = to
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|()| rename(&from, &to))
+            .map_err(|e| write_err(&to, e));
+        if let Err(e) = result {
+            for rel in moved.into_iter().rev() {
+                let _ = rename(&new.join(rel), &old.join(rel));
+            }
+            return Err(e);
+        }
+        moved.push(rel);
+    }
+    Ok(())
+}
+
+/// `path` made absolute and with `.` and `..` resolved by name (`/w/p/.` -> `/w/p`), as the
+/// kernel would reach it through real directories.
+pub fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    let base = if path.is_absolute() {
+        PathBuf::new()
+    } else {
+        std::env::current_dir().unwrap_or_default()
+    };
+    for c in base.components().chain(path.components()) {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    out
+}
+
+/// `create_dir(dir)`; where that is denied inside `owner`, a directory of ours that is read-only
+/// (a cached `0555` tree), `owner` is made writable first, as `tar -x` would need too.
+fn create_dir_owned(dir: &Path, owner: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let md = fs::symlink_metadata(owner)?;
+            if md.uid() != rustix::process::geteuid().as_raw() {
+                return Err(e);
+            }
+            let mode = md.permissions().mode() & 0o7777;
+            fs::set_permissions(owner, Permissions::from_mode(mode | 0o700))?;
+            fs::create_dir(dir)
+        }
+        other => other,
+    }
+}
+
 /// Puts a path back as it was before [`swap_in`]; best effort (a failure here leaves the new
 /// tree in place, which the caller's error still reports).
 fn undo(s: &Staged, swapped: &Swapped) {
@@ -272,7 +406,7 @@ fn undo(s: &Staged, swapped: &Swapped) {
         Swapped::Exchanged => {
             renameat_with(CWD, &root, CWD, &s.dest, RenameFlags::EXCHANGE).map_err(io::Error::from)
         }
-        Swapped::Contents { trash } => {
+        Swapped::Contents { trash, .. } => {
             let _ = move_children(&s.dest, &root, skip);
             let _ = move_children(trash, &s.dest, |_| false);
             let _ = fs::remove_dir(trash);
@@ -371,13 +505,86 @@ fn rename(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Removes a tree, making its directories writable first where a read-only one (a cached
 /// `0555` directory) stands in the way, as an unprivileged user must.
+///
+/// Never crosses into another filesystem: a mount inside the tree (a bind mount a build made)
+/// is left mounted with its contents, and so are the directories above it.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let mounts = mounts_under(path);
+    if !mounts.is_empty() {
+        return remove_around(path, &mounts);
+    }
     match fs::remove_dir_all(path) {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             make_writable(path);
             fs::remove_dir_all(path)
         }
         other => other,
+    }
+}
+
+/// Mount points strictly under `path`, from `/proc/self/mountinfo` (field 5, with the
+/// kernel's octal escapes for space, tab, newline and backslash).
+fn mounts_under(path: &Path) -> Vec<PathBuf> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let path = lexical(path);
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mount(m)))
+        .filter(|m| m != &path && m.starts_with(&path))
+        .collect()
+}
+
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Removes what can be removed under `path` without entering `mounts` or their ancestors'
+/// other entries' filesystems: every entry not on a mount's way is removed whole.
+fn remove_around(path: &Path, mounts: &[PathBuf]) -> io::Result<()> {
+    let on_way = |p: &Path| mounts.iter().any(|m| m.starts_with(p));
+    make_writable_dir(path);
+    for e in fs::read_dir(path)? {
+        let p = e?.path();
+        if mounts.contains(&lexical(&p)) {
+            continue;
+        }
+        let _ = if on_way(&lexical(&p)) {
+            remove_around(&p, mounts)
+        } else if fs::symlink_metadata(&p)?.is_dir() {
+            remove_tree(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+    }
+    fs::remove_dir(path)
+}
+
+fn make_writable_dir(dir: &Path) {
+    if let Ok(md) = fs::symlink_metadata(dir) {
+        let mode = md.permissions().mode();
+        if md.is_dir() && mode & 0o700 != 0o700 {
+            let _ = fs::set_permissions(dir, Permissions::from_mode(mode | 0o700));
+        }
     }
 }
 
@@ -452,7 +659,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn staged(dest: &Path, placement: Placement) -> Staged {
-        Staged::create(dest, placement).unwrap().0
+        Staged::create(dest, placement, Vec::new()).unwrap().0
     }
 
     #[test]
@@ -531,7 +738,7 @@ mod tests {
         fs::create_dir_all(&live).unwrap();
         let held = File::create(live.join(LOCK)).unwrap();
         held.lock().unwrap();
-        let (s, trash) = Staged::create(&dest, Placement::Replace).unwrap();
+        let (s, trash) = Staged::create(&dest, Placement::Replace, Vec::new()).unwrap();
         assert_eq!(trash, [t.path().join(format!("{TRASH_PREFIX}1-0"))]);
         for t in &trash {
             remove_tree(t).unwrap();

@@ -50,6 +50,57 @@ impl Job {
     }
 }
 
+/// The order to restore caches in, as waves of indices into `dests` (each cache's destination
+/// paths, made absolute): a cache with a path inside another cache's path (`node_modules/.cache`
+/// inside `node_modules`) comes in a later wave than that cache, so its tree is placed over the
+/// outer one rather than swapped away by it; two caches with the same path go in file order.
+/// Caches that do not overlap share the first wave. Paths nested both ways between two caches
+/// fall back to file order.
+pub fn waves(dests: &[Vec<PathBuf>]) -> Vec<Vec<usize>> {
+    let n = dests.len();
+    let contains = |outer: &Path, inner: &Path| inner.starts_with(outer);
+    let before = |i: usize, j: usize| {
+        dests[i].iter().any(|a| {
+            dests[j]
+                .iter()
+                .any(|b| (a != b && contains(a, b)) || (a == b && i < j))
+        })
+    };
+    let mut deps: Vec<Vec<usize>> = (0..n)
+        .map(|j| (0..n).filter(|&i| i != j && before(i, j)).collect())
+        .collect();
+    if (0..n).any(|j| deps[j].iter().any(|&i| deps[i].contains(&j))) {
+        // Nested both ways: file order among the overlapping ones.
+        let overlap = |i: usize, j: usize| before(i, j) || before(j, i);
+        deps = (0..n)
+            .map(|j| (0..j).filter(|&i| overlap(i, j)).collect())
+            .collect();
+    }
+    let mut level: Vec<Option<usize>> = vec![None; n];
+    // Longer cycles than two caches: levels are capped at n, file order decides the rest.
+    for _ in 0..=n {
+        for j in 0..n {
+            if let Some(l) = deps[j]
+                .iter()
+                .map(|&i| level[i].map(|l| l + 1))
+                .try_fold(0, |acc, l| l.map(|l| acc.max(l)))
+            {
+                level[j] = Some(l.min(n));
+            }
+        }
+    }
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for (j, l) in level.into_iter().enumerate() {
+        let l = l.unwrap_or(n);
+        if out.len() <= l {
+            out.resize(l + 1, Vec::new());
+        }
+        out[l].push(j);
+    }
+    out.retain(|w| !w.is_empty());
+    out
+}
+
 pub struct Plan {
     pub jobs: Vec<Job>,
     /// `[metrics]` of cachectl.toml; `None` for a plain `--key`.
@@ -137,4 +188,57 @@ pub fn plan(
         jobs,
         metrics: Some(cfg.metrics),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(list: &[&[&str]]) -> Vec<Vec<PathBuf>> {
+        list.iter()
+            .map(|ps| ps.iter().map(PathBuf::from).collect())
+            .collect()
+    }
+
+    #[test]
+    fn nested_caches_restore_outer_first() {
+        type Case<'a> = (&'a str, &'a [&'a [&'a str]], &'a [&'a [usize]]);
+        let cases: &[Case] = &[
+            ("apart", &[&["/w/a"], &["/w/b"]], &[&[0, 1]]),
+            (
+                "inner listed first",
+                &[&["/w/nm/.cache"], &["/w/nm"]],
+                &[&[1], &[0]],
+            ),
+            (
+                "inner listed last",
+                &[&["/w/nm"], &["/w/nm/.cache"]],
+                &[&[0], &[1]],
+            ),
+            (
+                "same path, file order",
+                &[&["/w/x"], &["/w/x"]],
+                &[&[0], &[1]],
+            ),
+            (
+                "prefix of a name is not a parent",
+                &[&["/w/nm"], &["/w/nm2"]],
+                &[&[0, 1]],
+            ),
+            (
+                "three deep, one apart",
+                &[&["/w/a/b/c"], &["/w/z"], &["/w/a"], &["/w/a/b"]],
+                &[&[1, 2], &[3], &[0]],
+            ),
+            (
+                "nested both ways: file order",
+                &[&["/w/x", "/w/y/z"], &["/w/y", "/w/x/w"]],
+                &[&[0], &[1]],
+            ),
+        ];
+        for (name, dests, want) in cases {
+            let want: Vec<Vec<usize>> = want.iter().map(|w| w.to_vec()).collect();
+            assert_eq!(waves(&paths(dests)), want, "case {name}");
+        }
+    }
 }

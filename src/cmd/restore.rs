@@ -47,11 +47,35 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
     };
     let reports = match super::open_store(g.store.as_deref()).await {
         Ok(store) => {
-            let runs = plan
+            // Caches run concurrently, but a cache whose path lies inside another cache's path
+            // waits for that one: its tree must be placed after (and over) the outer tree.
+            let (cwd, home) = super::anchors();
+            let dests: Vec<Vec<std::path::PathBuf>> = plan
                 .jobs
                 .iter()
-                .map(|job| restore_one(Arc::clone(&store), job, &args));
-            futures_util::future::join_all(runs).await
+                .map(|job| {
+                    job.destinations(&cwd, home.as_deref(), args.merge)
+                        .map(|d| d.into_iter().map(|(p, _)| p).collect())
+                        .unwrap_or_default()
+                })
+                .collect();
+            let waves = jobs::waves(&dests);
+            let mut reports: Vec<Option<RestoreReport>> = std::iter::repeat_with(|| None)
+                .take(plan.jobs.len())
+                .collect();
+            for wave in waves {
+                let runs = wave
+                    .iter()
+                    .map(|&i| restore_one(Arc::clone(&store), &plan.jobs[i], &args));
+                let done = futures_util::future::join_all(runs).await;
+                for (i, r) in wave.into_iter().zip(done) {
+                    reports[i] = Some(r);
+                }
+            }
+            reports
+                .into_iter()
+                .flatten()
+                .collect::<Vec<RestoreReport>>()
         }
         Err(e) => plan
             .jobs

@@ -467,11 +467,14 @@ async fn restore_once(
     opts: &Options,
     reporter: Arc<dyn Reporter>,
 ) -> Result<Restored, Error> {
+    let local_root = store.local_root();
     let (staged, mut trash) = blocking("create staging directories", move || {
         let mut staged = Vec::new();
         let mut trash = Vec::new();
         for (dest, placement) in &dests {
-            let (s, stale) = Staged::create(&through_root_link(dest), *placement)?;
+            let dest = through_root_link(dest);
+            let keep = kept_inside(&dest, local_root.as_deref());
+            let (s, stale) = Staged::create(&dest, *placement, keep)?;
             staged.push(s);
             trash.extend(stale);
         }
@@ -595,6 +598,23 @@ async fn fetch_and_unpack(
 /// A configured path that is a symlink stands for what it points to (docs/FORMAT.md): the
 /// tree is restored where the link points (the link stays); a dangling link's target is
 /// created. Followed as the kernel follows links, at most 40 deep.
+/// What a replace of `dest` must carry over from the old tree: the local store, when it lies
+/// inside `dest` (a save never archives it, so the cached tree never has it).
+fn kept_inside(dest: &std::path::Path, local_root: Option<&std::path::Path>) -> Vec<PathBuf> {
+    let (Some(root), Ok(dest)) = (local_root, std::fs::canonicalize(dest)) else {
+        return Vec::new();
+    };
+    match std::fs::canonicalize(root) {
+        Ok(root) => root
+            .strip_prefix(&dest)
+            .ok()
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .map(|rel| vec![rel.to_path_buf()])
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
 fn through_root_link(dest: &std::path::Path) -> PathBuf {
     let mut path = dest.to_path_buf();
     for _ in 0..40 {

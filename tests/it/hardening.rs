@@ -21,6 +21,7 @@ for_each_store!(
     a_file_rewritten_in_place_while_saved_is_not_committed,
     a_file_replaced_while_saved_is_not_committed,
     a_file_removed_while_saved_is_not_committed,
+    a_file_written_with_its_mtime_put_back_is_not_committed,
     a_corrupt_exact_entry_falls_back_to_the_restore_key,
     a_corrupt_newest_entry_falls_back_to_an_older_one_of_the_prefix,
     only_corrupt_candidates_is_an_error_naming_the_entry,
@@ -226,6 +227,26 @@ fn a_file_replaced_while_saved_is_not_committed(f: Fixture) {
             fs::rename(&new, big).unwrap();
         },
         "it was replaced)",
+    );
+}
+
+/// New bytes where the save already read, and the modification time put back (`touch -d`,
+/// tools that preserve times): only the change time, which the kernel alone sets, tells.
+fn a_file_written_with_its_mtime_put_back_is_not_committed(f: Fixture) {
+    changed_while_saved(
+        &f,
+        |big| {
+            let before = fs::metadata(big).unwrap();
+            let file = fs::OpenOptions::new().write(true).open(big).unwrap();
+            file.write_all_at(&[9; 4096], 0).unwrap();
+            drop(file);
+            filetime::set_file_mtime(
+                big,
+                filetime::FileTime::from_last_modification_time(&before),
+            )
+            .unwrap();
+        },
+        "it was written to or its attributes changed (its change time moved))",
     );
 }
 

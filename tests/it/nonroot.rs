@@ -95,6 +95,7 @@ fn assert_read_only_tree(dir: &Path, tag: &str) {
 for_each_store!(
     read_only_directories_restore_for_a_non_root_user,
     a_destination_whose_parent_the_user_cannot_write_is_restored_in_place,
+    a_read_only_destination_of_the_users_own_under_a_locked_parent_is_restored,
     a_path_that_cannot_be_placed_leaves_every_path_as_it_was,
 );
 
@@ -197,4 +198,36 @@ fn a_path_that_cannot_be_placed_leaves_every_path_as_it_was(f: Fixture) {
         "old b (root's)\n"
     );
     assert_eq!(leftovers(&dst), Vec::<String>::new());
+}
+
+/// As above, and the destination itself is read-only (`0555`, a cached tree's mode) but the
+/// user's own: `chmod u+w` then `tar -x` would work, so the restore does that, and the tree
+/// ends with the cached mode.
+fn a_read_only_destination_of_the_users_own_under_a_locked_parent_is_restored(f: Fixture) {
+    let src = f.dir("src");
+    write(&src.join("deps/a.txt"), "cached a\n");
+    mode(&src.join("deps"), 0o555);
+    f.save("readonly-dest", &src)
+        .paths(["deps"])
+        .run()
+        .expect(0, "saved");
+    mode(&src.join("deps"), 0o755);
+    open_sandbox(&f);
+    let dst = f.dir("dst");
+    write(&dst.join("deps/a.txt"), "old a\n");
+    own(&dst.join("deps"));
+    mode(&dst.join("deps"), 0o555);
+    mode(&dst, 0o555);
+    let run = unprivileged(f.restore("readonly-dest", &dst).paths(["deps"])).run();
+    mode(&dst, 0o755);
+    run.expect(0, "hit");
+    let deps_mode = fs::metadata(dst.join("deps")).unwrap().permissions().mode() & 0o777;
+    mode(&dst.join("deps"), 0o755);
+    assert_eq!(leftovers(&dst.join("deps")), Vec::<String>::new());
+    assert_eq!(list_dir(&dst.join("deps")), ["a.txt"]);
+    assert_eq!(
+        fs::read_to_string(dst.join("deps/a.txt")).unwrap(),
+        "cached a\n"
+    );
+    assert_eq!(deps_mode, 0o555, "the cached mode");
 }
