@@ -44,6 +44,13 @@ pub enum Command {
     Ls(LsArgs),
     /// Delete entries by exact key or by key prefix (drop a bad cache).
     Rm(RmArgs),
+    /// Set up an account (and region) once: the cache bucket, IAM policies, the scheduled prune
+    /// project and a dashboard, as one CloudFormation stack; planned, idempotent, reversible
+    #[cfg(feature = "provision")]
+    Provision(ProvisionArgs),
+    /// Delete what `provision` made (the bucket and its caches stay unless --delete-bucket)
+    #[cfg(feature = "provision")]
+    Deprovision(DeprovisionArgs),
     /// Remove the trees restores replaced (`.cachectl-trash-*`), in the background.
     #[command(hide = true)]
     RemoveTrash(RemoveTrashArgs),
@@ -263,7 +270,7 @@ pub struct PruneArgs {
     pub min_age: Option<Duration>,
 
     /// Print what would be deleted and why; delete nothing
-    #[arg(long)]
+    #[arg(long, env = env::PRUNE_DRY_RUN, value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
 
     /// Judge ages as if it were this time (RFC 3339), to preview a policy
@@ -294,6 +301,99 @@ pub struct RmArgs {
     /// Print what would be deleted; delete nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[cfg(feature = "provision")]
+/// `cachectl provision`: the account set-up as one CloudFormation stack.
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// The CloudFormation stack [default: `stack` in [provision], else cachectl]
+    #[arg(long, value_name = "NAME", value_parser = stack_name)]
+    pub stack: Option<String>,
+
+    /// The cache bucket [default: `bucket` in [provision], else <stack>-<account>-<region>]
+    #[arg(long, value_name = "NAME", value_parser = bucket_name)]
+    pub bucket: Option<String>,
+
+    /// The region to provision in [default: `region` in [provision], else the SDK's]
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// A CloudFormation service role the stack operations run as (then the caller needs only
+    /// CloudFormation permissions and iam:PassRole on it)
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+
+    /// Print the plan (CloudFormation's change set) and change nothing
+    #[arg(long, conflicts_with_all = ["check", "print_template"])]
+    pub dry_run: bool,
+
+    /// Apply without asking (needed off a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Print the CloudFormation template and exit (for your own CloudFormation, CDK or
+    /// StackSets pipeline); needs no AWS credentials
+    #[arg(long, conflicts_with = "check")]
+    pub print_template: bool,
+
+    /// Where the other architecture's release binaries are (as bootstrap/build-release.sh
+    /// lays them out in target/dist), to upload beside this one
+    #[arg(long, value_name = "DIR")]
+    pub binaries: Option<PathBuf>,
+
+    /// Read the deployed set-up back: stack, outputs, a store round trip, the CodeBuild
+    /// projects; change nothing
+    #[arg(long)]
+    pub check: bool,
+
+    /// With --check: start the prune project once in dry-run mode and wait for it
+    #[arg(long, requires = "check")]
+    pub run_prune: bool,
+}
+
+#[cfg(feature = "provision")]
+/// `cachectl deprovision`: delete the stack; the bucket stays unless asked.
+#[derive(Debug, Args)]
+pub struct DeprovisionArgs {
+    /// The CloudFormation stack [default: `stack` in [provision], else cachectl]
+    #[arg(long, value_name = "NAME", value_parser = stack_name)]
+    pub stack: Option<String>,
+
+    /// The bucket to delete with --delete-bucket when the stack is already gone [default: the
+    /// stack's, else `bucket` in [provision], else <stack>-<account>-<region>]
+    #[arg(long, value_name = "NAME", value_parser = bucket_name)]
+    pub bucket: Option<String>,
+
+    /// The region [default: `region` in [provision], else the SDK's]
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Also delete the bucket and every cache in it (every object version, delete marker and
+    /// unfinished upload)
+    #[arg(long)]
+    pub delete_bucket: bool,
+
+    /// Delete without asking (needed off a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[cfg(feature = "provision")]
+fn stack_name(s: &str) -> Result<String, String> {
+    if crate::config::provision::valid_stack_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("a stack name starts with a letter and holds only letters, digits and `-` (at most 100)".into())
+    }
+}
+
+#[cfg(feature = "provision")]
+fn bucket_name(s: &str) -> Result<String, String> {
+    match crate::config::provision::bucket_name_problem(s) {
+        None => Ok(s.to_owned()),
+        Some(p) => Err(format!("a bucket name {p}")),
+    }
 }
 
 #[cfg(test)]

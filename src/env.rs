@@ -11,6 +11,9 @@ pub const HOME: &str = "HOME";
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 pub const AWS_ENDPOINT_URL_S3: &str = "AWS_ENDPOINT_URL_S3";
 pub const AWS_ENDPOINT_URL_CLOUDWATCH: &str = "AWS_ENDPOINT_URL_CLOUDWATCH";
+pub const AWS_ENDPOINT_URL_CLOUDFORMATION: &str = "AWS_ENDPOINT_URL_CLOUDFORMATION";
+pub const AWS_ENDPOINT_URL_CODEBUILD: &str = "AWS_ENDPOINT_URL_CODEBUILD";
+pub const AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
 /// Parallel transfers (parts in flight / ranged GETs in flight); same as `--concurrency`.
 pub const CONCURRENCY: &str = "CACHECTL_CONCURRENCY";
 /// Part / ranged-GET size in MiB; same as `--part-size-mib`.
@@ -23,6 +26,9 @@ pub const LOOKUP_TIMEOUT: &str = "CACHECTL_LOOKUP_TIMEOUT";
 pub const STRICT: &str = "CACHECTL_STRICT";
 /// CloudWatch namespace for published metrics.
 pub const METRICS_NAMESPACE: &str = "CACHECTL_METRICS_NAMESPACE";
+/// `cachectl prune --dry-run` when true (`provision --check --run-prune` starts the prune
+/// project with it).
+pub const PRUNE_DRY_RUN: &str = "CACHECTL_PRUNE_DRY_RUN";
 /// Set to turn metric publishing off; same as `--no-metrics`.
 pub const NO_METRICS: &str = "CACHECTL_NO_METRICS";
 /// CodeBuild's build id, `project-name:uuid`; the ProjectName dimension comes from it.

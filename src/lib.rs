@@ -20,6 +20,8 @@ pub mod metrics;
 pub mod outcome;
 mod output;
 mod progress;
+#[cfg(feature = "provision")]
+mod provision;
 mod prune;
 pub mod signal;
 mod state;

@@ -13,6 +13,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 pub enum Service {
     S3,
     CloudWatch,
+    CloudFormation,
+    CodeBuild,
+    Sts,
 }
 
 impl Service {
@@ -20,6 +23,9 @@ impl Service {
         match self {
             Service::S3 => "S3",
             Service::CloudWatch => "CloudWatch",
+            Service::CloudFormation => "CloudFormation",
+            Service::CodeBuild => "CodeBuild",
+            Service::Sts => "STS",
         }
     }
 
@@ -28,6 +34,9 @@ impl Service {
         match self {
             Service::S3 => crate::env::AWS_ENDPOINT_URL_S3,
             Service::CloudWatch => crate::env::AWS_ENDPOINT_URL_CLOUDWATCH,
+            Service::CloudFormation => crate::env::AWS_ENDPOINT_URL_CLOUDFORMATION,
+            Service::CodeBuild => crate::env::AWS_ENDPOINT_URL_CODEBUILD,
+            Service::Sts => crate::env::AWS_ENDPOINT_URL_STS,
         }
     }
 
@@ -36,6 +45,9 @@ impl Service {
         match self {
             Service::S3 => "an S3 gateway endpoint or NAT",
             Service::CloudWatch => "a monitoring interface endpoint or NAT",
+            Service::CloudFormation | Service::CodeBuild | Service::Sts => {
+                "an interface endpoint for the service or NAT"
+            }
         }
     }
 }
@@ -200,6 +212,9 @@ impl Hint for Error {
                         iam::list(iam::PUBLISH_METRICS),
                         iam::list(iam::READ_METRICS)
                     ),
+                    Service::CloudFormation | Service::CodeBuild | Service::Sts => {
+                        "`cachectl provision` needs what README's \"Set up an account\" lists, or --role-arn with a CloudFormation service role".into()
+                    }
                 };
                 format!(
                     "{} was denied; {needs}; check the credentials in use (`aws sts get-caller-identity`)",
@@ -214,9 +229,10 @@ impl Hint for Error {
             ),
             Kind::Throttled => match service {
                 Service::S3 => "lower --concurrency or spread builds over more key prefixes".into(),
-                Service::CloudWatch => {
-                    "retry later; CloudWatch limits API calls per account and region".into()
-                }
+                other => format!(
+                    "retry later; {} limits API calls per account and region",
+                    other.name()
+                ),
             },
             Kind::NotFound | Kind::Other => return None,
         })

@@ -11,6 +11,10 @@ pub const S3_LIST_BUCKET: &str = "s3:ListBucket";
 pub const S3_ABORT_MULTIPART_UPLOAD: &str = "s3:AbortMultipartUpload";
 pub const S3_DELETE_OBJECT: &str = "s3:DeleteObject";
 pub const S3_LIST_BUCKET_MULTIPART_UPLOADS: &str = "s3:ListBucketMultipartUploads";
+/// Emptying and deleting the bucket (`deprovision --delete-bucket`).
+pub const S3_LIST_BUCKET_VERSIONS: &str = "s3:ListBucketVersions";
+pub const S3_DELETE_OBJECT_VERSION: &str = "s3:DeleteObjectVersion";
+pub const S3_DELETE_BUCKET: &str = "s3:DeleteBucket";
 
 pub const CLOUDWATCH_PUT_METRIC_DATA: &str = "cloudwatch:PutMetricData";
 pub const CLOUDWATCH_LIST_METRICS: &str = "cloudwatch:ListMetrics";

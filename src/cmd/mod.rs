@@ -6,6 +6,8 @@ mod hash_files;
 mod jobs;
 mod keys;
 mod ls;
+#[cfg(feature = "provision")]
+mod provision;
 mod prune;
 mod restore;
 mod rm;
@@ -71,6 +73,9 @@ pub enum Error {
     Aws(#[from] aws::CallError),
     #[error(transparent)]
     Stdout(#[from] output::StdoutError),
+    #[cfg(feature = "provision")]
+    #[error(transparent)]
+    Provision(#[from] crate::provision::Error),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     /// Stopped by a signal (its exit code, 130 or 143) after aborting `aborted` open uploads.
@@ -100,6 +105,9 @@ impl Error {
             | Error::Hash(_)
             | Error::Aws(_)
             | Error::Stdout(_) => code::FAILED,
+            // The stack could not be planned or applied, or is in a state nothing starts from.
+            #[cfg(feature = "provision")]
+            Error::Provision(_) => code::FAILED,
             // No threads: cachectl itself cannot run.
             Error::Runtime(_) => code::BUG,
             // 128 + the signal, as shells report it.
@@ -127,6 +135,8 @@ impl Hint for Error {
             Error::Transfer(e) => e.hint(),
             Error::Hash(e) => e.hint(),
             Error::Aws(e) => e.hint(),
+            #[cfg(feature = "provision")]
+            Error::Provision(e) => e.hint(),
             Error::Runtime(_) => Some("the machine may be out of threads or memory".into()),
             Error::Stdout(_) | Error::Interrupted { .. } => None,
         }
@@ -170,6 +180,10 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Prune(args) => prune::run(&g, args).await,
         Command::Ls(args) => ls::run(&g, args).await,
         Command::Rm(args) => rm::run(&g, args).await,
+        #[cfg(feature = "provision")]
+        Command::Provision(args) => provision::run(&g, args).await,
+        #[cfg(feature = "provision")]
+        Command::Deprovision(args) => provision::deprovision(&g, args).await,
         Command::HashFiles(args) => hash_files::run(&g, &args),
         Command::Keys(args) => keys::run(&g, &args),
         Command::RemoveTrash(args) => remove_trash(&args.dirs),

@@ -6,7 +6,7 @@ use super::{
 };
 use toml::de::{DeTable, DeValue};
 
-const TOP_KEYS: &[&str] = &["cache", "prune", "metrics"];
+const TOP_KEYS: &[&str] = &["cache", "prune", "metrics", "provision"];
 const CACHE_KEYS: &[&str] = &[
     "key",
     "restore-keys",
@@ -39,6 +39,10 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Config, Error> {
             "metrics" => {
                 let t = src.table(value, &[], "the top level", "metrics", "[metrics]")?;
                 config.metrics = parse_metrics(&src, t)?;
+            }
+            "provision" => {
+                let t = src.table(value, &[], "the top level", "provision", "[provision]")?;
+                config.provision = Some(super::provision::parse(&src, t)?);
             }
             _ => return Err(src.unknown_key(&[], key, "the top level", TOP_KEYS)),
         }
@@ -281,7 +285,7 @@ fn derived_restore_keys(key: &str) -> Vec<String> {
     }
 }
 
-fn kind(v: &toml::Value) -> &'static str {
+pub(super) fn kind(v: &toml::Value) -> &'static str {
     match v {
         toml::Value::String(_) => "a string",
         toml::Value::Integer(_) => "an integer",
@@ -303,7 +307,7 @@ fn show(v: &toml::Value) -> String {
 /// The parsed file twice over: as plain values to read, and as the span-carrying tree that
 /// tells where each key sits (for error locations and for file order, which the plain
 /// table, a BTreeMap, does not keep).
-struct Source<'a> {
+pub(super) struct Source<'a> {
     origin: &'a str,
     text: &'a str,
     root: toml::Table,
@@ -381,7 +385,7 @@ impl<'a> Source<'a> {
     }
 
     /// A table's entries in file order (`path` is the table's own path).
-    fn ordered<'t>(
+    pub(super) fn ordered<'t>(
         &self,
         table: &'t toml::Table,
         path: &[&str],
@@ -397,7 +401,7 @@ impl<'a> Source<'a> {
         entries.into_iter().map(|(_, k, v)| (k, v)).collect()
     }
 
-    fn table<'t>(
+    pub(super) fn table<'t>(
         &self,
         value: &'t toml::Value,
         parent: &[&str],
@@ -415,7 +419,7 @@ impl<'a> Source<'a> {
         })
     }
 
-    fn invalid(&self, parent: &[&str], key: &str, label: &str, problem: &str) -> Error {
+    pub(super) fn invalid(&self, parent: &[&str], key: &str, label: &str, problem: &str) -> Error {
         let full: Vec<&str> = parent.iter().copied().chain([key]).collect();
         Error::Invalid {
             at: self.value_location(&full),
@@ -425,7 +429,7 @@ impl<'a> Source<'a> {
         }
     }
 
-    fn unknown_key(
+    pub(super) fn unknown_key(
         &self,
         parent: &[&str],
         key: &str,

@@ -26,6 +26,7 @@
 mod file;
 pub mod platform;
 pub mod presets;
+pub mod provision;
 pub mod template;
 
 pub use template::{process_env, TemplateContext};
@@ -43,6 +44,8 @@ pub struct Config {
     /// `[prune]`, uninterpreted: the prune command validates it.
     pub prune: Option<toml::Table>,
     pub metrics: MetricsConfig,
+    /// `[provision]`, if the file has one.
+    pub provision: Option<provision::ProvisionSettings>,
 }
 
 /// `[metrics]`.

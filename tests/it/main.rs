@@ -18,6 +18,8 @@ mod metrics;
 mod nonroot;
 mod pipeline;
 mod placement;
+#[cfg(feature = "provision")]
+mod provision;
 mod prune;
 mod s3_errors;
 mod store;

@@ -1,0 +1,699 @@
+//! `cachectl provision` and `cachectl deprovision`: settings from `[provision]` and flags, the
+//! caller preflight, the plan, a confirmation, the apply with its events, the uploads, and
+//! what to put in a buildspec.
+
+use super::{Error, ExitStatus};
+use crate::cli::{DeprovisionArgs, GlobalArgs, ProvisionArgs};
+use crate::config::provision::{default_bucket, ProvisionSettings};
+use crate::output;
+use crate::provision::template::{self, outputs, Inputs};
+use crate::provision::{self as prov, check, deploy, install, teardown, Change, StackEvent};
+use aws_sdk_cloudformation::types::{ChangeSetType, ResourceToImport};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// `[prune]` as the prune project's `cachectl prune` flags; without `[prune]`, the policy of
+/// buildspecs/prune.yml.
+fn prune_args(table: Option<&toml::Table>, origin: &str) -> Result<Vec<String>, Error> {
+    let Some(t) = table else {
+        return Ok(["--max-unused", "14d", "--max-total-size", "50GiB"]
+            .map(String::from)
+            .to_vec());
+    };
+    crate::prune::rules_from_table(t, origin)?;
+    Ok(t.iter()
+        .flat_map(|(k, v)| {
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(n) => n.to_string(),
+                other => format!("{other:?}"),
+            };
+            [format!("--{k}"), value]
+        })
+        .collect())
+}
+
+/// Settings: `[provision]` of the config file (if there is one), then the flags.
+struct Loaded {
+    settings: ProvisionSettings,
+    namespace: String,
+    prune_args: Vec<String>,
+}
+
+fn load(
+    g: &GlobalArgs,
+    stack: Option<&str>,
+    bucket: Option<&str>,
+    region: Option<&str>,
+    role_arn: Option<&str>,
+) -> Result<Loaded, Error> {
+    let (cwd, _) = super::anchors();
+    let path = super::jobs::config_path(g.config.as_deref(), &cwd);
+    let cfg = if path.exists() || g.config.is_some() {
+        crate::config::load(&path)?
+    } else {
+        crate::config::Config::default()
+    };
+    let mut settings = cfg.provision.clone().unwrap_or_default();
+    if let Some(s) = stack {
+        settings.stack = s.to_owned();
+    }
+    if let Some(b) = bucket {
+        settings.bucket = Some(b.to_owned());
+    }
+    if let Some(r) = region {
+        settings.region = Some(r.to_owned());
+    }
+    if let Some(r) = role_arn {
+        settings.role_arn = Some(r.to_owned());
+    }
+    let prune_args = prune_args(cfg.prune.as_ref(), &path.display().to_string())?;
+    Ok(Loaded {
+        settings,
+        namespace: cfg.metrics.namespace.clone(),
+        prune_args,
+    })
+}
+
+async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
+    let conf = crate::aws::sdk_config().await;
+    match region {
+        Some(r) => conf
+            .into_builder()
+            .region(aws_config::Region::new(r.to_owned()))
+            .build(),
+        None => conf,
+    }
+}
+
+fn print_event(e: &StackEvent) {
+    let reason = e
+        .reason
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    output::say(&format!(
+        "  {:<20} {} ({}){reason}",
+        e.status, e.logical_id, e.resource_type
+    ));
+}
+
+fn print_plan(stack: &str, changes: &[Change]) {
+    output::say(&format!("plan for stack {stack}:"));
+    for c in changes {
+        let replace = match c.replacement.as_deref() {
+            Some("True") => "  (REPLACED: a new one is made, the old one deleted)",
+            Some(_) => "  (may be replaced)",
+            None => "",
+        };
+        output::say(&format!(
+            "  {:<7} {} ({}){replace}",
+            c.action, c.logical_id, c.resource_type
+        ));
+    }
+}
+
+/// Asks on the terminal whether to go on. Off a terminal (CI), the answer is no, and the caller
+/// says to add `--yes`.
+fn confirm(question: &str) -> Option<bool> {
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    eprint!("{question} [y/N] ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).ok()?;
+    Some(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+fn not_confirmed(what: &str) -> Error {
+    Error::Usage {
+        message: format!("{what}: not applied (no terminal to confirm on)"),
+        hint: Some("review the plan above, then run the same command with --yes".into()),
+    }
+}
+
+/// Output keys as the JSON report names them: `ReadWritePolicyArn` -> `read_write_policy_arn`.
+fn snake(key: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in key.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn outputs_json(outputs: &BTreeMap<String, String>) -> Value {
+    Value::Object(outputs.iter().map(|(k, v)| (snake(k), json!(v))).collect())
+}
+
+fn report(j: bool, value: Value) -> Result<(), Error> {
+    if j {
+        output::json(&value)?;
+    }
+    Ok(())
+}
+
+/// The stack's outputs; where the stack reports none (the tests' local endpoint does not
+/// evaluate outputs of stacks made by change sets), the ones the template gives it.
+fn outputs_of(
+    stack_outputs: BTreeMap<String, String>,
+    s: &ProvisionSettings,
+    bucket: &str,
+    caller: &prov::Caller,
+) -> BTreeMap<String, String> {
+    if !stack_outputs.is_empty() {
+        return stack_outputs;
+    }
+    output::note("the stack reports no outputs; using the names its template gives them");
+    template::expected_outputs(
+        s,
+        bucket,
+        &caller.account,
+        &caller.region,
+        caller.partition(),
+    )
+}
+
+fn blocked(stack: &str, status: &str, why: &str, hint: String) -> Error {
+    Error::Provision(prov::Error::Blocked {
+        stack: stack.to_owned(),
+        status: status.to_owned(),
+        why: why.to_owned(),
+        hint,
+    })
+}
+
+pub async fn run(g: &GlobalArgs, args: ProvisionArgs) -> Result<ExitStatus, Error> {
+    let loaded = load(
+        g,
+        args.stack.as_deref(),
+        args.bucket.as_deref(),
+        args.region.as_deref(),
+        args.role_arn.as_deref(),
+    )?;
+    let s = &loaded.settings;
+    let inputs = Inputs {
+        settings: s,
+        namespace: &loaded.namespace,
+        prune_args: &loaded.prune_args,
+    };
+    let rendered = template::to_text(&template::render(&inputs));
+    if args.print_template {
+        output::print(&rendered)?;
+        return Ok(ExitStatus::Success);
+    }
+    let conf = sdk_config(s.region.as_deref()).await;
+    let caller = prov::caller(&conf).await.map_err(Error::Provision)?;
+    output::say(&format!(
+        "account {}, region {}, as {}",
+        caller.account, caller.region, caller.arn
+    ));
+    let deployer = deploy::Deployer::new(&conf, &s.stack, s.role_arn.clone());
+    if args.check {
+        return check(g, &args, &loaded, &conf, &deployer, &caller).await;
+    }
+    let bucket = match &s.bucket {
+        Some(b) => b.clone(),
+        None => {
+            default_bucket(&s.stack, &caller.account, &caller.region).map_err(|m| Error::Usage {
+                message: m,
+                hint: Some("name the bucket: --bucket NAME or `bucket` in [provision]".into()),
+            })?
+        }
+    };
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(crate::aws::endpoint_overridden(
+                &conf,
+                crate::aws::Service::S3,
+            ))
+            .build(),
+    );
+
+    // Where the stack is decides the kind of change set.
+    let existing = deployer.describe().await.map_err(Error::Provision)?;
+    let kind = match existing.as_ref().map(|st| st.status.as_str()) {
+        None | Some("REVIEW_IN_PROGRESS") => ChangeSetType::Create,
+        Some("ROLLBACK_COMPLETE" | "ROLLBACK_FAILED") => {
+            let status = existing.as_ref().unwrap().status.clone();
+            if !args.yes || args.dry_run {
+                return Err(blocked(
+                    &s.stack,
+                    &status,
+                    "an earlier create failed and was rolled back; a stack in this state can only be deleted",
+                    "run again with --yes to delete it and create it anew".into(),
+                ));
+            }
+            output::say(&format!(
+                "stack {} is {status} from an earlier failed create: deleting it first",
+                s.stack
+            ));
+            deployer
+                .delete(&mut print_event)
+                .await
+                .map_err(Error::Provision)?;
+            ChangeSetType::Create
+        }
+        Some("UPDATE_ROLLBACK_FAILED") => {
+            return Err(blocked(
+                &s.stack,
+                "UPDATE_ROLLBACK_FAILED",
+                "an update failed and so did its rollback",
+                format!(
+                    "fix the resource named in the stack's events, then `aws cloudformation continue-update-rollback --stack-name {}`, and run provision again",
+                    s.stack
+                ),
+            ))
+        }
+        Some(st) if st.ends_with("_IN_PROGRESS") => {
+            return Err(blocked(
+                &s.stack,
+                st,
+                "another operation on the stack is running",
+                "wait for it to finish (`aws cloudformation describe-stacks`), then run provision again".into(),
+            ))
+        }
+        Some(st) if st.ends_with("_FAILED") => {
+            return Err(blocked(
+                &s.stack,
+                st,
+                "the stack is in a failed state",
+                "read the stack's events in the CloudFormation console and fix the resource named there".into(),
+            ))
+        }
+        Some(_) => ChangeSetType::Update,
+    };
+
+    // A bucket kept by an earlier deprovision: taken back into the new stack by a resource
+    // import, where the engine supports it.
+    let mut import = Vec::new();
+    if kind == ChangeSetType::Create
+        && teardown::size(&s3, &bucket)
+            .await
+            .map_err(Error::Provision)?
+            .is_some()
+    {
+        import.push(
+            ResourceToImport::builder()
+                .resource_type("AWS::S3::Bucket")
+                .logical_resource_id(template::BUCKET)
+                .resource_identifier("BucketName", &bucket)
+                .build(),
+        );
+    }
+    let (plan_template, plan_kind) = if import.is_empty() {
+        (rendered.clone(), kind.clone())
+    } else {
+        output::say(&format!(
+            "bucket {bucket} exists (kept by an earlier deprovision?): importing it into the stack"
+        ));
+        (template::import_only(&rendered), ChangeSetType::Import)
+    };
+    let planned = deployer
+        .plan(&plan_template, plan_kind, import.clone())
+        .await
+        .map_err(|e| match e {
+            prov::Error::ChangeSetFailed { .. } | prov::Error::Aws(_) if !import.is_empty() => {
+                Error::Provision(prov::Error::Blocked {
+                    stack: s.stack.clone(),
+                    status: "not created".into(),
+                    why: format!("bucket {bucket} already exists and CloudFormation here cannot import it into the stack"),
+                    hint: format!("give another bucket name (--bucket), or empty and delete it first: `cachectl deprovision --stack {} --delete-bucket --bucket {bucket}`", s.stack),
+                })
+            }
+            e => Error::Provision(e),
+        })?;
+
+    let Some(planned) = planned else {
+        output::say(&format!("stack {}: no changes", s.stack));
+        let outputs = outputs_of(
+            existing.map(|e| e.outputs).unwrap_or_default(),
+            s,
+            &bucket,
+            &caller,
+        );
+        let uploads = if args.dry_run {
+            Vec::new()
+        } else {
+            upload(&s3, &bucket, args.binaries.as_deref()).await?
+        };
+        finish(g.json, "unchanged", &s.stack, &[], &outputs, &uploads)?;
+        return Ok(ExitStatus::Success);
+    };
+    print_plan(&s.stack, &planned.changes);
+    if args.dry_run {
+        deployer.discard(&planned).await.map_err(Error::Provision)?;
+        output::say("dry run: nothing was changed");
+        finish(
+            g.json,
+            "planned",
+            &s.stack,
+            &planned.changes,
+            &BTreeMap::new(),
+            &[],
+        )?;
+        return Ok(ExitStatus::Success);
+    }
+    if !args.yes {
+        match confirm(&format!("apply this plan to stack {}?", s.stack)) {
+            Some(true) => {}
+            answer => {
+                deployer.discard(&planned).await.map_err(Error::Provision)?;
+                finish(
+                    g.json,
+                    "planned",
+                    &s.stack,
+                    &planned.changes,
+                    &BTreeMap::new(),
+                    &[],
+                )?;
+                if answer.is_none() {
+                    return Err(not_confirmed(&format!("stack {}", s.stack)));
+                }
+                output::say("not applied");
+                return Ok(ExitStatus::Failure);
+            }
+        }
+    }
+    let changes = planned.changes.clone();
+    let mut stack = deployer
+        .apply(planned, &mut print_event)
+        .await
+        .map_err(Error::Provision)?;
+    if !import.is_empty() {
+        // Step two of taking the bucket back: the rest of the stack.
+        if let Some(rest) = deployer
+            .plan(&rendered, ChangeSetType::Update, Vec::new())
+            .await
+            .map_err(Error::Provision)?
+        {
+            print_plan(&s.stack, &rest.changes);
+            stack = deployer
+                .apply(rest, &mut print_event)
+                .await
+                .map_err(Error::Provision)?;
+        }
+    }
+    let outcome = if kind == ChangeSetType::Create {
+        "created"
+    } else {
+        "updated"
+    };
+    output::say(&format!("stack {}: {}", s.stack, stack.status));
+    let outs = outputs_of(stack.outputs, s, &bucket, &caller);
+    let bucket = outs.get(outputs::BUCKET).cloned().unwrap_or(bucket);
+    let uploads = upload(&s3, &bucket, args.binaries.as_deref()).await?;
+    finish(g.json, outcome, &s.stack, &changes, &outs, &uploads)?;
+    Ok(ExitStatus::Success)
+}
+
+async fn upload(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    binaries: Option<&std::path::Path>,
+) -> Result<Vec<install::Upload>, Error> {
+    let version = env!("CARGO_PKG_VERSION");
+    let (found, missing) = install::binaries(binaries, version);
+    for target in missing {
+        output::warn(
+            "provision",
+            &format!("no {target} binary to upload: builds on that architecture cannot install cachectl {version} from the bucket"),
+            Some("build it (bootstrap/build-release.sh) and run provision again with --binaries target/dist"),
+        );
+    }
+    if !cfg!(target_env = "musl") {
+        output::warn(
+            "provision",
+            "this cachectl is not the static musl build: CodeBuild images with another C library may not run the uploaded binary",
+            Some("provision with a release binary (bootstrap/build-release.sh)"),
+        );
+    }
+    let done = install::upload(s3, bucket, version, &found)
+        .await
+        .map_err(Error::Provision)?;
+    for u in &done {
+        if u.result == install::Uploaded::Uploaded {
+            output::say(&format!("uploaded {}", u.object));
+        }
+    }
+    Ok(done)
+}
+
+fn finish(
+    j: bool,
+    outcome: &str,
+    stack: &str,
+    changes: &[Change],
+    outs: &BTreeMap<String, String>,
+    uploads: &[install::Upload],
+) -> Result<(), Error> {
+    if !outs.is_empty() {
+        output::say("outputs:");
+        for (k, v) in outs {
+            output::say(&format!("  {k:<20} {v}"));
+        }
+        if let (Some(store), Some(bucket)) = (outs.get(outputs::STORE), outs.get(outputs::BUCKET)) {
+            output::say(&format!(
+                "in each buildspec (and attach {} to the project's role):\n  env:\n    variables:\n      CACHE_BUCKET: {bucket}\n      CACHECTL_STORE: {store}",
+                outs.get(outputs::READ_WRITE_POLICY).map_or("the read-write policy", String::as_str)
+            ));
+        }
+    }
+    report(
+        j,
+        json!({
+            "outcome": outcome,
+            "stack": stack,
+            "changes": changes,
+            "outputs": outputs_json(outs),
+            "uploads": uploads,
+        }),
+    )
+}
+
+async fn check(
+    g: &GlobalArgs,
+    args: &ProvisionArgs,
+    loaded: &Loaded,
+    conf: &aws_config::SdkConfig,
+    deployer: &deploy::Deployer,
+    caller: &prov::Caller,
+) -> Result<ExitStatus, Error> {
+    let s = &loaded.settings;
+    let mut checks = Vec::new();
+    let stack = deployer.describe().await.map_err(Error::Provision)?;
+    let Some(stack) = stack else {
+        checks.push(check::Check::fail(
+            "stack",
+            format!("no stack {} in this region", s.stack),
+            "run `cachectl provision` (or pass --stack / --region)",
+        ));
+        return end_check(g.json, &s.stack, checks);
+    };
+    let settled =
+        ["CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"].contains(&stack.status.as_str());
+    checks.push(if settled {
+        check::Check::pass("stack", format!("{} is {}", s.stack, stack.status))
+    } else {
+        check::Check::fail(
+            "stack",
+            format!("{} is {}", s.stack, stack.status),
+            "run `cachectl provision` and read the failure it reports",
+        )
+    });
+    let bucket = match &s.bucket {
+        Some(b) => b.clone(),
+        None => default_bucket(&s.stack, &caller.account, &caller.region).unwrap_or_default(),
+    };
+    let outs = outputs_of(stack.outputs, s, &bucket, caller);
+    let (Some(store), Some(bucket)) = (outs.get(outputs::STORE), outs.get(outputs::BUCKET)) else {
+        checks.push(check::Check::fail(
+            "outputs",
+            "the stack has no Store and Bucket outputs",
+            "run `cachectl provision` to update the stack",
+        ));
+        return end_check(g.json, &s.stack, checks);
+    };
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(crate::aws::endpoint_overridden(
+                conf,
+                crate::aws::Service::S3,
+            ))
+            .build(),
+    );
+    let prefix = store
+        .strip_prefix(&format!("s3://{bucket}/"))
+        .unwrap_or(&s.prefix)
+        .to_owned();
+    checks.push(check::round_trip(&s3, bucket, &prefix).await);
+    let codebuild = aws_sdk_codebuild::Client::new(conf);
+    checks.extend(check::projects(&codebuild, &template::project_names(s), store).await);
+    if args.run_prune {
+        checks.push(
+            check::run_prune(
+                &codebuild,
+                &template::prune_project_name(&s.stack),
+                Duration::from_secs(900),
+            )
+            .await,
+        );
+    }
+    end_check(g.json, &s.stack, checks)
+}
+
+fn end_check(j: bool, stack: &str, checks: Vec<check::Check>) -> Result<ExitStatus, Error> {
+    for c in &checks {
+        if c.ok {
+            output::say(&format!("ok    {}: {}", c.name, c.detail));
+        } else {
+            output::say(&format!(
+                "FAIL  {}: {} (fix: {})",
+                c.name,
+                c.detail,
+                c.fix.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    report(
+        j,
+        json!({ "outcome": if ok { "ok" } else { "failed" }, "stack": stack, "checks": checks }),
+    )?;
+    Ok(if ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+pub async fn deprovision(g: &GlobalArgs, args: DeprovisionArgs) -> Result<ExitStatus, Error> {
+    let loaded = load(
+        g,
+        args.stack.as_deref(),
+        args.bucket.as_deref(),
+        args.region.as_deref(),
+        None,
+    )?;
+    let s = &loaded.settings;
+    let conf = sdk_config(s.region.as_deref()).await;
+    let caller = prov::caller(&conf).await.map_err(Error::Provision)?;
+    output::say(&format!(
+        "account {}, region {}, as {}",
+        caller.account, caller.region, caller.arn
+    ));
+    let deployer = deploy::Deployer::new(&conf, &s.stack, s.role_arn.clone());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(crate::aws::endpoint_overridden(
+                &conf,
+                crate::aws::Service::S3,
+            ))
+            .build(),
+    );
+    let stack = deployer.describe().await.map_err(Error::Provision)?;
+    let bucket = match stack
+        .as_ref()
+        .and_then(|st| st.outputs.get(outputs::BUCKET))
+    {
+        Some(b) => b.clone(),
+        None => match &s.bucket {
+            Some(b) => b.clone(),
+            None => default_bucket(&s.stack, &caller.account, &caller.region).unwrap_or_default(),
+        },
+    };
+    let changes: Vec<Change> = match &stack {
+        Some(_) => deployer
+            .resources()
+            .await
+            .map_err(Error::Provision)?
+            .into_iter()
+            .map(|(logical_id, resource_type)| Change {
+                action: if logical_id == template::BUCKET {
+                    "Retain".into()
+                } else {
+                    "Remove".into()
+                },
+                logical_id,
+                resource_type,
+                replacement: None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    if stack.is_none() && !args.delete_bucket {
+        return Err(Error::Usage {
+            message: format!("no stack {} in region {}", s.stack, caller.region),
+            hint: Some("name it with --stack and --region; `--delete-bucket` alone removes a bucket a deprovision kept".into()),
+        });
+    }
+    let size = teardown::size(&s3, &bucket)
+        .await
+        .map_err(Error::Provision)?;
+    if !changes.is_empty() {
+        print_plan(&s.stack, &changes);
+    }
+    match (args.delete_bucket, size) {
+        (true, Some((n, bytes))) => output::say(&format!(
+            "  Delete  bucket {bucket} and everything in it ({n} objects, {})",
+            crate::units::human_bytes(bytes)
+        )),
+        (false, Some(_)) => output::say(&format!(
+            "  Keep    bucket {bucket} (add --delete-bucket to delete it and every cache in it)"
+        )),
+        (_, None) => {}
+    }
+    if !args.yes {
+        match confirm("go on?") {
+            Some(true) => {}
+            None => return Err(not_confirmed("deprovision")),
+            Some(false) => {
+                output::say("nothing was deleted");
+                return Ok(ExitStatus::Failure);
+            }
+        }
+    }
+    if stack.is_some() {
+        deployer
+            .delete(&mut print_event)
+            .await
+            .map_err(Error::Provision)?;
+        output::say(&format!("stack {}: deleted", s.stack));
+    }
+    let mut bucket_deleted = false;
+    match (args.delete_bucket, size) {
+        (true, Some(_)) => {
+            let emptied = teardown::delete_bucket(&s3, &bucket).await.map_err(Error::Provision)?;
+            output::say(&format!(
+                "bucket {bucket}: deleted ({} object versions, {} unfinished uploads)",
+                emptied.versions, emptied.uploads
+            ));
+            bucket_deleted = true;
+        }
+        (false, Some((n, bytes))) => output::say(&format!(
+            "bucket {bucket} kept: {n} objects, {} (cachectl deprovision --delete-bucket removes it)",
+            crate::units::human_bytes(bytes)
+        )),
+        (_, None) => {}
+    }
+    report(
+        g.json,
+        json!({
+            "outcome": "deleted",
+            "stack": s.stack,
+            "changes": changes,
+            "bucket": bucket,
+            "bucket_deleted": bucket_deleted,
+        }),
+    )?;
+    Ok(ExitStatus::Success)
+}

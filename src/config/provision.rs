@@ -1,0 +1,514 @@
+//! `[provision]` and `[provision.project.NAME]`: the account set-up `cachectl provision` deploys,
+//! read strictly like the rest of the file. Pure data: the template is rendered elsewhere.
+//!
+//! ```toml
+//! [provision]
+//! stack = "cachectl"                 # CloudFormation stack name
+//! bucket = "my-team-caches"          # default <stack>-<account>-<region>
+//! prefix = "cache"                   # the store is s3://<bucket>/<prefix>
+//! kms-key = "arn:aws:kms:…:key/…"    # SSE-KMS with this key (default SSE-S3)
+//! expire-after-days = 90             # lifecycle backstop on the prefix; 0 turns it off
+//! read-accounts = ["111122223333"]   # other accounts that may restore
+//! write-accounts = []                # other accounts that may also save
+//! attach-roles = ["ci-build"]        # existing roles given the read-write policy
+//! attach-read-only-roles = ["ci-pr"] # existing roles given the read-only policy
+//! schedule = "rate(1 day)"           # when the prune project runs (EventBridge)
+//! log-retention-days = 30            # of the prune project's logs
+//!
+//! [provision.project.web]
+//! source-type = "GITHUB"
+//! source-location = "https://github.com/org/web.git"
+//! arch = "arm64"                     # or x86_64 (default)
+//! environment = { NODE_ENV = "test" }
+//! ```
+
+use super::file::{kind, Source};
+use super::Error;
+
+/// The stack name when none is given.
+pub const DEFAULT_STACK: &str = "cachectl";
+/// The store's prefix in the bucket when none is given.
+pub const DEFAULT_PREFIX: &str = "cache";
+/// Where install.sh and the binaries live in the bucket (buildspecs/README.md, "Bucket layout");
+/// a store prefix may not overlap it.
+pub const INSTALL_PREFIX: &str = "cachectl";
+pub const DEFAULT_EXPIRE_AFTER_DAYS: u32 = 90;
+pub const DEFAULT_SCHEDULE: &str = "rate(1 day)";
+pub const DEFAULT_LOG_RETENTION_DAYS: u32 = 30;
+
+const KEYS: &[&str] = &[
+    "stack",
+    "bucket",
+    "prefix",
+    "region",
+    "role-arn",
+    "kms-key",
+    "expire-after-days",
+    "read-accounts",
+    "write-accounts",
+    "attach-roles",
+    "attach-read-only-roles",
+    "schedule",
+    "log-retention-days",
+    "project",
+];
+const PROJECT_KEYS: &[&str] = &[
+    "source-type",
+    "source-location",
+    "buildspec",
+    "image",
+    "compute-type",
+    "arch",
+    "environment",
+    "description",
+];
+
+/// CodeBuild's source types (AWS CodeBuild API Reference, `ProjectSource.type`).
+pub const SOURCE_TYPES: &[&str] = &[
+    "BITBUCKET",
+    "CODECOMMIT",
+    "CODEPIPELINE",
+    "GITHUB",
+    "GITHUB_ENTERPRISE",
+    "GITLAB",
+    "GITLAB_SELF_MANAGED",
+    "NO_SOURCE",
+    "S3",
+];
+
+/// The retention periods CloudWatch Logs accepts (`PutRetentionPolicy`), in days.
+pub const LOG_RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+/// `[provision]`: every field has a default, so an absent table provisions the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionSettings {
+    pub stack: String,
+    /// None: `<stack>-<account>-<region>`, lowercased.
+    pub bucket: Option<String>,
+    /// Without slashes at either end.
+    pub prefix: String,
+    pub region: Option<String>,
+    /// The CloudFormation service role the stack operations run as.
+    pub role_arn: Option<String>,
+    /// A KMS key ARN: SSE-KMS with a bucket key; None: SSE-S3.
+    pub kms_key: Option<String>,
+    /// None: no expiry rule.
+    pub expire_after_days: Option<u32>,
+    /// 12-digit AWS account ids.
+    pub read_accounts: Vec<String>,
+    pub write_accounts: Vec<String>,
+    /// IAM role names.
+    pub attach_roles: Vec<String>,
+    pub attach_read_only_roles: Vec<String>,
+    /// An EventBridge schedule expression, `rate(...)` or `cron(...)`.
+    pub schedule: String,
+    pub log_retention_days: u32,
+    /// In file order.
+    pub projects: Vec<ProjectSettings>,
+}
+
+impl Default for ProvisionSettings {
+    fn default() -> Self {
+        ProvisionSettings {
+            stack: DEFAULT_STACK.to_owned(),
+            bucket: None,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            region: None,
+            role_arn: None,
+            kms_key: None,
+            expire_after_days: Some(DEFAULT_EXPIRE_AFTER_DAYS),
+            read_accounts: Vec::new(),
+            write_accounts: Vec::new(),
+            attach_roles: Vec::new(),
+            attach_read_only_roles: Vec::new(),
+            schedule: DEFAULT_SCHEDULE.to_owned(),
+            log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
+            projects: Vec::new(),
+        }
+    }
+}
+
+/// A CodeBuild project the stack creates (`[provision.project.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectSettings {
+    pub name: String,
+    /// One of [`SOURCE_TYPES`].
+    pub source_type: String,
+    pub source_location: Option<String>,
+    /// A path in the source, or an inline buildspec; None: the source's `buildspec.yml`.
+    pub buildspec: Option<String>,
+    /// None: CodeBuild's current Amazon Linux standard image for `arch`.
+    pub image: Option<String>,
+    pub compute_type: String,
+    pub arch: Arch,
+    /// In file order.
+    pub environment: Vec<(String, String)>,
+    pub description: Option<String>,
+}
+
+/// A build machine's architecture, as CodeBuild names its environments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Arm64,
+}
+
+impl Arch {
+    /// CodeBuild's environment type.
+    pub fn environment_type(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "LINUX_CONTAINER",
+            Arch::Arm64 => "ARM_CONTAINER",
+        }
+    }
+
+    /// CodeBuild's curated Amazon Linux image for the architecture.
+    pub fn default_image(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "aws/codebuild/amazonlinux-x86_64-standard:5.0",
+            Arch::Arm64 => "aws/codebuild/amazonlinux-aarch64-standard:3.0",
+        }
+    }
+}
+
+/// Stack names: a letter, then letters, digits and hyphens (CloudFormation `CreateStack`), at
+/// most 100 characters here (CloudFormation allows 128): names made from it, such as the
+/// managed policy `<stack>-read-write`, must stay within IAM's 128.
+pub fn valid_stack_name(s: &str) -> bool {
+    s.len() <= 100
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// S3's general purpose bucket naming rules: 3-63 characters of lowercase letters, digits,
+/// dots and hyphens, starting and ending with a letter or digit, no `..`, not an IP address.
+pub fn bucket_name_problem(s: &str) -> Option<&'static str> {
+    if !(3..=63).contains(&s.len()) {
+        return Some("must be 3 to 63 characters long");
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return Some("may hold only lowercase letters, digits, `.` and `-`");
+    }
+    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !edge(s.as_bytes()[0]) || !edge(s.as_bytes()[s.len() - 1]) {
+        return Some("must start and end with a letter or digit");
+    }
+    if s.contains("..") || s.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Some("must not hold `..` or be an IP address");
+    }
+    None
+}
+
+/// The default bucket name, `<stack>-<account>-<region>` lowercased, if it is a valid name.
+pub fn default_bucket(stack: &str, account: &str, region: &str) -> Result<String, String> {
+    let name = format!("{stack}-{account}-{region}").to_ascii_lowercase();
+    match bucket_name_problem(&name) {
+        None => Ok(name),
+        Some(p) => Err(format!("the default bucket name `{name}` {p}")),
+    }
+}
+
+fn valid_project_name(s: &str) -> bool {
+    (2..=255).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn valid_role_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+/// [`super::parse`] for the `[provision]` table.
+pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettings, Error> {
+    let path = ["provision"];
+    let label = "[provision]";
+    let mut s = ProvisionSettings::default();
+    for (key, value) in src.ordered(t, &path) {
+        let invalid = |problem: &str| src.invalid(&path, key, label, problem);
+        let string = || -> Result<String, Error> {
+            match value.as_str() {
+                Some("") => Err(invalid("must not be empty")),
+                Some(v) => Ok(v.to_owned()),
+                None => Err(invalid(&format!("must be a string, not {}", kind(value)))),
+            }
+        };
+        let strings = |check: &dyn Fn(&str) -> bool, what: &str| -> Result<Vec<String>, Error> {
+            let items = value
+                .as_array()
+                .ok_or_else(|| invalid(&format!("must be an array of {what}s")))?;
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(v) if check(v) => out.push(v.to_owned()),
+                    Some(v) => {
+                        return Err(invalid(&format!("index {i}: `{v}` is not a valid {what}")))
+                    }
+                    None => return Err(invalid(&format!("index {i} must be a {what} string"))),
+                }
+            }
+            Ok(out)
+        };
+        let days = || -> Result<u32, Error> {
+            value
+                .as_integer()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| invalid("must be a whole number of days"))
+        };
+        let account = |v: &str| v.len() == 12 && v.bytes().all(|b| b.is_ascii_digit());
+        match key.as_str() {
+            "stack" => {
+                s.stack = string()?;
+                if !valid_stack_name(&s.stack) {
+                    return Err(invalid(
+                        "must start with a letter and hold only letters, digits and `-` (at most 100)",
+                    ));
+                }
+            }
+            "bucket" => {
+                let b = string()?;
+                if let Some(p) = bucket_name_problem(&b) {
+                    return Err(invalid(p));
+                }
+                s.bucket = Some(b);
+            }
+            "prefix" => {
+                let p = string()?;
+                let trimmed = p.trim_matches('/');
+                if trimmed.is_empty() || trimmed.contains("//") {
+                    return Err(invalid("must name a folder like \"cache\" or \"ci/cache\""));
+                }
+                if trimmed == INSTALL_PREFIX || trimmed.starts_with(&format!("{INSTALL_PREFIX}/")) {
+                    return Err(invalid(&format!(
+                        "must not be `{INSTALL_PREFIX}`: that folder holds install.sh and the binaries"
+                    )));
+                }
+                if !trimmed
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+                {
+                    return Err(invalid(
+                        "may hold only letters, digits, `/`, `-`, `_` and `.`",
+                    ));
+                }
+                s.prefix = trimmed.to_owned();
+            }
+            "region" => s.region = Some(string()?),
+            "role-arn" => {
+                let r = string()?;
+                if !r.starts_with("arn:") || !r.contains(":iam::") {
+                    return Err(invalid(
+                        "must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+                    ));
+                }
+                s.role_arn = Some(r);
+            }
+            "kms-key" => {
+                let k = string()?;
+                if !k.starts_with("arn:") || !k.contains(":kms:") || !k.contains(":key/") {
+                    return Err(invalid(
+                        "must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID): IAM policies name keys by ARN",
+                    ));
+                }
+                s.kms_key = Some(k);
+            }
+            "expire-after-days" => {
+                s.expire_after_days = Some(days()?).filter(|&d| d > 0);
+            }
+            "read-accounts" => s.read_accounts = strings(&account, "12-digit account id")?,
+            "write-accounts" => s.write_accounts = strings(&account, "12-digit account id")?,
+            "attach-roles" => s.attach_roles = strings(&valid_role_name, "IAM role name")?,
+            "attach-read-only-roles" => {
+                s.attach_read_only_roles = strings(&valid_role_name, "IAM role name")?
+            }
+            "schedule" => {
+                let e = string()?;
+                let shaped = |f: &str| e.starts_with(&format!("{f}(")) && e.ends_with(')');
+                if !shaped("rate") && !shaped("cron") {
+                    return Err(invalid(
+                        "must be an EventBridge schedule: \"rate(1 day)\" or \"cron(0 3 * * ? *)\"",
+                    ));
+                }
+                s.schedule = e;
+            }
+            "log-retention-days" => {
+                let d = days()?;
+                if !LOG_RETENTION_DAYS.contains(&d) {
+                    return Err(invalid(&format!(
+                        "must be one of CloudWatch Logs' periods: {}",
+                        LOG_RETENTION_DAYS
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                s.log_retention_days = d;
+            }
+            "project" => {
+                let projects =
+                    src.table(value, &path, label, "project", "[provision.project.NAME]")?;
+                for (name, v) in src.ordered(projects, &["provision", "project"]) {
+                    s.projects.push(parse_project(src, name, v)?);
+                }
+            }
+            _ => return Err(src.unknown_key(&path, key, label, KEYS)),
+        }
+    }
+    // Projects become CloudFormation logical ids without their `-` and `_`; two names that
+    // differ only there would collide.
+    for (i, p) in s.projects.iter().enumerate() {
+        if let Some(q) = s.projects[..i]
+            .iter()
+            .find(|q| logical_id_part(&q.name) == logical_id_part(&p.name))
+        {
+            return Err(src.invalid(
+                &["provision", "project"],
+                &p.name,
+                "[provision.project]",
+                &format!(
+                    "differs from project `{}` only in `-` and `_`; rename one",
+                    q.name
+                ),
+            ));
+        }
+    }
+    Ok(s)
+}
+
+/// A name's part of a CloudFormation logical id: letters and digits only, each `-`/`_`-separated
+/// word capitalised (`web-app` -> `WebApp`).
+pub fn logical_id_part(name: &str) -> String {
+    name.split(['-', '_'])
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn parse_project(
+    src: &Source<'_>,
+    name: &str,
+    value: &toml::Value,
+) -> Result<ProjectSettings, Error> {
+    let path = ["provision", "project", name];
+    let label = format!("project `{name}`");
+    let table = src.table(
+        value,
+        &["provision", "project"],
+        "[provision.project]",
+        name,
+        "[provision.project.NAME]",
+    )?;
+    if !valid_project_name(name) {
+        return Err(src.invalid(
+            &["provision", "project"],
+            name,
+            "[provision.project]",
+            "is not a CodeBuild project name: 2 to 255 letters, digits, `-` and `_`, starting with a letter or digit",
+        ));
+    }
+    let mut p = ProjectSettings {
+        name: name.to_owned(),
+        source_type: String::new(),
+        source_location: None,
+        buildspec: None,
+        image: None,
+        compute_type: "BUILD_GENERAL1_SMALL".to_owned(),
+        arch: Arch::X86_64,
+        environment: Vec::new(),
+        description: None,
+    };
+    for (key, value) in src.ordered(table, &path) {
+        let invalid = |problem: &str| src.invalid(&path, key, &label, problem);
+        let string = || -> Result<String, Error> {
+            match value.as_str() {
+                Some("") => Err(invalid("must not be empty")),
+                Some(v) => Ok(v.to_owned()),
+                None => Err(invalid(&format!("must be a string, not {}", kind(value)))),
+            }
+        };
+        match key.as_str() {
+            "source-type" => {
+                let t = string()?;
+                if !SOURCE_TYPES.contains(&t.as_str()) {
+                    return Err(invalid(&format!(
+                        "is `{t}`; expected one of {}",
+                        SOURCE_TYPES.join(", ")
+                    )));
+                }
+                p.source_type = t;
+            }
+            "source-location" => p.source_location = Some(string()?),
+            "buildspec" => p.buildspec = Some(string()?),
+            "image" => p.image = Some(string()?),
+            "description" => p.description = Some(string()?),
+            "compute-type" => {
+                p.compute_type = string()?;
+                if !p.compute_type.starts_with("BUILD_") {
+                    return Err(invalid(
+                        "must be a CodeBuild compute type like \"BUILD_GENERAL1_SMALL\"",
+                    ));
+                }
+            }
+            "arch" => {
+                p.arch = match string()?.as_str() {
+                    "x86_64" | "amd64" => Arch::X86_64,
+                    "arm64" | "aarch64" | "arm" => Arch::Arm64,
+                    other => {
+                        return Err(invalid(&format!(
+                            "is `{other}`; expected \"x86_64\" or \"arm64\""
+                        )))
+                    }
+                }
+            }
+            "environment" => {
+                let env = src.table(value, &path, &label, "environment", "a table of strings")?;
+                for (k, v) in src.ordered(env, &[&path[..], &["environment"]].concat()) {
+                    let Some(v) = v.as_str() else {
+                        return Err(invalid(&format!("`{k}` must be a string, not {}", kind(v))));
+                    };
+                    if k.starts_with("CODEBUILD_") {
+                        return Err(invalid(&format!(
+                            "`{k}`: names starting with CODEBUILD_ are reserved by CodeBuild"
+                        )));
+                    }
+                    p.environment.push((k.clone(), v.to_owned()));
+                }
+            }
+            _ => return Err(src.unknown_key(&path, key, &label, PROJECT_KEYS)),
+        }
+    }
+    let missing = |what: &str| {
+        src.invalid(
+            &["provision", "project"],
+            name,
+            "[provision.project]",
+            &format!("needs {what}"),
+        )
+    };
+    if p.source_type.is_empty() {
+        return Err(missing("`source-type`"));
+    }
+    let needs_location = !matches!(p.source_type.as_str(), "NO_SOURCE" | "CODEPIPELINE");
+    if needs_location && p.source_location.is_none() {
+        return Err(missing("`source-location` for its source type"));
+    }
+    if p.source_type == "NO_SOURCE" && p.buildspec.is_none() {
+        return Err(missing(
+            "an inline `buildspec` (it has no source to read one from)",
+        ));
+    }
+    Ok(p)
+}

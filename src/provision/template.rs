@@ -1,0 +1,1102 @@
+//! Settings -> the CloudFormation template of the account set-up: pure, deterministic JSON
+//! (serde_json's maps are sorted), so the same settings always render the same bytes and a
+//! change set names exactly what changed.
+//!
+//! Every ARN is built with `Fn::Sub` from pseudo parameters and `Ref`s: `Fn::GetAtt` is used
+//! only on IAM roles, so engines that model a subset of resource types (the tests' local
+//! endpoint) can still deploy the rest.
+
+use crate::aws::iam;
+use crate::config::provision::{logical_id_part, ProjectSettings, ProvisionSettings};
+use serde_json::{json, Value};
+
+/// The stack tag every resource and the stack itself carry (`managed-by=cachectl`).
+pub const TAG_KEY: &str = "managed-by";
+pub const TAG_VALUE: &str = "cachectl";
+
+/// SSE-KMS: reading an object decrypts its data key; writing one asks for a new data key.
+const KMS_DECRYPT: &str = "kms:Decrypt";
+const KMS_GENERATE_DATA_KEY: &str = "kms:GenerateDataKey";
+
+/// Logical ids the commands look up.
+pub const BUCKET: &str = "CacheBucket";
+pub const PRUNE_PROJECT: &str = "PruneProject";
+
+/// Output names (the stack's `Outputs`), read back by provision, `--check` and deprovision.
+pub mod outputs {
+    pub const STORE: &str = "Store";
+    pub const BUCKET: &str = "Bucket";
+    pub const READ_WRITE_POLICY: &str = "ReadWritePolicyArn";
+    pub const READ_ONLY_POLICY: &str = "ReadOnlyPolicyArn";
+    pub const PRUNE_POLICY: &str = "PrunePolicyArn";
+    pub const PRUNE_PROJECT: &str = "PruneProject";
+    pub const DASHBOARD: &str = "Dashboard";
+}
+
+/// What the template is rendered from besides `[provision]`.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    pub settings: &'a ProvisionSettings,
+    /// `[metrics] namespace`: the only namespace the policies let builds publish to.
+    pub namespace: &'a str,
+    /// `cachectl prune` flags from `[prune]`, e.g. `["--max-unused", "14d"]`.
+    pub prune_args: &'a [String],
+}
+
+/// The CodeBuild project names the stack creates: the prune project, then the declared ones.
+pub fn project_names(s: &ProvisionSettings) -> Vec<String> {
+    std::iter::once(prune_project_name(&s.stack))
+        .chain(s.projects.iter().map(|p| p.name.clone()))
+        .collect()
+}
+
+pub fn prune_project_name(stack: &str) -> String {
+    format!("{stack}-prune")
+}
+
+/// The bucket name as a template value: the given name, or `<stack>-<account>-<region>`.
+fn bucket_name(s: &ProvisionSettings) -> Value {
+    match &s.bucket {
+        Some(b) => json!(b),
+        None => sub(&format!(
+            "{}-${{AWS::AccountId}}-${{AWS::Region}}",
+            s.stack.to_ascii_lowercase()
+        )),
+    }
+}
+
+fn sub(text: &str) -> Value {
+    json!({ "Fn::Sub": text })
+}
+
+fn tags() -> Value {
+    json!([{ "Key": TAG_KEY, "Value": TAG_VALUE }])
+}
+
+/// A policy document of `statements`.
+fn document(statements: Vec<Value>) -> Value {
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+fn allow(sid: &str, actions: &[&str], resources: Value) -> Value {
+    json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources })
+}
+
+fn assume_role(service: &str) -> Value {
+    document(vec![json!({
+        "Effect": "Allow",
+        "Principal": { "Service": service },
+        "Action": "sts:AssumeRole",
+    })])
+}
+
+struct Arns {
+    bucket: Value,
+    /// Every object under the store's prefix.
+    cache_objects: Value,
+    /// Last-use records (docs/FORMAT.md, "Last use").
+    use_records: Value,
+    /// install.sh and the binaries.
+    install_objects: Value,
+}
+
+impl Arns {
+    fn new(prefix: &str) -> Arns {
+        let bucket = "arn:${AWS::Partition}:s3:::${CacheBucket}";
+        Arns {
+            bucket: sub(bucket),
+            cache_objects: sub(&format!("{bucket}/{prefix}/*")),
+            use_records: sub(&format!("{bucket}/{prefix}/v1-used/*")),
+            install_objects: sub(&format!(
+                "{bucket}/{}/*",
+                crate::config::provision::INSTALL_PREFIX
+            )),
+        }
+    }
+}
+
+/// What one managed policy may do.
+struct PolicySpec<'a> {
+    name_suffix: &'a str,
+    description: &'a str,
+    /// On every object under the prefix.
+    object_actions: &'a [&'a str],
+    extra: Vec<Value>,
+    /// On the bucket itself, beyond listing the prefix.
+    bucket_actions: &'a [&'a str],
+    /// On the SSE-KMS key, if any.
+    kms_actions: &'a [&'a str],
+    /// Existing roles to attach it to.
+    roles: &'a [String],
+}
+
+/// A managed policy. Statements come from the same action lists the fail-open hints quote
+/// (`aws::iam`).
+fn managed_policy(spec: PolicySpec<'_>, inputs: &Inputs<'_>) -> Value {
+    let PolicySpec {
+        name_suffix,
+        description,
+        object_actions,
+        extra,
+        bucket_actions,
+        kms_actions,
+        roles,
+    } = spec;
+    let s = inputs.settings;
+    let arns = Arns::new(&s.prefix);
+    let mut statements = vec![allow("CacheObjects", object_actions, arns.cache_objects)];
+    statements.extend(extra);
+    statements.push(json!({
+        "Sid": "ListCachePrefix",
+        "Effect": "Allow",
+        "Action": [iam::S3_LIST_BUCKET],
+        "Resource": arns.bucket.clone(),
+        "Condition": { "StringLike": { "s3:prefix": [format!("{}/*", s.prefix)] } },
+    }));
+    if !bucket_actions.is_empty() {
+        statements.push(allow("CacheBucket", bucket_actions, arns.bucket));
+    }
+    statements.push(allow(
+        "InstallCachectl",
+        &[iam::S3_GET_OBJECT],
+        arns.install_objects,
+    ));
+    statements.push(json!({
+        "Sid": "PublishMetrics",
+        "Effect": "Allow",
+        "Action": iam::PUBLISH_METRICS,
+        "Resource": "*",
+        "Condition": { "StringEquals": { "cloudwatch:namespace": inputs.namespace } },
+    }));
+    if let Some(key) = &s.kms_key {
+        statements.push(allow("CacheEncryptionKey", kms_actions, json!(key)));
+    }
+    let mut props = json!({
+        "ManagedPolicyName": format!("{}-{name_suffix}", s.stack),
+        "Description": description,
+        "PolicyDocument": document(statements),
+    });
+    if !roles.is_empty() {
+        props["Roles"] = json!(roles);
+    }
+    json!({ "Type": "AWS::IAM::ManagedPolicy", "Properties": props })
+}
+
+/// The build role of a CodeBuild project: the read-write policy and its own log group.
+fn build_role(project: &str, policy: &str) -> Value {
+    json!({
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": assume_role("codebuild.amazonaws.com"),
+            "ManagedPolicyArns": [{ "Ref": policy }],
+            "Policies": [{
+                "PolicyName": "logs",
+                "PolicyDocument": document(vec![allow(
+                    "BuildLogs",
+                    &["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                    sub(&format!(
+                        "arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/codebuild/{project}:*"
+                    )),
+                )]),
+            }],
+            "Tags": tags(),
+        },
+    })
+}
+
+fn env_var(name: &str, value: Value) -> Value {
+    json!({ "Name": name, "Type": "PLAINTEXT", "Value": value })
+}
+
+/// The environment every project of the stack gets: where the store and the binaries are.
+fn store_env(s: &ProvisionSettings) -> Vec<Value> {
+    vec![
+        env_var("CACHE_BUCKET", json!({ "Ref": BUCKET })),
+        env_var(
+            crate::env::STORE,
+            sub(&format!("s3://${{{BUCKET}}}/{}", s.prefix)),
+        ),
+    ]
+}
+
+/// The prune project's buildspec: install cachectl from the bucket, run the `[prune]` policy.
+/// A scheduled job nobody watches is strict: a cache-layer problem fails its build, which the
+/// alarm reports.
+fn prune_buildspec(prune_args: &[String]) -> String {
+    let args: String = prune_args
+        .iter()
+        .map(|a| format!(" '{}'", a.replace('\'', r"'\''")))
+        .collect();
+    format!(
+        "version: 0.2\n\
+         phases:\n\
+         \x20 install:\n\
+         \x20   commands:\n\
+         \x20     - aws s3 cp --only-show-errors \"s3://$CACHE_BUCKET/cachectl/install.sh\" /tmp/cachectl-install.sh\n\
+         \x20     - sh /tmp/cachectl-install.sh\n\
+         \x20 build:\n\
+         \x20   commands:\n\
+         \x20     - cachectl prune{args}\n"
+    )
+}
+
+fn project(p: &ProjectSettings, role: &str, s: &ProvisionSettings) -> Value {
+    let mut env = store_env(s);
+    env.extend(p.environment.iter().map(|(k, v)| env_var(k, json!(v))));
+    let mut source = json!({ "Type": p.source_type });
+    if let Some(l) = &p.source_location {
+        source["Location"] = json!(l);
+    }
+    if let Some(b) = &p.buildspec {
+        source["BuildSpec"] = json!(b);
+    }
+    let mut props = json!({
+        "Name": p.name,
+        "ServiceRole": { "Fn::GetAtt": [role, "Arn"] },
+        "Source": source,
+        "Artifacts": { "Type": if p.source_type == "CODEPIPELINE" { "CODEPIPELINE" } else { "NO_ARTIFACTS" } },
+        "Environment": {
+            "Type": p.arch.environment_type(),
+            "ComputeType": p.compute_type,
+            "Image": p.image.as_deref().unwrap_or(p.arch.default_image()),
+            "EnvironmentVariables": env,
+        },
+        // cachectl is the cache: CodeBuild's own would upload the same trees a second time.
+        "Cache": { "Type": "NO_CACHE" },
+        "Tags": tags(),
+    });
+    if let Some(d) = &p.description {
+        props["Description"] = json!(d);
+    }
+    json!({ "Type": "AWS::CodeBuild::Project", "Properties": props })
+}
+
+/// One dashboard widget: a metric search over `dims`, one line per dimension value.
+fn widget(
+    title: &str,
+    namespace: &str,
+    dims: &str,
+    metrics: &[&str],
+    stat: &str,
+    y: u32,
+    x: u32,
+) -> Value {
+    let series: Vec<Value> = metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            json!([{
+                "expression": format!("SEARCH('{{{namespace},{dims}}} MetricName=\"{m}\"', '{stat}', 3600)"),
+                "id": format!("m{i}"),
+                "label": m,
+            }])
+        })
+        .collect();
+    json!({
+        "type": "metric", "x": x, "y": y, "width": 12, "height": 6,
+        "properties": {
+            "title": title, "region": "${AWS::Region}", "view": "timeSeries",
+            "stacked": false, "metrics": series, "period": 3600,
+        },
+    })
+}
+
+/// The dashboard body. Metric search expressions pick up new caches and projects as they
+/// publish, without redeploying.
+fn dashboard_body(namespace: &str) -> String {
+    use crate::metrics as m;
+    let per_cache = format!("{},{}", m::CACHE_DIMENSION, m::PROJECT_DIMENSION);
+    let widgets = vec![
+        widget(
+            "Restores: hit / partial / miss / error (per cache and project)",
+            namespace,
+            &per_cache,
+            &m::OUTCOME_METRICS,
+            "Sum",
+            0,
+            0,
+        ),
+        widget(
+            "Restore and save seconds (average)",
+            namespace,
+            &per_cache,
+            &[m::RESTORE_SECONDS, m::SAVE_SECONDS],
+            "Average",
+            0,
+            12,
+        ),
+        widget(
+            "Bytes downloaded and uploaded",
+            namespace,
+            &per_cache,
+            &[m::BYTES_DOWNLOADED, m::BYTES_UPLOADED],
+            "Sum",
+            6,
+            0,
+        ),
+        widget(
+            "Store size after prune",
+            namespace,
+            m::STORE_DIMENSION,
+            &[m::STORE_BYTES, m::STORE_ENTRIES],
+            "Maximum",
+            6,
+            12,
+        ),
+        widget(
+            "Pruned entries and bytes",
+            namespace,
+            m::STORE_DIMENSION,
+            &[m::PRUNED_ENTRIES, m::PRUNED_BYTES],
+            "Sum",
+            12,
+            0,
+        ),
+    ];
+    serde_json::to_string(&json!({ "widgets": widgets })).expect("a JSON value serialises")
+}
+
+/// The template for `inputs`, as a JSON value with sorted keys.
+pub fn render(inputs: &Inputs<'_>) -> Value {
+    let s = inputs.settings;
+    let prune = prune_project_name(&s.stack);
+    let mut resources = serde_json::Map::new();
+    let mut add = |id: &str, v: Value| {
+        resources.insert(id.to_owned(), v);
+    };
+
+    // The bucket. Retained: deleting the stack never drops caches (deprovision --delete-bucket
+    // does, on purpose). Versioning stays off: keys are immutable, and versions would keep
+    // deleted caches billable.
+    let encryption = match &s.kms_key {
+        Some(key) => json!({
+            "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key,
+        }),
+        None => json!({ "SSEAlgorithm": "AES256" }),
+    };
+    let mut rules = vec![json!({
+        "Id": "abort-incomplete-multipart-uploads",
+        "Status": "Enabled",
+        "AbortIncompleteMultipartUpload": { "DaysAfterInitiation": 1 },
+    })];
+    if let Some(days) = s.expire_after_days {
+        rules.push(json!({
+            "Id": "expire-caches-backstop",
+            "Status": "Enabled",
+            "Prefix": format!("{}/", s.prefix),
+            "ExpirationInDays": days,
+        }));
+    }
+    add(
+        BUCKET,
+        json!({
+            "Type": "AWS::S3::Bucket",
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "BucketName": bucket_name(s),
+                "BucketEncryption": { "ServerSideEncryptionConfiguration": [{
+                    "ServerSideEncryptionByDefault": encryption,
+                    "BucketKeyEnabled": s.kms_key.is_some(),
+                }]},
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": true, "BlockPublicPolicy": true,
+                    "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
+                },
+                "OwnershipControls": { "Rules": [{ "ObjectOwnership": "BucketOwnerEnforced" }] },
+                "LifecycleConfiguration": { "Rules": rules },
+                "Tags": tags(),
+            },
+        }),
+    );
+
+    // Bucket policy: TLS only; other accounts as configured.
+    let arns = Arns::new(&s.prefix);
+    let mut statements = vec![json!({
+        "Sid": "DenyWithoutTls",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [arns.bucket.clone(), sub("arn:${AWS::Partition}:s3:::${CacheBucket}/*")],
+        "Condition": { "Bool": { "aws:SecureTransport": "false" } },
+    })];
+    let principals = |accounts: &[String]| -> Value {
+        json!({ "AWS": accounts.iter().map(|a| format!("arn:aws:iam::{a}:root")).collect::<Vec<_>>() })
+    };
+    let readers: Vec<String> = s
+        .read_accounts
+        .iter()
+        .chain(&s.write_accounts)
+        .cloned()
+        .collect();
+    if !readers.is_empty() {
+        statements.push(json!({
+            "Sid": "OtherAccountsRead",
+            "Effect": "Allow",
+            "Principal": principals(&readers),
+            "Action": [iam::S3_GET_OBJECT],
+            "Resource": [arns.cache_objects.clone(), arns.install_objects.clone()],
+        }));
+        statements.push(json!({
+            "Sid": "OtherAccountsList",
+            "Effect": "Allow",
+            "Principal": principals(&readers),
+            "Action": [iam::S3_LIST_BUCKET],
+            "Resource": arns.bucket.clone(),
+            "Condition": { "StringLike": { "s3:prefix": [format!("{}/*", s.prefix)] } },
+        }));
+        // Restores by readers record their use, as the read-only policy allows.
+        let (writers, use_only): (Vec<String>, Vec<String>) =
+            (s.write_accounts.clone(), s.read_accounts.clone());
+        if !use_only.is_empty() {
+            statements.push(json!({
+                "Sid": "OtherAccountsRecordUse",
+                "Effect": "Allow",
+                "Principal": principals(&use_only),
+                "Action": [iam::S3_PUT_OBJECT],
+                "Resource": arns.use_records.clone(),
+            }));
+        }
+        if !writers.is_empty() {
+            statements.push(json!({
+                "Sid": "OtherAccountsWrite",
+                "Effect": "Allow",
+                "Principal": principals(&writers),
+                "Action": [iam::S3_PUT_OBJECT, iam::S3_ABORT_MULTIPART_UPLOAD],
+                "Resource": arns.cache_objects.clone(),
+            }));
+        }
+    }
+    add(
+        "CacheBucketPolicy",
+        json!({
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": { "Bucket": { "Ref": BUCKET }, "PolicyDocument": document(statements) },
+        }),
+    );
+
+    // Managed policies for users' own roles, exported. Listing is its own statement, limited
+    // to the prefix.
+    let build_objects: Vec<&str> = iam::BUILD_S3
+        .iter()
+        .copied()
+        .filter(|a| *a != iam::S3_LIST_BUCKET)
+        .collect();
+    add(
+        "ReadWritePolicy",
+        managed_policy(
+            PolicySpec {
+                name_suffix: "read-write",
+                description: "cachectl restore and save on the cache bucket",
+                object_actions: &build_objects,
+                extra: Vec::new(),
+                bucket_actions: &[],
+                kms_actions: &[KMS_DECRYPT, KMS_GENERATE_DATA_KEY],
+                roles: &s.attach_roles,
+            },
+            inputs,
+        ),
+    );
+    add(
+        "ReadOnlyPolicy",
+        managed_policy(
+            PolicySpec {
+                name_suffix: "read-only",
+                description:
+                    "cachectl restore only (untrusted builds): reads entries, records their use",
+                object_actions: &[iam::S3_GET_OBJECT],
+                extra: vec![allow(
+                    "RecordUse",
+                    &[iam::S3_PUT_OBJECT],
+                    arns.use_records.clone(),
+                )],
+                bucket_actions: &[],
+                kms_actions: &[KMS_DECRYPT, KMS_GENERATE_DATA_KEY],
+                roles: &s.attach_read_only_roles,
+            },
+            inputs,
+        ),
+    );
+    add(
+        "PrunePolicy",
+        managed_policy(
+            PolicySpec {
+                name_suffix: "prune",
+                description: "cachectl prune and rm on the cache bucket",
+                object_actions: &[
+                    iam::S3_GET_OBJECT,
+                    iam::S3_DELETE_OBJECT,
+                    iam::S3_ABORT_MULTIPART_UPLOAD,
+                ],
+                extra: Vec::new(),
+                bucket_actions: &[iam::S3_LIST_BUCKET_MULTIPART_UPLOADS],
+                kms_actions: &[KMS_DECRYPT],
+                roles: &[],
+            },
+            inputs,
+        ),
+    );
+
+    // The prune project, its role and logs, its schedule, and an alarm when it fails.
+    add("PruneRole", build_role(&prune, "PrunePolicy"));
+    add(
+        "PruneLogGroup",
+        json!({
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {
+                "LogGroupName": format!("/aws/codebuild/{prune}"),
+                "RetentionInDays": s.log_retention_days,
+                "Tags": tags(),
+            },
+        }),
+    );
+    let mut prune_env = store_env(s);
+    prune_env.push(env_var(crate::env::STRICT, json!("true")));
+    prune_env.push(env_var(
+        crate::env::METRICS_NAMESPACE,
+        json!(inputs.namespace),
+    ));
+    add(
+        PRUNE_PROJECT,
+        json!({
+            "Type": "AWS::CodeBuild::Project",
+            "DependsOn": ["PruneLogGroup"],
+            "Properties": {
+                "Name": prune,
+                "Description": "cachectl prune on a schedule: deletes cache entries by age, last use and total size",
+                "ServiceRole": { "Fn::GetAtt": ["PruneRole", "Arn"] },
+                "Source": { "Type": "NO_SOURCE", "BuildSpec": prune_buildspec(inputs.prune_args) },
+                "Artifacts": { "Type": "NO_ARTIFACTS" },
+                "Environment": {
+                    "Type": "LINUX_CONTAINER",
+                    "ComputeType": "BUILD_GENERAL1_SMALL",
+                    "Image": crate::config::provision::Arch::X86_64.default_image(),
+                    "EnvironmentVariables": prune_env,
+                },
+                "LogsConfig": { "CloudWatchLogs": { "Status": "ENABLED", "GroupName": format!("/aws/codebuild/{prune}") } },
+                "TimeoutInMinutes": 60,
+                "Cache": { "Type": "NO_CACHE" },
+                "Tags": tags(),
+            },
+        }),
+    );
+    let prune_arn = sub(&format!(
+        "arn:${{AWS::Partition}}:codebuild:${{AWS::Region}}:${{AWS::AccountId}}:project/{prune}"
+    ));
+    add(
+        "PruneScheduleRole",
+        json!({
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": assume_role("events.amazonaws.com"),
+                "Policies": [{
+                    "PolicyName": "start-prune",
+                    "PolicyDocument": document(vec![allow("StartPrune", &["codebuild:StartBuild"], prune_arn.clone())]),
+                }],
+                "Tags": tags(),
+            },
+        }),
+    );
+    add(
+        "PruneSchedule",
+        json!({
+            "Type": "AWS::Events::Rule",
+            "DependsOn": [PRUNE_PROJECT],
+            "Properties": {
+                "Name": format!("{prune}-schedule"),
+                "Description": "Runs the cachectl prune project",
+                "ScheduleExpression": s.schedule,
+                "State": "ENABLED",
+                "Targets": [{
+                    "Id": "prune",
+                    "Arn": prune_arn,
+                    "RoleArn": { "Fn::GetAtt": ["PruneScheduleRole", "Arn"] },
+                }],
+            },
+        }),
+    );
+    add(
+        "PruneFailedAlarm",
+        json!({
+            "Type": "AWS::CloudWatch::Alarm",
+            "DependsOn": [PRUNE_PROJECT],
+            "Properties": {
+                "AlarmName": format!("{prune}-failed"),
+                "AlarmDescription": "A scheduled cachectl prune build failed: the cache bucket is no longer kept small",
+                "Namespace": "AWS/CodeBuild",
+                "MetricName": "FailedBuilds",
+                "Dimensions": [{ "Name": "ProjectName", "Value": prune }],
+                "Statistic": "Sum",
+                "Period": 86400,
+                "EvaluationPeriods": 1,
+                "Threshold": 1,
+                "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                "TreatMissingData": "notBreaching",
+            },
+        }),
+    );
+    add(
+        "Dashboard",
+        json!({
+            "Type": "AWS::CloudWatch::Dashboard",
+            "Properties": {
+                "DashboardName": s.stack,
+                "DashboardBody": sub(&dashboard_body(inputs.namespace)),
+            },
+        }),
+    );
+
+    // Declared build projects.
+    for p in &s.projects {
+        let id = logical_id_part(&p.name);
+        let role = format!("Project{id}Role");
+        add(&role, build_role(&p.name, "ReadWritePolicy"));
+        add(&format!("Project{id}"), project(p, &role, s));
+    }
+
+    let export = |name: &str, value: Value, description: &str| {
+        json!({
+            "Description": description,
+            "Value": value,
+            "Export": { "Name": sub(&format!("${{AWS::StackName}}-{name}")) },
+        })
+    };
+    let outputs = json!({
+        outputs::STORE: export(outputs::STORE, sub(&format!("s3://${{{BUCKET}}}/{}", s.prefix)), "CACHECTL_STORE for builds"),
+        outputs::BUCKET: export(outputs::BUCKET, json!({ "Ref": BUCKET }), "The cache bucket (CACHE_BUCKET for builds)"),
+        outputs::READ_WRITE_POLICY: export(outputs::READ_WRITE_POLICY, json!({ "Ref": "ReadWritePolicy" }), "Attach to build roles that restore and save"),
+        outputs::READ_ONLY_POLICY: export(outputs::READ_ONLY_POLICY, json!({ "Ref": "ReadOnlyPolicy" }), "Attach to untrusted build roles (pull requests): restore only"),
+        outputs::PRUNE_POLICY: export(outputs::PRUNE_POLICY, json!({ "Ref": "PrunePolicy" }), "What cachectl prune and rm need"),
+        outputs::PRUNE_PROJECT: export(outputs::PRUNE_PROJECT, json!(prune), "The scheduled prune project"),
+        outputs::DASHBOARD: export(outputs::DASHBOARD, sub(&format!(
+            "https://${{AWS::Region}}.console.aws.amazon.com/cloudwatch/home?region=${{AWS::Region}}#dashboards:name={}", s.stack
+        )), "The cache dashboard"),
+    });
+
+    json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "cachectl: build caches in S3 for CodeBuild (bucket, policies, scheduled prune, dashboard)",
+        "Resources": resources,
+        "Outputs": outputs,
+    })
+}
+
+/// The outputs the template gives the stack, computed from the names it sets: what
+/// `DescribeStacks` reports after a deploy. Used where the stack reports none (an engine that
+/// does not evaluate outputs); `partition` is `aws` outside China and GovCloud.
+pub fn expected_outputs(
+    s: &ProvisionSettings,
+    bucket: &str,
+    account: &str,
+    region: &str,
+    partition: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let policy =
+        |suffix: &str| format!("arn:{partition}:iam::{account}:policy/{}-{suffix}", s.stack);
+    [
+        (outputs::STORE, format!("s3://{bucket}/{}", s.prefix)),
+        (outputs::BUCKET, bucket.to_owned()),
+        (outputs::READ_WRITE_POLICY, policy("read-write")),
+        (outputs::READ_ONLY_POLICY, policy("read-only")),
+        (outputs::PRUNE_POLICY, policy("prune")),
+        (outputs::PRUNE_PROJECT, prune_project_name(&s.stack)),
+        (
+            outputs::DASHBOARD,
+            format!("https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#dashboards:name={}", s.stack),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// The template as the text deployed and printed: pretty JSON, sorted keys, a final newline.
+pub fn to_text(template: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(template).expect("a JSON value serialises");
+    text.push('\n');
+    text
+}
+
+/// The template reduced to the bucket alone: what a resource import into a new stack may hold
+/// (an IMPORT change set adds nothing else; the rest follows as an update).
+pub fn import_only(text: &str) -> String {
+    let mut v: Value = serde_json::from_str(text).expect("a rendered template parses");
+    let bucket = v["Resources"][BUCKET].clone();
+    v["Resources"] = json!({ BUCKET: bucket });
+    if let Some(o) = v.as_object_mut() {
+        o.remove("Outputs");
+    }
+    to_text(&v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::provision::{Arch, ProjectSettings};
+    use std::path::PathBuf;
+
+    const NAMESPACE: &str = "Cachectl";
+
+    fn prune() -> Vec<String> {
+        ["--max-unused", "14d"].map(String::from).to_vec()
+    }
+
+    /// The settings each golden template is rendered from, by file name.
+    fn cases() -> Vec<(&'static str, ProvisionSettings)> {
+        let d = ProvisionSettings::default;
+        vec![
+            ("defaults", d()),
+            (
+                "sse-kms",
+                ProvisionSettings {
+                    kms_key: Some(
+                        "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                            .into(),
+                    ),
+                    bucket: Some("team-caches".into()),
+                    expire_after_days: None,
+                    ..d()
+                },
+            ),
+            (
+                "other-accounts",
+                ProvisionSettings {
+                    read_accounts: vec!["111122223333".into()],
+                    write_accounts: vec!["444455556666".into()],
+                    prefix: "ci/cache".into(),
+                    ..d()
+                },
+            ),
+            (
+                "projects",
+                ProvisionSettings {
+                    stack: "web-caches".into(),
+                    schedule: "cron(0 3 * * ? *)".into(),
+                    log_retention_days: 14,
+                    projects: vec![
+                        ProjectSettings {
+                            name: "web-app".into(),
+                            source_type: "GITHUB".into(),
+                            source_location: Some("https://github.com/example/web-app.git".into()),
+                            buildspec: None,
+                            image: None,
+                            compute_type: "BUILD_GENERAL1_MEDIUM".into(),
+                            arch: Arch::Arm64,
+                            environment: vec![("NODE_ENV".into(), "test".into())],
+                            description: Some("the web app".into()),
+                        },
+                        ProjectSettings {
+                            name: "nightly".into(),
+                            source_type: "NO_SOURCE".into(),
+                            source_location: None,
+                            buildspec: Some("version: 0.2\nphases:\n  build:\n    commands:\n      - cachectl restore\n".into()),
+                            image: Some("aws/codebuild/standard:7.0".into()),
+                            compute_type: "BUILD_GENERAL1_SMALL".into(),
+                            arch: Arch::X86_64,
+                            environment: Vec::new(),
+                            description: None,
+                        },
+                    ],
+                    ..d()
+                },
+            ),
+            (
+                "attach-roles",
+                ProvisionSettings {
+                    attach_roles: vec!["ci-build".into()],
+                    attach_read_only_roles: vec!["ci-pull-requests".into()],
+                    ..d()
+                },
+            ),
+        ]
+    }
+
+    fn golden(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/provision")
+            .join(format!("{name}.json"))
+    }
+
+    fn rendered(s: &ProvisionSettings) -> Value {
+        let prune = prune();
+        render(&Inputs {
+            settings: s,
+            namespace: NAMESPACE,
+            prune_args: &prune,
+        })
+    }
+
+    /// Each settings case renders exactly its golden template (`CACHECTL_BLESS=1` rewrites
+    /// them after a deliberate change; review the diff).
+    #[test]
+    fn templates_match_their_golden_files() {
+        for (name, s) in cases() {
+            let text = to_text(&rendered(&s));
+            let path = golden(name);
+            if std::env::var_os("CACHECTL_BLESS").is_some() {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &text).unwrap();
+            }
+            let want = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (CACHECTL_BLESS=1 writes it)", path.display()));
+            assert!(
+                want == text,
+                "{name}: the template differs from {}",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        for (name, s) in cases() {
+            assert_eq!(to_text(&rendered(&s)), to_text(&rendered(&s)), "{name}");
+        }
+    }
+
+    /// Every string in `v` with where it sits, `/`-joined.
+    fn strings<'a>(v: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
+        match v {
+            Value::String(s) => out.push((at, s)),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, x)| strings(x, format!("{at}/{i}"), out)),
+            Value::Object(o) => o
+                .iter()
+                .for_each(|(k, x)| strings(x, format!("{at}/{k}"), out)),
+            _ => {}
+        }
+    }
+
+    fn statements(t: &Value) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for (id, r) in t["Resources"].as_object().unwrap() {
+            let docs = [
+                r["Properties"]["PolicyDocument"].clone(),
+                r["Properties"]["Policies"][0]["PolicyDocument"].clone(),
+            ];
+            for d in docs {
+                for st in d["Statement"].as_array().cloned().unwrap_or_default() {
+                    out.push((id.clone(), st));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn templates_hold_the_safety_properties() {
+        for (name, s) in cases() {
+            let t = rendered(&s);
+            let bucket = &t["Resources"][BUCKET];
+            assert_eq!(bucket["DeletionPolicy"], "Retain", "{name}");
+            let pab = &bucket["Properties"]["PublicAccessBlockConfiguration"];
+            for k in [
+                "BlockPublicAcls",
+                "BlockPublicPolicy",
+                "IgnorePublicAcls",
+                "RestrictPublicBuckets",
+            ] {
+                assert_eq!(pab[k], true, "{name}: {k}");
+            }
+            assert_eq!(
+                bucket["Properties"]["OwnershipControls"]["Rules"][0]["ObjectOwnership"],
+                "BucketOwnerEnforced"
+            );
+            assert!(
+                bucket["Properties"]
+                    .get("VersioningConfiguration")
+                    .is_none(),
+                "{name}: versioning"
+            );
+            let rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+                .as_array()
+                .unwrap();
+            assert!(
+                rules.iter().any(
+                    |r| r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
+                        && r["Status"] == "Enabled"
+                ),
+                "{name}: multipart abort rule"
+            );
+            let expiry = rules.iter().find(|r| r.get("ExpirationInDays").is_some());
+            match s.expire_after_days {
+                Some(d) => {
+                    let e = expiry.unwrap_or_else(|| panic!("{name}: no expiry rule"));
+                    assert_eq!(e["ExpirationInDays"], d);
+                    assert_eq!(
+                        e["Prefix"],
+                        format!("{}/", s.prefix).as_str(),
+                        "{name}: only the cache prefix expires"
+                    );
+                }
+                None => assert!(expiry.is_none(), "{name}"),
+            }
+            let sse =
+                &bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+            match &s.kms_key {
+                Some(k) => {
+                    assert_eq!(
+                        sse["ServerSideEncryptionByDefault"]["KMSMasterKeyID"],
+                        k.as_str()
+                    );
+                    assert_eq!(sse["BucketKeyEnabled"], true);
+                }
+                None => assert_eq!(
+                    sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
+                    "AES256"
+                ),
+            }
+
+            let policy =
+                &t["Resources"]["CacheBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+            assert!(
+                policy
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|st| st["Effect"] == "Deny"
+                        && st["Condition"]["Bool"]["aws:SecureTransport"] == "false"),
+                "{name}: TLS-only deny"
+            );
+
+            for (id, st) in statements(&t) {
+                if st["Effect"] != "Allow" {
+                    continue;
+                }
+                let actions: Vec<String> = match &st["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+                    other => panic!("{name}/{id}: Action {other}"),
+                };
+                for a in &actions {
+                    assert!(!a.contains('*'), "{name}/{id}: wildcard action {a}");
+                }
+                if actions.iter().any(|a| a == iam::CLOUDWATCH_PUT_METRIC_DATA) {
+                    assert_eq!(
+                        st["Condition"]["StringEquals"]["cloudwatch:namespace"], NAMESPACE,
+                        "{name}/{id}: PutMetricData limited to the namespace"
+                    );
+                }
+                if actions.iter().any(|a| a == iam::S3_LIST_BUCKET) {
+                    assert!(
+                        st["Condition"]["StringLike"]["s3:prefix"].is_array(),
+                        "{name}/{id}: listing limited to the prefix"
+                    );
+                }
+                if actions.iter().any(|a| a.starts_with("kms:")) {
+                    assert_eq!(st["Resource"].as_str(), s.kms_key.as_deref(), "{name}/{id}");
+                }
+            }
+            let kms_statements = statements(&t)
+                .into_iter()
+                .filter(|(_, st)| st["Sid"] == "CacheEncryptionKey")
+                .count();
+            assert_eq!(
+                kms_statements,
+                if s.kms_key.is_some() { 3 } else { 0 },
+                "{name}"
+            );
+
+            // ARNs of the stack's own resources are built with Fn::Sub from pseudo parameters;
+            // the only literal ARNs are the ones settings give (a KMS key, other accounts).
+            let mut all = Vec::new();
+            strings(&t, String::new(), &mut all);
+            for (at, text) in all {
+                if text.contains("${") {
+                    assert!(
+                        at.ends_with("/Fn::Sub") || at.contains("/Fn::Sub/"),
+                        "{name}: {at} has ${{ outside Fn::Sub"
+                    );
+                }
+                if text.starts_with("arn:") && !text.contains("${") {
+                    let given = s.kms_key.as_deref() == Some(text)
+                        || s.read_accounts
+                            .iter()
+                            .chain(&s.write_accounts)
+                            .any(|a| text == format!("arn:aws:iam::{a}:root"));
+                    assert!(given, "{name}: literal ARN {text} at {at}");
+                }
+            }
+            // Fn::GetAtt only on IAM roles (engines that model a subset of types still deploy).
+            let mut targets = Vec::new();
+            get_atts(&t, &mut targets);
+            assert!(!targets.is_empty(), "{name}");
+            for id in targets {
+                assert_eq!(
+                    t["Resources"][&id]["Type"], "AWS::IAM::Role",
+                    "{name}: Fn::GetAtt on {id}"
+                );
+            }
+        }
+    }
+
+    /// The logical ids every `Fn::GetAtt` in `v` names.
+    fn get_atts(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::Array(a)) = o.get("Fn::GetAtt") {
+                    out.push(a[0].as_str().unwrap().to_owned());
+                }
+                o.values().for_each(|x| get_atts(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| get_atts(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn attached_roles_get_the_policies() {
+        let (_, s) = cases()
+            .into_iter()
+            .find(|(n, _)| *n == "attach-roles")
+            .unwrap();
+        let t = rendered(&s);
+        assert_eq!(
+            t["Resources"]["ReadWritePolicy"]["Properties"]["Roles"],
+            json!(["ci-build"])
+        );
+        assert_eq!(
+            t["Resources"]["ReadOnlyPolicy"]["Properties"]["Roles"],
+            json!(["ci-pull-requests"])
+        );
+        assert!(t["Resources"]["PrunePolicy"]["Properties"]
+            .get("Roles")
+            .is_none());
+    }
+
+    #[test]
+    fn declared_projects_use_the_store_and_no_codebuild_cache() {
+        let (_, s) = cases().into_iter().find(|(n, _)| *n == "projects").unwrap();
+        let t = rendered(&s);
+        let p = &t["Resources"]["ProjectWebApp"]["Properties"];
+        assert_eq!(p["Name"], "web-app");
+        assert_eq!(p["Cache"]["Type"], "NO_CACHE");
+        assert_eq!(p["Environment"]["Type"], "ARM_CONTAINER");
+        assert_eq!(
+            p["ServiceRole"],
+            json!({ "Fn::GetAtt": ["ProjectWebAppRole", "Arn"] })
+        );
+        let env = p["Environment"]["EnvironmentVariables"].as_array().unwrap();
+        assert!(env.contains(&json!({ "Name": "CACHECTL_STORE", "Type": "PLAINTEXT", "Value": { "Fn::Sub": "s3://${CacheBucket}/cache" } })));
+        assert!(env.contains(&json!({ "Name": "NODE_ENV", "Type": "PLAINTEXT", "Value": "test" })));
+        assert_eq!(
+            t["Resources"]["ProjectWebAppRole"]["Properties"]["ManagedPolicyArns"],
+            json!([{ "Ref": "ReadWritePolicy" }])
+        );
+    }
+
+    #[test]
+    fn the_prune_project_runs_the_prune_settings() {
+        let t = rendered(&ProvisionSettings::default());
+        let spec = t["Resources"][PRUNE_PROJECT]["Properties"]["Source"]["BuildSpec"]
+            .as_str()
+            .unwrap();
+        assert!(
+            spec.ends_with("      - cachectl prune '--max-unused' '14d'\n"),
+            "{spec}"
+        );
+        assert!(spec.contains("sh /tmp/cachectl-install.sh"), "{spec}");
+    }
+}

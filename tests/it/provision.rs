@@ -1,0 +1,505 @@
+//! `cachectl provision` / `deprovision` end to end, with the real binary against moto.
+//!
+//! What moto's CloudFormation does and does not do (measured, moto 5.2.5), and so what these
+//! tests can prove: it really creates the S3 bucket (with encryption and tags), IAM managed
+//! policies and roles, the EventBridge rule with its target and role, the dashboard and the log
+//! group, and it plans change sets with the right Add / Modify / Remove and the no-change
+//! answer. It does not model `AWS::CodeBuild::Project`, `AWS::S3::BucketPolicy`, alarms, the
+//! bucket's public-access, ownership and lifecycle properties, rollback or drift: those are
+//! asserted on the template (src/provision/template.rs tests, cfn-lint below), and CodeBuild
+//! projects for `--check` are created directly, as the stack would create them on AWS.
+//! Read-backs use each service's own list or get call (never the tagging API, which moto does
+//! not fill for every type: a test through it could not fail).
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::moto::moto;
+use crate::support::{write, Cachectl, Fixture};
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+
+/// One boto3 call against moto (tests/it/support/aws_call.py): the response as JSON.
+fn aws(service: &str, operation: &str, params: Value) -> Value {
+    let script = crate::support::buildspec::repo().join("tests/it/support/aws_call.py");
+    let out = Command::new(crate::support::buildspec::python())
+        .arg(&script)
+        .args([&moto().endpoint, service, operation, &params.to_string()])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{service} {operation}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from aws_call.py")
+}
+
+/// [`aws`] for a call that must succeed (setting up what a test needs).
+fn aws_ok(service: &str, operation: &str, params: Value) -> Value {
+    let out = aws(service, operation, params);
+    assert!(out.get("Error").is_none(), "{service} {operation}: {out}");
+    out
+}
+
+/// A fixture whose cachectl talks to moto, with a `cachectl.toml` holding `toml`.
+fn setup(test: &str, toml: &str) -> (Fixture, PathBuf) {
+    let f = Fixture::s3_at(&moto().endpoint, &crate::support::moto::bucket_name(test));
+    let work = f.dir("work");
+    write(&work.join("cachectl.toml"), toml);
+    (f, work)
+}
+
+fn cachectl(f: &Fixture, work: &Path, args: &[&str]) -> crate::support::cmd::Run {
+    let mut c: Cachectl = f.cachectl();
+    c.cwd(work).args(args);
+    c.run()
+}
+
+/// The stack's status, or None when there is none.
+fn stack_status(stack: &str) -> Option<String> {
+    let out = aws(
+        "cloudformation",
+        "describe_stacks",
+        json!({ "StackName": stack }),
+    );
+    out["Stacks"][0]["StackStatus"].as_str().map(str::to_owned)
+}
+
+fn event_count(stack: &str) -> usize {
+    aws(
+        "cloudformation",
+        "describe_stack_events",
+        json!({ "StackName": stack }),
+    )["StackEvents"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+fn bucket_exists(bucket: &str) -> bool {
+    aws("s3", "list_buckets", json!({}))["Buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["Name"] == bucket)
+}
+
+fn objects(bucket: &str, prefix: &str) -> Vec<String> {
+    aws(
+        "s3",
+        "list_objects_v2",
+        json!({ "Bucket": bucket, "Prefix": prefix }),
+    )["Contents"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|o| o["Key"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn changes(json: &Value) -> Vec<(String, String)> {
+    json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap().to_owned(),
+                c["logical_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The whole life of a stack: plan, create, read back, install from it, cache through it,
+/// re-run unchanged, change a setting, delete keeping the bucket, delete the bucket.
+#[test]
+fn provision_creates_reads_back_updates_and_deprovisions() {
+    let stack = "it-life";
+    let bucket = format!("{stack}-{ACCOUNT}-{REGION}");
+    let (f, work) = setup(
+        "provision_life",
+        &format!("[provision]\nstack = \"{stack}\"\n\n[prune]\nmax-unused = \"7d\"\n"),
+    );
+
+    // --dry-run: the plan, and nothing left behind.
+    let run = cachectl(&f, &work, &["provision", "--dry-run", "--json"]);
+    run.assert_code(0);
+    let plan = run.json();
+    assert_eq!(plan["outcome"], "planned", "{}", run.context());
+    let planned = changes(&plan);
+    for id in [
+        "CacheBucket",
+        "ReadWritePolicy",
+        "ReadOnlyPolicy",
+        "PrunePolicy",
+        "PruneRole",
+        "PruneSchedule",
+        "Dashboard",
+    ] {
+        assert!(
+            planned.contains(&("Add".into(), id.into())),
+            "{id} not planned: {planned:?}"
+        );
+    }
+    assert_eq!(stack_status(stack), None, "a dry run left a stack");
+    assert!(!bucket_exists(&bucket));
+
+    // Apply.
+    let run = cachectl(&f, &work, &["provision", "--yes", "--json"]);
+    run.assert_code(0);
+    let created = run.json();
+    assert_eq!(created["outcome"], "created", "{}", run.context());
+    assert_eq!(stack_status(stack).as_deref(), Some("CREATE_COMPLETE"));
+    let store = format!("s3://{bucket}/cache");
+    assert_eq!(created["outputs"]["store"], store.as_str());
+    assert_eq!(created["outputs"]["bucket"], bucket.as_str());
+    assert!(
+        run.stderr.contains("CACHECTL_STORE: "),
+        "no buildspec snippet\n{}",
+        run.context()
+    );
+
+    // Read back what moto models.
+    let enc = aws("s3", "get_bucket_encryption", json!({ "Bucket": bucket }));
+    assert_eq!(
+        enc["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]
+            ["SSEAlgorithm"],
+        "AES256"
+    );
+    let tags = aws("s3", "get_bucket_tagging", json!({ "Bucket": bucket }));
+    assert!(tags["TagSet"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"Key": "managed-by", "Value": "cachectl"})));
+    let policies: Vec<String> = aws("iam", "list_policies", json!({ "Scope": "Local" }))
+        ["Policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["PolicyName"].as_str().unwrap().to_owned())
+        .filter(|n| n.starts_with(&format!("{stack}-")))
+        .collect();
+    let mut want = vec![
+        format!("{stack}-prune"),
+        format!("{stack}-read-only"),
+        format!("{stack}-read-write"),
+    ];
+    let mut got = policies.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    let rule = aws(
+        "events",
+        "describe_rule",
+        json!({ "Name": format!("{stack}-prune-schedule") }),
+    );
+    assert_eq!(rule["ScheduleExpression"], "rate(1 day)");
+    let targets = aws(
+        "events",
+        "list_targets_by_rule",
+        json!({ "Rule": format!("{stack}-prune-schedule") }),
+    );
+    assert_eq!(
+        targets["Targets"][0]["Arn"],
+        format!("arn:aws:codebuild:{REGION}:{ACCOUNT}:project/{stack}-prune").as_str()
+    );
+    assert!(targets["Targets"][0]["RoleArn"]
+        .as_str()
+        .unwrap()
+        .contains(":role/"));
+    let dash = aws(
+        "cloudwatch",
+        "get_dashboard",
+        json!({ "DashboardName": stack }),
+    );
+    let body = dash["DashboardBody"].as_str().unwrap();
+    assert!(
+        body.contains("SEARCH('{Cachectl,CacheName,ProjectName} MetricName=\\\"CacheHit\\\"'")
+            || body.contains("SEARCH('{Cachectl,CacheName,ProjectName} MetricName=\"CacheHit\"'"),
+        "{body}"
+    );
+    assert!(body.contains(&format!("\"region\":\"{REGION}\"")), "{body}");
+    let logs = aws(
+        "logs",
+        "describe_log_groups",
+        json!({ "logGroupNamePrefix": format!("/aws/codebuild/{stack}-prune") }),
+    );
+    assert_eq!(logs["logGroups"][0]["retentionInDays"], 30);
+
+    // The uploads install.sh installs from.
+    let uploaded = objects(&bucket, "cachectl/");
+    for key in [
+        "cachectl/install.sh".to_owned(),
+        "cachectl/bin/latest".to_owned(),
+        format!(
+            "cachectl/bin/{}/cachectl-x86_64-unknown-linux-musl",
+            env!("CARGO_PKG_VERSION")
+        ),
+        format!(
+            "cachectl/bin/{}/cachectl-x86_64-unknown-linux-musl.sha256",
+            env!("CARGO_PKG_VERSION")
+        ),
+    ] {
+        assert!(uploaded.contains(&key), "{key} not uploaded: {uploaded:?}");
+    }
+    let install_dir = f.dir("bin");
+    let sh = Command::new("sh")
+        .arg(crate::support::buildspec::repo().join("bootstrap/install.sh"))
+        .env("CACHECTL_STORE", &store)
+        .env("CACHECTL_INSTALL_DIR", &install_dir)
+        .env("CACHECTL_STRICT", "1")
+        .env("AWS_ENDPOINT_URL", &moto().endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", REGION)
+        .output()
+        .unwrap();
+    assert!(
+        sh.status.success(),
+        "install.sh: {}",
+        String::from_utf8_lossy(&sh.stderr)
+    );
+    let version = Command::new(install_dir.join("cachectl"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("cachectl {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    // A cache through the printed store.
+    write(&work.join("deps/a.txt"), "cached");
+    cachectl(
+        &f,
+        &work,
+        &[
+            "save", "--json", "--store", &store, "--key", "k1", "--path", "deps",
+        ],
+    )
+    .expect(0, "saved");
+    std::fs::remove_dir_all(work.join("deps")).unwrap();
+    cachectl(
+        &f,
+        &work,
+        &[
+            "restore", "--json", "--store", &store, "--key", "k1", "--path", "deps",
+        ],
+    )
+    .expect(0, "hit");
+    assert_eq!(
+        std::fs::read_to_string(work.join("deps/a.txt")).unwrap(),
+        "cached"
+    );
+
+    // Again: unchanged, and no stack event.
+    let events = event_count(stack);
+    let run = cachectl(&f, &work, &["provision", "--yes", "--json"]);
+    run.assert_code(0);
+    assert_eq!(run.json()["outcome"], "unchanged", "{}", run.context());
+    assert!(run.json()["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u["result"] == "present"));
+    assert_eq!(
+        event_count(stack),
+        events,
+        "an unchanged run made stack events"
+    );
+
+    // A changed setting: the plan names exactly what changes.
+    write(
+        &work.join("cachectl.toml"),
+        format!("[provision]\nstack = \"{stack}\"\nschedule = \"rate(2 days)\"\n\n[prune]\nmax-unused = \"7d\"\n"),
+    );
+    let run = cachectl(&f, &work, &["provision", "--dry-run", "--json"]);
+    run.assert_code(0);
+    assert_eq!(
+        changes(&run.json()),
+        [("Modify".to_owned(), "PruneSchedule".to_owned())],
+        "{}",
+        run.context()
+    );
+    let run = cachectl(&f, &work, &["provision", "--yes", "--json"]);
+    assert_eq!(run.json()["outcome"], "updated", "{}", run.context());
+    let rule = aws(
+        "events",
+        "describe_rule",
+        json!({ "Name": format!("{stack}-prune-schedule") }),
+    );
+    assert_eq!(rule["ScheduleExpression"], "rate(2 days)");
+
+    // Deprovision: the stack goes, the bucket and its caches stay.
+    let run = cachectl(&f, &work, &["deprovision", "--yes", "--json"]);
+    run.assert_code(0);
+    assert_eq!(run.json()["outcome"], "deleted", "{}", run.context());
+    assert_eq!(run.json()["bucket_deleted"], false);
+    assert_eq!(stack_status(stack), None);
+    assert!(bucket_exists(&bucket));
+    assert!(
+        !objects(&bucket, "cache/v1/").is_empty(),
+        "the caches were dropped"
+    );
+
+    // --delete-bucket: the kept bucket goes too.
+    let run = cachectl(
+        &f,
+        &work,
+        &["deprovision", "--delete-bucket", "--yes", "--json"],
+    );
+    run.assert_code(0);
+    assert_eq!(run.json()["bucket_deleted"], true, "{}", run.context());
+    assert!(!bucket_exists(&bucket));
+}
+
+/// Off a terminal and without --yes, provision prints the plan and exits 2 saying to add
+/// --yes; nothing is left behind.
+#[test]
+fn provision_off_a_terminal_without_yes_plans_and_exits_2() {
+    let stack = "it-noyes";
+    let (f, work) = setup(
+        "provision_noyes",
+        &format!("[provision]\nstack = \"{stack}\"\n"),
+    );
+    let run = cachectl(&f, &work, &["provision"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("Add     CacheBucket (AWS::S3::Bucket)"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        run.stderr
+            .contains("hint: review the plan above, then run the same command with --yes"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(stack_status(stack), None);
+}
+
+/// A create that fails (a managed policy name already taken outside the stack): exit 1 with
+/// CloudFormation's reason for the resource that failed.
+#[test]
+fn a_failed_create_exits_1_with_the_reason() {
+    let stack = "it-taken";
+    let (f, work) = setup(
+        "provision_taken",
+        &format!("[provision]\nstack = \"{stack}\"\n"),
+    );
+    aws_ok(
+        "iam",
+        "create_policy",
+        json!({ "PolicyName": format!("{stack}-read-write"), "PolicyDocument": json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}).to_string() }),
+    );
+    let run = cachectl(&f, &work, &["provision", "--yes"]);
+    run.assert_code(1);
+    // moto refuses the execute itself; CloudFormation on AWS accepts it and reports
+    // CREATE_FAILED on the resource, which provision reads from the stack's events.
+    assert!(
+        run.stderr
+            .contains("A policy called it-taken-read-write already exists"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        run.stderr
+            .contains("hint: a resource with that name exists outside the stack"),
+        "{}",
+        run.context()
+    );
+}
+
+/// `--check` reads the set-up back: projects created directly (moto's CloudFormation does not
+/// model CodeBuild), one of them with another CACHECTL_STORE, which is reported.
+#[test]
+fn check_reports_a_project_with_the_wrong_store() {
+    let stack = "it-check";
+    let (f, work) = setup(
+        "provision_check",
+        &format!("[provision]\nstack = \"{stack}\"\n\n[provision.project.it-check-web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"version: 0.2\"\n"),
+    );
+    let run = cachectl(&f, &work, &["provision", "--yes", "--json"]);
+    run.assert_code(0);
+    let store = run.json()["outputs"]["store"].as_str().unwrap().to_owned();
+    let project = |name: &str, store: &str| {
+        // moto wants a source location even where CodeBuild would not.
+        aws_ok(
+            "codebuild",
+            "create_project",
+            json!({
+                "name": name,
+                "source": { "type": "S3", "location": "it-check-source/source.zip", "buildspec": "version: 0.2" },
+                "artifacts": { "type": "NO_ARTIFACTS" },
+                "environment": {
+                    "type": "LINUX_CONTAINER", "image": "aws/codebuild/amazonlinux-x86_64-standard:5.0",
+                    "computeType": "BUILD_GENERAL1_SMALL",
+                    "environmentVariables": [{ "name": "CACHECTL_STORE", "value": store, "type": "PLAINTEXT" }],
+                },
+                "serviceRole": format!("arn:aws:iam::{ACCOUNT}:role/it-check-build"),
+            }),
+        )
+    };
+    project(&format!("{stack}-prune"), &store);
+    project("it-check-web", "s3://another-bucket/cache");
+    let run = cachectl(&f, &work, &["provision", "--check", "--json"]);
+    run.assert_code(1);
+    let checks = run.json()["checks"].clone();
+    let by_name = |n: &str| {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no check {n}: {checks}"))
+    };
+    assert_eq!(by_name("stack")["ok"], true);
+    assert_eq!(by_name("store round trip")["ok"], true, "{checks}");
+    assert_eq!(
+        by_name(&format!("project {stack}-prune"))["ok"],
+        true,
+        "{checks}"
+    );
+    let web = by_name("project it-check-web");
+    assert_eq!(web["ok"], false);
+    assert_eq!(
+        web["detail"],
+        format!("CACHECTL_STORE is `s3://another-bucket/cache`, not the stack's store {store}")
+            .as_str()
+    );
+    assert!(
+        run.stderr.contains("FAIL  project it-check-web"),
+        "{}",
+        run.context()
+    );
+    cachectl(&f, &work, &["deprovision", "--yes", "--delete-bucket"]).assert_code(0);
+}
+
+/// Every golden template passes cfn-lint (AWS's own resource schemas).
+#[test]
+fn golden_templates_pass_cfn_lint() {
+    let dir = crate::support::buildspec::repo().join("tests/fixtures/provision");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert!(files.len() >= 5, "golden templates in {}", dir.display());
+    let lint = crate::support::buildspec::python().with_file_name("cfn-lint");
+    let out = Command::new(&lint)
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (./tests/run.sh installs it)", lint.display()));
+    assert!(
+        out.status.success(),
+        "cfn-lint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
