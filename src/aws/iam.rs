@@ -12,8 +12,11 @@ pub const S3_ABORT_MULTIPART_UPLOAD: &str = "s3:AbortMultipartUpload";
 pub const S3_DELETE_OBJECT: &str = "s3:DeleteObject";
 pub const S3_LIST_BUCKET_MULTIPART_UPLOADS: &str = "s3:ListBucketMultipartUploads";
 /// Emptying and deleting the bucket (`deprovision --delete-bucket`).
+#[cfg_attr(not(feature = "provision"), allow(dead_code))]
 pub const S3_LIST_BUCKET_VERSIONS: &str = "s3:ListBucketVersions";
+#[cfg_attr(not(feature = "provision"), allow(dead_code))]
 pub const S3_DELETE_OBJECT_VERSION: &str = "s3:DeleteObjectVersion";
+#[cfg_attr(not(feature = "provision"), allow(dead_code))]
 pub const S3_DELETE_BUCKET: &str = "s3:DeleteBucket";
 
 pub const CLOUDWATCH_PUT_METRIC_DATA: &str = "cloudwatch:PutMetricData";

@@ -183,6 +183,20 @@ fn outputs_of(
     )
 }
 
+/// A kept bucket that the engine cannot import into a new stack.
+fn import_impossible(stack: &str, bucket: &str, cause: &str) -> Error {
+    Error::Provision(prov::Error::Blocked {
+        stack: stack.to_owned(),
+        status: "not created".into(),
+        why: format!(
+            "bucket {bucket} exists (kept by an earlier deprovision?) and CloudFormation could not import it into the stack ({cause})"
+        ),
+        hint: format!(
+            "give a new bucket name with --bucket, or delete the kept bucket and its caches first: `cachectl deprovision --stack {stack} --delete-bucket`"
+        ),
+    })
+}
+
 fn blocked(stack: &str, status: &str, why: &str, hint: String) -> Error {
     Error::Provision(prov::Error::Blocked {
         stack: stack.to_owned(),
@@ -323,12 +337,7 @@ pub async fn run(g: &GlobalArgs, args: ProvisionArgs) -> Result<ExitStatus, Erro
         .await
         .map_err(|e| match e {
             prov::Error::ChangeSetFailed { .. } | prov::Error::Aws(_) if !import.is_empty() => {
-                Error::Provision(prov::Error::Blocked {
-                    stack: s.stack.clone(),
-                    status: "not created".into(),
-                    why: format!("bucket {bucket} already exists and CloudFormation here cannot import it into the stack"),
-                    hint: format!("give another bucket name (--bucket), or empty and delete it first: `cachectl deprovision --stack {} --delete-bucket --bucket {bucket}`", s.stack),
-                })
+                import_impossible(&s.stack, &bucket, &e.to_string())
             }
             e => Error::Provision(e),
         })?;
@@ -385,10 +394,21 @@ pub async fn run(g: &GlobalArgs, args: ProvisionArgs) -> Result<ExitStatus, Erro
         }
     }
     let changes = planned.changes.clone();
-    let mut stack = deployer
-        .apply(planned, &mut print_event)
-        .await
-        .map_err(Error::Provision)?;
+    let applied = deployer.apply(planned, &mut print_event).await;
+    let mut stack = match applied {
+        Ok(stack) => stack,
+        Err(e) if !import.is_empty() => {
+            // The engine could not take the bucket in: leave no half-made stack, and say
+            // what to do in one line rather than pass its failure on.
+            let _ = deployer.delete_new().await;
+            let cause = match &e {
+                prov::Error::Failed { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
+            return Err(import_impossible(&s.stack, &bucket, &cause));
+        }
+        Err(e) => return Err(Error::Provision(e)),
+    };
     if !import.is_empty() {
         // Step two of taking the bucket back: the rest of the stack.
         if let Some(rest) = deployer
@@ -617,6 +637,8 @@ pub async fn deprovision(g: &GlobalArgs, args: DeprovisionArgs) -> Result<ExitSt
             .await
             .map_err(Error::Provision)?
             .into_iter()
+            // Resources the engine lists without a name (types it does not model) say nothing.
+            .filter(|(logical_id, _)| !logical_id.is_empty())
             .map(|(logical_id, resource_type)| Change {
                 action: if logical_id == template::BUCKET {
                     "Retain".into()

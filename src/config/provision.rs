@@ -156,6 +156,9 @@ pub enum Arch {
     Arm64,
 }
 
+// The template and commands that use these are behind the `provision` feature; the settings
+// are read either way, so a cachectl.toml works with every build.
+#[cfg_attr(not(feature = "provision"), allow(dead_code))]
 impl Arch {
     /// CodeBuild's environment type.
     pub fn environment_type(self) -> &'static str {
@@ -206,6 +209,7 @@ pub fn bucket_name_problem(s: &str) -> Option<&'static str> {
 }
 
 /// The default bucket name, `<stack>-<account>-<region>` lowercased, if it is a valid name.
+#[cfg_attr(not(feature = "provision"), allow(dead_code))]
 pub fn default_bucket(stack: &str, account: &str, region: &str) -> Result<String, String> {
     let name = format!("{stack}-{account}-{region}").to_ascii_lowercase();
     match bucket_name_problem(&name) {

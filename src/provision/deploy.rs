@@ -249,6 +249,23 @@ impl Deployer {
         Ok(())
     }
 
+    /// Deletes the stack if it never got past its creation (review, or a failed or rolled-back
+    /// create or import): what an interrupted first provision leaves.
+    pub async fn delete_new(&self) -> Result<(), Error> {
+        let new = [
+            "REVIEW_IN_PROGRESS",
+            "CREATE_FAILED",
+            "ROLLBACK_COMPLETE",
+            "IMPORT_ROLLBACK_COMPLETE",
+            "CREATE_IN_PROGRESS",
+            "IMPORT_IN_PROGRESS",
+        ];
+        match self.describe().await? {
+            Some(s) if new.contains(&s.status.as_str()) => self.delete_stack().await,
+            _ => Ok(()),
+        }
+    }
+
     async fn delete_stack(&self) -> Result<(), Error> {
         sdk!(
             "delete the stack",

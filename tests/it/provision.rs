@@ -347,7 +347,20 @@ fn provision_creates_reads_back_updates_and_deprovisions() {
         "the caches were dropped"
     );
 
-    // --delete-bucket: the kept bucket goes too.
+    // Provision again: the kept bucket is taken back by a resource import where the engine
+    // can; moto cannot (it executes an IMPORT change set as a create), so this stops with one
+    // line saying what to do, and leaves no stack.
+    let run = cachectl(&f, &work, &["provision", "--yes"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(&format!("error: stack `{stack}` is not created: bucket {bucket} exists (kept by an earlier deprovision?) and CloudFormation could not import it into the stack")),
+        "{}",
+        run.context()
+    );
+    assert!(run.stderr.contains("--delete-bucket"), "{}", run.context());
+    assert_eq!(stack_status(stack), None);
+
+    // --delete-bucket with the stack gone: the kept bucket goes.
     let run = cachectl(
         &f,
         &work,
