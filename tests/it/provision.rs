@@ -149,8 +149,27 @@ fn provision_creates_reads_back_updates_and_deprovisions() {
     assert_eq!(stack_status(stack), None, "a dry run left a stack");
     assert!(!bucket_exists(&bucket));
 
-    // Apply.
-    let run = cachectl(&f, &work, &["provision", "--yes", "--json"]);
+    // Apply, with the other architecture's binary from --binaries (laid out as
+    // bootstrap/build-release.sh writes target/dist).
+    let version = env!("CARGO_PKG_VERSION");
+    let dist = f.dir("dist");
+    write(
+        &dist
+            .join(version)
+            .join("cachectl-aarch64-unknown-linux-musl"),
+        "an arm64 binary",
+    );
+    let run = cachectl(
+        &f,
+        &work,
+        &[
+            "provision",
+            "--yes",
+            "--json",
+            "--binaries",
+            dist.to_str().unwrap(),
+        ],
+    );
     run.assert_code(0);
     let created = run.json();
     assert_eq!(created["outcome"], "created", "{}", run.context());
@@ -247,6 +266,24 @@ fn provision_creates_reads_back_updates_and_deprovisions() {
     ] {
         assert!(uploaded.contains(&key), "{key} not uploaded: {uploaded:?}");
     }
+    let arm = format!("cachectl/bin/{version}/cachectl-aarch64-unknown-linux-musl");
+    assert!(uploaded.contains(&arm), "{arm} not uploaded: {uploaded:?}");
+    let sha = Command::new("sha256sum")
+        .arg(
+            dist.join(version)
+                .join("cachectl-aarch64-unknown-linux-musl"),
+        )
+        .output()
+        .unwrap();
+    let hex = String::from_utf8_lossy(&sha.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        String::from_utf8(moto().get_object(&bucket, &format!("{arm}.sha256"))).unwrap(),
+        format!("{hex}  cachectl-aarch64-unknown-linux-musl\n")
+    );
     let install_dir = f.dir("bin");
     let sh = Command::new("sh")
         .arg(crate::support::buildspec::repo().join("bootstrap/install.sh"))
@@ -491,6 +528,29 @@ fn check_reports_a_project_with_the_wrong_store() {
         "{}",
         run.context()
     );
+
+    // --run-prune starts the prune project in dry-run mode and waits for its build (moto
+    // runs nothing: its builds report SUCCEEDED when read back).
+    let run = cachectl(
+        &f,
+        &work,
+        &["provision", "--check", "--run-prune", "--json"],
+    );
+    let checks = run.json()["checks"].clone();
+    let prune = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "prune project run (dry run)")
+        .cloned()
+        .unwrap_or_else(|| panic!("no prune run check: {checks}"));
+    assert_eq!(prune["ok"], true, "{checks}");
+    let builds = aws_ok(
+        "codebuild",
+        "list_builds_for_project",
+        json!({ "projectName": format!("{stack}-prune") }),
+    );
+    assert_eq!(builds["ids"].as_array().unwrap().len(), 1, "{builds}");
     cachectl(&f, &work, &["deprovision", "--yes", "--delete-bucket"]).assert_code(0);
 }
 
