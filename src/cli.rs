@@ -316,12 +316,12 @@ pub struct ProvisionArgs {
     pub bucket: Option<String>,
 
     /// The region to provision in [default: `region` in [provision], else the SDK's]
-    #[arg(long, value_name = "REGION")]
+    #[arg(long, value_name = "REGION", value_parser = region)]
     pub region: Option<String>,
 
     /// A CloudFormation service role the stack operations run as (then the caller needs only
     /// CloudFormation permissions and iam:PassRole on it)
-    #[arg(long, value_name = "ARN")]
+    #[arg(long, value_name = "ARN", value_parser = role_arn)]
     pub role_arn: Option<String>,
 
     /// Print the plan (CloudFormation's change set) and change nothing
@@ -366,7 +366,7 @@ pub struct DeprovisionArgs {
     pub bucket: Option<String>,
 
     /// The region [default: `region` in [provision], else the SDK's]
-    #[arg(long, value_name = "REGION")]
+    #[arg(long, value_name = "REGION", value_parser = region)]
     pub region: Option<String>,
 
     /// Also delete the bucket and every cache in it (every object version, delete marker and
@@ -384,7 +384,28 @@ fn stack_name(s: &str) -> Result<String, String> {
     if crate::config::provision::valid_stack_name(s) {
         Ok(s.to_owned())
     } else {
-        Err("a stack name starts with a letter and holds only letters, digits and `-` (at most 100)".into())
+        Err(
+            "a stack name starts with a letter and holds only letters, digits and `-` (at most 50)"
+                .into(),
+        )
+    }
+}
+
+#[cfg(feature = "provision")]
+fn role_arn(s: &str) -> Result<String, String> {
+    if crate::config::provision::valid_role_arn(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("an IAM role ARN looks like arn:aws:iam::ACCOUNT:role/NAME".into())
+    }
+}
+
+#[cfg(feature = "provision")]
+fn region(s: &str) -> Result<String, String> {
+    if crate::config::provision::valid_region(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("a region looks like eu-west-1".into())
     }
 }
 

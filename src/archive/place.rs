@@ -285,20 +285,19 @@ fn swap_contents(s: &Staged, root: &Path, root_md: &fs::Metadata) -> Result<Swap
     fs::create_dir(&trash).map_err(|e| write_err(&trash, e))?;
     // Entries leave the staged root, which may hold a cached read-only mode until the end.
     let _root_writable = Movable::new(root, root_md)?;
-    let skip = |name: &std::ffi::OsStr| {
-        let name = name.to_string_lossy();
-        name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX)
-    };
-    let moved = move_children(&s.dest, &trash, skip).and_then(|()| {
-        move_children(root, &s.dest, |_| false)
-            .and_then(|()| carry_over(&s.keep, &trash, &s.dest))
-            .inspect_err(|_| {
-                let _ = move_children(&s.dest, root, skip);
-                let _ = move_children(&trash, &s.dest, |_| false);
-            })
-    });
-    if let Err(e) = moved {
-        let _ = fs::remove_dir(&trash);
+    let skip = stays_in(&s.dest);
+    if let Err(e) = move_children(&s.dest, &trash, &skip) {
+        // Some entries may have gone already: they go back before anything else happens.
+        let _ = move_children(&trash, &s.dest, |_| false);
+        rescue(&trash);
+        return Err(e);
+    }
+    let moved_in =
+        move_children(root, &s.dest, |_| false).and_then(|()| carry_over(&s.keep, &trash, &s.dest));
+    if let Err(e) = moved_in {
+        let _ = move_children(&s.dest, root, &skip);
+        let _ = move_children(&trash, &s.dest, |_| false);
+        rescue(&trash);
         return Err(e);
     }
     Ok(Swapped::Contents {
@@ -308,12 +307,44 @@ fn swap_contents(s: &Staged, root: &Path, root_md: &fs::Metadata) -> Result<Swap
     })
 }
 
+/// What a contents swap of `dest` leaves where it is: cachectl's own staging and trash, and
+/// mount points (another filesystem cannot be renamed into this one; like `rm
+/// --one-file-system`, a replace leaves them alone).
+fn stays_in(dest: &Path) -> impl Fn(&std::ffi::OsStr) -> bool + '_ {
+    // A bind mount of the same filesystem has the same device number: the mount table is what
+    // tells (only mounts directly inside `dest` can be among its entries).
+    let mounts = mounts_under(dest);
+    let here = lexical(dest);
+    move |name: &std::ffi::OsStr| {
+        let text = name.to_string_lossy();
+        text.starts_with(STAGING_PREFIX)
+            || text.starts_with(TRASH_PREFIX)
+            || mounts.contains(&here.join(name))
+    }
+}
+
+/// After a failed contents swap: an empty trash directory goes; one that still holds entries
+/// (a move back failed too) is renamed so that no later restore mistakes it for trash and
+/// deletes what may be a user's files.
+fn rescue(trash: &Path) {
+    if fs::remove_dir(trash).is_ok() {
+        return;
+    }
+    if let Some(name) = trash.file_name() {
+        let kept = name
+            .to_string_lossy()
+            .replacen(TRASH_PREFIX, ".cachectl-rescued-", 1);
+        let _ = fs::rename(trash, trash.with_file_name(kept));
+    }
+}
+
 /// Renames every entry of `from` (but those `skip` names) into `to`.
 fn move_children(
     from: &Path,
     to: &Path,
     skip: impl Fn(&std::ffi::OsStr) -> bool,
 ) -> Result<(), Error> {
+    let skip = &skip;
     for e in fs::read_dir(from).map_err(|e| write_err(from, e))? {
         let e = e.map_err(|e| write_err(from, e))?;
         if skip(&e.file_name()) {
@@ -397,19 +428,15 @@ fn create_dir_owned(dir: &Path, owner: &Path) -> io::Result<()> {
 /// tree in place, which the caller's error still reports).
 fn undo(s: &Staged, swapped: &Swapped) {
     let root = s.root();
-    let skip = |name: &std::ffi::OsStr| {
-        let name = name.to_string_lossy();
-        name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX)
-    };
     let _ = match swapped {
         Swapped::Renamed => fs::rename(&s.dest, &root),
         Swapped::Exchanged => {
             renameat_with(CWD, &root, CWD, &s.dest, RenameFlags::EXCHANGE).map_err(io::Error::from)
         }
         Swapped::Contents { trash, .. } => {
-            let _ = move_children(&s.dest, &root, skip);
+            let _ = move_children(&s.dest, &root, stays_in(&s.dest));
             let _ = move_children(trash, &s.dest, |_| false);
-            let _ = fs::remove_dir(trash);
+            rescue(trash);
             Ok(())
         }
         Swapped::Untouched => Ok(()),
@@ -462,14 +489,22 @@ fn move_into(src: &Path, dst: &Path) -> Result<(), Error> {
         }
         Err(e) => Err(write_err(dst, e)),
         Ok(dst_md) if dst_md.is_dir() && src_md.is_dir() => {
-            // Writable while entries move in; the cached mode is applied after.
-            Movable::new(dst, &dst_md)?;
-            let entries = short(src)
+            // Both writable while entries move (out of the staged one, into the old one); the
+            // cached mode is applied after, and the old one's put back if a move fails.
+            let dst_mode = Movable::new(dst, &dst_md)?;
+            Movable::new(src, &src_md)?;
+            let moved = short(src)
                 .and_then(fs::read_dir)
-                .map_err(|e| write_err(src, e))?;
-            for ent in entries {
-                let ent = ent.map_err(|e| write_err(src, e))?;
-                move_into(&src.join(ent.file_name()), &dst.join(ent.file_name()))?;
+                .map_err(|e| write_err(src, e))
+                .and_then(|entries| {
+                    entries.into_iter().try_for_each(|ent| {
+                        let ent = ent.map_err(|e| write_err(src, e))?;
+                        move_into(&src.join(ent.file_name()), &dst.join(ent.file_name()))
+                    })
+                });
+            if let Err(e) = moved {
+                dst_mode.restore_at(dst);
+                return Err(e);
             }
             let d = short(dst).map_err(|e| write_err(dst, e))?;
             fs::set_permissions(&d, src_md.permissions()).map_err(|e| write_err(dst, e))?;

@@ -50,6 +50,49 @@ impl Job {
     }
 }
 
+/// Where `path` really is, for comparing destinations: absolute, `.` and `..` resolved, and
+/// every symlink on the way followed, even one whose target does not exist yet
+/// (`../w/nm/.cache` and `link/.cache` are the same place as `nm/.cache`, before a restore
+/// has made `nm`).
+pub fn real_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> =
+        crate::archive::place::lexical(path)
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_owned()),
+                _ => None,
+            })
+            .collect();
+    let mut out = PathBuf::from("/");
+    // As the kernel does (ELOOP), give up following after 40 links.
+    let mut hops = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            out.pop();
+            continue;
+        }
+        let next = out.join(&name);
+        match std::fs::read_link(&next) {
+            Ok(target) if hops < 40 => {
+                hops += 1;
+                if target.is_absolute() {
+                    out = PathBuf::from("/");
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => todo.push_front(n.to_owned()),
+                        Component::ParentDir => todo.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => out = next,
+        }
+    }
+    out
+}
+
 /// The order to restore caches in, as waves of indices into `dests` (each cache's destination
 /// paths, made absolute): a cache with a path inside another cache's path (`node_modules/.cache`
 /// inside `node_modules`) comes in a later wave than that cache, so its tree is placed over the
@@ -198,6 +241,35 @@ mod tests {
         list.iter()
             .map(|ps| ps.iter().map(PathBuf::from).collect())
             .collect()
+    }
+
+    #[test]
+    fn real_paths_follow_dots_and_links_that_do_not_resolve_yet() {
+        let t = tempfile::tempdir().unwrap();
+        let w = std::fs::canonicalize(t.path()).unwrap();
+        std::os::unix::fs::symlink("node_modules", w.join("nm")).unwrap();
+        std::os::unix::fs::symlink(w.join("abs-target"), w.join("abs")).unwrap();
+        let cases = [
+            (
+                "plain",
+                w.join("node_modules/.cache"),
+                w.join("node_modules/.cache"),
+            ),
+            (
+                "dots",
+                w.join("x/../node_modules/./.cache"),
+                w.join("node_modules/.cache"),
+            ),
+            (
+                "dangling relative link",
+                w.join("nm/.cache"),
+                w.join("node_modules/.cache"),
+            ),
+            ("absolute link", w.join("abs/y"), w.join("abs-target/y")),
+        ];
+        for (name, path, want) in cases {
+            assert_eq!(real_path(&path), want, "case {name}");
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! it did, and returns how it ended: an [`ExitStatus`], or the [`Error`] that stopped it, which
 //! `main` prints once.
 
+#[cfg(feature = "provision")]
+mod deprovision;
 mod hash_files;
 mod jobs;
 mod keys;
@@ -183,7 +185,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, Error> {
         #[cfg(feature = "provision")]
         Command::Provision(args) => provision::run(&g, args).await,
         #[cfg(feature = "provision")]
-        Command::Deprovision(args) => provision::deprovision(&g, args).await,
+        Command::Deprovision(args) => deprovision::run(&g, args).await,
         Command::HashFiles(args) => hash_files::run(&g, &args),
         Command::Keys(args) => keys::run(&g, &args),
         Command::RemoveTrash(args) => remove_trash(&args.dirs),

@@ -3,7 +3,7 @@
 //! what to put in a buildspec.
 
 use super::{Error, ExitStatus};
-use crate::cli::{DeprovisionArgs, GlobalArgs, ProvisionArgs};
+use crate::cli::{GlobalArgs, ProvisionArgs};
 use crate::config::provision::{default_bucket, ProvisionSettings};
 use crate::output;
 use crate::provision::template::{self, outputs, Inputs};
@@ -22,7 +22,16 @@ fn prune_args(table: Option<&toml::Table>, origin: &str) -> Result<Vec<String>, 
             .map(String::from)
             .to_vec());
     };
-    crate::prune::rules_from_table(t, origin)?;
+    let rules = crate::prune::rules_from_table(t, origin)?;
+    if !rules.deletes_anything() {
+        // The scheduled project would fail every run (`prune` refuses a policy that keeps all).
+        return Err(Error::Provision(prov::Error::Settings {
+            message: format!(
+                "{origin}: [prune] has no rule that deletes anything, so the scheduled prune project would fail every run"
+            ),
+            hint: "add max-unused, max-age or max-total-size to [prune] (e.g. max-unused = \"14d\")".into(),
+        }));
+    }
     Ok(t.iter()
         .flat_map(|(k, v)| {
             let value = match v {
@@ -36,13 +45,13 @@ fn prune_args(table: Option<&toml::Table>, origin: &str) -> Result<Vec<String>, 
 }
 
 /// Settings: `[provision]` of the config file (if there is one), then the flags.
-struct Loaded {
-    settings: ProvisionSettings,
-    namespace: String,
-    prune_args: Vec<String>,
+pub(super) struct Loaded {
+    pub(super) settings: ProvisionSettings,
+    pub(super) namespace: String,
+    pub(super) prune_args: Vec<String>,
 }
 
-fn load(
+pub(super) fn load(
     g: &GlobalArgs,
     stack: Option<&str>,
     bucket: Option<&str>,
@@ -77,6 +86,32 @@ fn load(
     })
 }
 
+/// The SDK configuration for `region` and who the credentials are (said on stderr): the
+/// preflight of every stack operation.
+pub(super) async fn connect(
+    region: Option<&str>,
+) -> Result<(aws_config::SdkConfig, prov::Caller), Error> {
+    let conf = sdk_config(region).await;
+    let caller = prov::caller(&conf).await.map_err(Error::Provision)?;
+    output::say(&format!(
+        "account {}, region {}, as {}",
+        caller.account, caller.region, caller.arn
+    ));
+    Ok((conf, caller))
+}
+
+/// An S3 client on `conf`, path-style when the endpoint is overridden (as the store's is).
+pub(super) fn s3_client(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(crate::aws::endpoint_overridden(
+                conf,
+                crate::aws::Service::S3,
+            ))
+            .build(),
+    )
+}
+
 async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
     let conf = crate::aws::sdk_config().await;
     match region {
@@ -88,7 +123,7 @@ async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
     }
 }
 
-fn print_event(e: &StackEvent) {
+pub(super) fn print_event(e: &StackEvent) {
     let reason = e
         .reason
         .as_deref()
@@ -101,7 +136,7 @@ fn print_event(e: &StackEvent) {
     ));
 }
 
-fn print_plan(stack: &str, changes: &[Change]) {
+pub(super) fn print_plan(stack: &str, changes: &[Change]) {
     output::say(&format!("plan for stack {stack}:"));
     for c in changes {
         let replace = match c.replacement.as_deref() {
@@ -118,7 +153,7 @@ fn print_plan(stack: &str, changes: &[Change]) {
 
 /// Asks on the terminal whether to go on. Off a terminal (CI), the answer is no, and the caller
 /// says to add `--yes`.
-fn confirm(question: &str) -> Option<bool> {
+pub(super) fn confirm(question: &str) -> Option<bool> {
     if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
         return None;
     }
@@ -128,7 +163,7 @@ fn confirm(question: &str) -> Option<bool> {
     Some(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-fn not_confirmed(what: &str) -> Error {
+pub(super) fn not_confirmed(what: &str) -> Error {
     Error::Usage {
         message: format!("{what}: not applied (no terminal to confirm on)"),
         hint: Some("review the plan above, then run the same command with --yes".into()),
@@ -155,7 +190,7 @@ fn outputs_json(outputs: &BTreeMap<String, String>) -> Value {
     Value::Object(outputs.iter().map(|(k, v)| (snake(k), json!(v))).collect())
 }
 
-fn report(j: bool, value: Value) -> Result<(), Error> {
+pub(super) fn report(j: bool, value: Value) -> Result<(), Error> {
     if j {
         output::json(&value)?;
     }
@@ -192,7 +227,7 @@ fn import_impossible(stack: &str, bucket: &str, cause: &str) -> Error {
             "bucket {bucket} exists (kept by an earlier deprovision?) and CloudFormation could not import it into the stack ({cause})"
         ),
         hint: format!(
-            "give a new bucket name with --bucket, or delete the kept bucket and its caches first: `cachectl deprovision --stack {stack} --delete-bucket`"
+            "give a new bucket name with --bucket, or delete the kept bucket and its caches first: `cachectl deprovision --stack {stack} --bucket {bucket} --delete-bucket`"
         ),
     })
 }
@@ -214,7 +249,43 @@ pub async fn run(g: &GlobalArgs, args: ProvisionArgs) -> Result<ExitStatus, Erro
         args.region.as_deref(),
         args.role_arn.as_deref(),
     )?;
+    // clap counts a flag's default as given, so `requires = "check"` cannot say this.
+    if args.run_prune && !args.check {
+        return Err(Error::Usage {
+            message: "--run-prune works with --check only".into(),
+            hint: Some("cachectl provision --check --run-prune".into()),
+        });
+    }
     let s = &loaded.settings;
+    let prune_name = template::prune_project_name(&s.stack);
+    if s.projects.iter().any(|p| p.name == prune_name) {
+        return Err(Error::Provision(prov::Error::Settings {
+            message: format!(
+                "[provision.project.{prune_name}]: the stack's prune project has that name"
+            ),
+            hint: "give the project another name, or the stack another --stack".into(),
+        }));
+    }
+    if let Some(dir) = args.binaries.as_deref() {
+        let fix =
+            || Some("give the directory bootstrap/build-release.sh fills (target/dist)".into());
+        if !dir.is_dir() {
+            return Err(Error::Usage {
+                message: format!("--binaries {}: not a directory", dir.display()),
+                hint: fix(),
+            });
+        }
+        // A version's binary is never overwritten once uploaded: a wrong file must not get there.
+        let (found, _) = install::binaries(Some(dir), env!("CARGO_PKG_VERSION"));
+        for b in found.iter().filter(|b| b.target != install::own_target()) {
+            if let Some(why) = install::not_for(&b.path, b.target) {
+                return Err(Error::Usage {
+                    message: format!("--binaries: {why}"),
+                    hint: fix(),
+                });
+            }
+        }
+    }
     let inputs = Inputs {
         settings: s,
         namespace: &loaded.namespace,
@@ -225,12 +296,7 @@ pub async fn run(g: &GlobalArgs, args: ProvisionArgs) -> Result<ExitStatus, Erro
         output::print(&rendered)?;
         return Ok(ExitStatus::Success);
     }
-    let conf = sdk_config(s.region.as_deref()).await;
-    let caller = prov::caller(&conf).await.map_err(Error::Provision)?;
-    output::say(&format!(
-        "account {}, region {}, as {}",
-        caller.account, caller.region, caller.arn
-    ));
+    let (conf, caller) = connect(s.region.as_deref()).await?;
     let deployer = deploy::Deployer::new(&conf, &s.stack, s.role_arn.clone());
     if args.check {
         return check(g, &args, &loaded, &conf, &deployer, &caller).await;
@@ -244,14 +310,7 @@ pub async fn run(g: &GlobalArgs, args: ProvisionArgs) -> Result<ExitStatus, Erro
             })?
         }
     };
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(crate::aws::endpoint_overridden(
-                &conf,
-                crate::aws::Service::S3,
-            ))
-            .build(),
-    );
+    let s3 = s3_client(&conf);
 
     // Where the stack is decides the kind of change set.
     let existing = deployer.describe().await.map_err(Error::Provision)?;
@@ -362,14 +421,14 @@ pub async fn run(g: &GlobalArgs, args: ProvisionArgs) -> Result<ExitStatus, Erro
     if args.dry_run {
         deployer.discard(&planned).await.map_err(Error::Provision)?;
         output::say("dry run: nothing was changed");
-        finish(
-            g.json,
-            "planned",
-            &s.stack,
-            &planned.changes,
-            &BTreeMap::new(),
-            &[],
-        )?;
+        let outs = template::expected_outputs(
+            s,
+            &bucket,
+            &caller.account,
+            &caller.region,
+            caller.partition(),
+        );
+        finish(g.json, "planned", &s.stack, &planned.changes, &outs, &[])?;
         return Ok(ExitStatus::Success);
     }
     if !args.yes {
@@ -443,6 +502,7 @@ async fn upload(
 ) -> Result<Vec<install::Upload>, Error> {
     let version = env!("CARGO_PKG_VERSION");
     let (found, missing) = install::binaries(binaries, version);
+
     for target in missing {
         output::warn(
             "provision",
@@ -515,7 +575,10 @@ async fn check(
         checks.push(check::Check::fail(
             "stack",
             format!("no stack {} in this region", s.stack),
-            "run `cachectl provision` (or pass --stack / --region)",
+            format!(
+                "run `cachectl provision --stack {}` (or check --region)",
+                s.stack
+            ),
         ));
         return end_check(g.json, &s.stack, checks);
     };
@@ -543,14 +606,7 @@ async fn check(
         ));
         return end_check(g.json, &s.stack, checks);
     };
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(conf)
-            .force_path_style(crate::aws::endpoint_overridden(
-                conf,
-                crate::aws::Service::S3,
-            ))
-            .build(),
-    );
+    let s3 = s3_client(conf);
     let prefix = store
         .strip_prefix(&format!("s3://{bucket}/"))
         .unwrap_or(&s.prefix)
@@ -594,128 +650,4 @@ fn end_check(j: bool, stack: &str, checks: Vec<check::Check>) -> Result<ExitStat
     } else {
         ExitStatus::Failure
     })
-}
-
-pub async fn deprovision(g: &GlobalArgs, args: DeprovisionArgs) -> Result<ExitStatus, Error> {
-    let loaded = load(
-        g,
-        args.stack.as_deref(),
-        args.bucket.as_deref(),
-        args.region.as_deref(),
-        None,
-    )?;
-    let s = &loaded.settings;
-    let conf = sdk_config(s.region.as_deref()).await;
-    let caller = prov::caller(&conf).await.map_err(Error::Provision)?;
-    output::say(&format!(
-        "account {}, region {}, as {}",
-        caller.account, caller.region, caller.arn
-    ));
-    let deployer = deploy::Deployer::new(&conf, &s.stack, s.role_arn.clone());
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(crate::aws::endpoint_overridden(
-                &conf,
-                crate::aws::Service::S3,
-            ))
-            .build(),
-    );
-    let stack = deployer.describe().await.map_err(Error::Provision)?;
-    let bucket = match stack
-        .as_ref()
-        .and_then(|st| st.outputs.get(outputs::BUCKET))
-    {
-        Some(b) => b.clone(),
-        None => match &s.bucket {
-            Some(b) => b.clone(),
-            None => default_bucket(&s.stack, &caller.account, &caller.region).unwrap_or_default(),
-        },
-    };
-    let changes: Vec<Change> = match &stack {
-        Some(_) => deployer
-            .resources()
-            .await
-            .map_err(Error::Provision)?
-            .into_iter()
-            // Resources the engine lists without a name (types it does not model) say nothing.
-            .filter(|(logical_id, _)| !logical_id.is_empty())
-            .map(|(logical_id, resource_type)| Change {
-                action: if logical_id == template::BUCKET {
-                    "Retain".into()
-                } else {
-                    "Remove".into()
-                },
-                logical_id,
-                resource_type,
-                replacement: None,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    if stack.is_none() && !args.delete_bucket {
-        return Err(Error::Usage {
-            message: format!("no stack {} in region {}", s.stack, caller.region),
-            hint: Some("name it with --stack and --region; `--delete-bucket` alone removes a bucket a deprovision kept".into()),
-        });
-    }
-    let size = teardown::size(&s3, &bucket)
-        .await
-        .map_err(Error::Provision)?;
-    if !changes.is_empty() {
-        print_plan(&s.stack, &changes);
-    }
-    match (args.delete_bucket, size) {
-        (true, Some((n, bytes))) => output::say(&format!(
-            "  Delete  bucket {bucket} and everything in it ({n} objects, {})",
-            crate::units::human_bytes(bytes)
-        )),
-        (false, Some(_)) => output::say(&format!(
-            "  Keep    bucket {bucket} (add --delete-bucket to delete it and every cache in it)"
-        )),
-        (_, None) => {}
-    }
-    if !args.yes {
-        match confirm("go on?") {
-            Some(true) => {}
-            None => return Err(not_confirmed("deprovision")),
-            Some(false) => {
-                output::say("nothing was deleted");
-                return Ok(ExitStatus::Failure);
-            }
-        }
-    }
-    if stack.is_some() {
-        deployer
-            .delete(&mut print_event)
-            .await
-            .map_err(Error::Provision)?;
-        output::say(&format!("stack {}: deleted", s.stack));
-    }
-    let mut bucket_deleted = false;
-    match (args.delete_bucket, size) {
-        (true, Some(_)) => {
-            let emptied = teardown::delete_bucket(&s3, &bucket).await.map_err(Error::Provision)?;
-            output::say(&format!(
-                "bucket {bucket}: deleted ({} object versions, {} unfinished uploads)",
-                emptied.versions, emptied.uploads
-            ));
-            bucket_deleted = true;
-        }
-        (false, Some((n, bytes))) => output::say(&format!(
-            "bucket {bucket} kept: {n} objects, {} (cachectl deprovision --delete-bucket removes it)",
-            crate::units::human_bytes(bytes)
-        )),
-        (_, None) => {}
-    }
-    report(
-        g.json,
-        json!({
-            "outcome": "deleted",
-            "stack": s.stack,
-            "changes": changes,
-            "bucket": bucket,
-            "bucket_deleted": bucket_deleted,
-        }),
-    )?;
-    Ok(ExitStatus::Success)
 }

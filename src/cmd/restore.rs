@@ -55,7 +55,7 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
                 .iter()
                 .map(|job| {
                     job.destinations(&cwd, home.as_deref(), args.merge)
-                        .map(|d| d.into_iter().map(|(p, _)| p).collect())
+                        .map(|d| d.into_iter().map(|(p, _)| jobs::real_path(&p)).collect())
                         .unwrap_or_default()
                 })
                 .collect();

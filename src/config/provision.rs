@@ -178,10 +178,12 @@ impl Arch {
 }
 
 /// Stack names: a letter, then letters, digits and hyphens (CloudFormation `CreateStack`), at
-/// most 100 characters here (CloudFormation allows 128): names made from it, such as the
-/// managed policy `<stack>-read-write`, must stay within IAM's 128.
+/// most 50 characters here (CloudFormation allows 128): names made from it must fit their own
+/// services' limits, the tightest being EventBridge's 64 for the rule `<stack>-prune`.
+pub const MAX_STACK_NAME: usize = 50;
+
 pub fn valid_stack_name(s: &str) -> bool {
-    s.len() <= 100
+    s.len() <= MAX_STACK_NAME
         && s.starts_with(|c: char| c.is_ascii_alphabetic())
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
@@ -216,6 +218,21 @@ pub fn default_bucket(stack: &str, account: &str, region: &str) -> Result<String
         None => Ok(name),
         Some(p) => Err(format!("the default bucket name `{name}` {p}")),
     }
+}
+
+/// An IAM role ARN: `arn:<partition>:iam::<account>:role/<path/name>`.
+pub fn valid_role_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", p, "iam", "", account, res]
+        if !p.is_empty() && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && res.starts_with("role/") && res.len() > 5)
+}
+
+/// A region name as AWS spells them: lowercase letters, digits and `-` (`eu-west-1`).
+pub fn valid_region(s: &str) -> bool {
+    (4..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.contains('-')
 }
 
 fn valid_project_name(s: &str) -> bool {
@@ -273,7 +290,7 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
                 s.stack = string()?;
                 if !valid_stack_name(&s.stack) {
                     return Err(invalid(
-                        "must start with a letter and hold only letters, digits and `-` (at most 100)",
+                        "must start with a letter and hold only letters, digits and `-` (at most 50)",
                     ));
                 }
             }
@@ -305,10 +322,16 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
                 }
                 s.prefix = trimmed.to_owned();
             }
-            "region" => s.region = Some(string()?),
+            "region" => {
+                let r = string()?;
+                if !valid_region(&r) {
+                    return Err(invalid("must be a region name like \"eu-west-1\""));
+                }
+                s.region = Some(r);
+            }
             "role-arn" => {
                 let r = string()?;
-                if !r.starts_with("arn:") || !r.contains(":iam::") {
+                if !valid_role_arn(&r) {
                     return Err(invalid(
                         "must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
                     ));
@@ -483,6 +506,11 @@ fn parse_project(
                     let Some(v) = v.as_str() else {
                         return Err(invalid(&format!("`{k}` must be a string, not {}", kind(v))));
                     };
+                    if k == crate::env::STORE || k == "CACHE_BUCKET" {
+                        return Err(invalid(&format!(
+                            "`{k}`: the stack sets it to its own bucket and store"
+                        )));
+                    }
                     if k.starts_with("CODEBUILD_") {
                         return Err(invalid(&format!(
                             "`{k}`: names starting with CODEBUILD_ are reserved by CodeBuild"
@@ -515,4 +543,100 @@ fn parse_project(
         ));
     }
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<ProvisionSettings>, String> {
+        crate::config::parse(text, "cachectl.toml")
+            .map(|c| c.provision)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn settings_read_with_their_defaults() {
+        let s = parse("[provision]\n").unwrap().unwrap();
+        assert_eq!(s, ProvisionSettings::default());
+        let s = parse(
+            "[provision]\nstack = \"team-a\"\nprefix = \"/ci/cache/\"\nexpire-after-days = 0\n\
+             read-accounts = [\"111122223333\"]\n\n[provision.project.web-app]\n\
+             source-type = \"GITHUB\"\nsource-location = \"https://github.com/o/r.git\"\narch = \"arm64\"\n\
+             environment = { B = \"2\", A = \"1\" }\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.stack, "team-a");
+        assert_eq!(s.prefix, "ci/cache");
+        assert_eq!(s.expire_after_days, None);
+        assert_eq!(s.read_accounts, ["111122223333"]);
+        assert_eq!(s.projects[0].arch, Arch::Arm64);
+        assert_eq!(
+            s.projects[0].environment,
+            [
+                ("B".to_owned(), "2".to_owned()),
+                ("A".to_owned(), "1".to_owned())
+            ],
+            "file order"
+        );
+        assert_eq!(parse("").unwrap(), None);
+    }
+
+    #[test]
+    fn bad_settings_name_the_place_and_the_fix() {
+        let cases = [
+            ("typo", "[provision]\nbuckt = \"b\"\n", "cachectl.toml:2:1: unknown key `buckt` in [provision]; did you mean `bucket`?"),
+            ("bucket", "[provision]\nbucket = \"My_Bucket\"\n", "cachectl.toml:2:10: [provision]: `bucket` may hold only lowercase letters, digits, `.` and `-`"),
+            ("prefix", "[provision]\nprefix = \"cachectl\"\n", "cachectl.toml:2:10: [provision]: `prefix` must not be `cachectl`: that folder holds install.sh and the binaries"),
+            ("account", "[provision]\nread-accounts = [\"123\"]\n", "cachectl.toml:2:17: [provision]: `read-accounts` index 0: `123` is not a valid 12-digit account id"),
+            ("retention", "[provision]\nlog-retention-days = 10\n", "cachectl.toml:2:22: [provision]: `log-retention-days` must be one of CloudWatch Logs' periods: 1, 3, 5"),
+            ("schedule", "[provision]\nschedule = \"daily\"\n", "cachectl.toml:2:12: [provision]: `schedule` must be an EventBridge schedule"),
+            ("kms", "[provision]\nkms-key = \"alias/x\"\n", "cachectl.toml:2:11: [provision]: `kms-key` must be a KMS key ARN"),
+            ("source type", "[provision.project.web]\nsource-type = \"GIT\"\n", "cachectl.toml:2:15: project `web`: `source-type` is `GIT`; expected one of BITBUCKET"),
+            ("no location", "[provision.project.web]\nsource-type = \"GITHUB\"\n", "[provision.project]: `web` needs `source-location` for its source type"),
+            ("no buildspec", "[provision.project.web]\nsource-type = \"NO_SOURCE\"\n", "needs an inline `buildspec` (it has no source to read one from)"),
+            ("same ids", "[provision.project.a-b]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\n[provision.project.a_b]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\n", "differs from project `a-b` only in `-` and `_`; rename one"),
+            ("reserved env", "[provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\nenvironment = { CODEBUILD_X = \"1\" }\n", "names starting with CODEBUILD_ are reserved by CodeBuild"),
+            ("role arn", "[provision]\nrole-arn = \"arn:aws:iam::1:role/x\"\n", "`role-arn` must be an IAM role ARN"),
+            ("region", "[provision]\nregion = \"moon 1\"\n", "`region` must be a region name like \"eu-west-1\""),
+        ];
+        for (name, text, want) in cases {
+            let got = parse(text).expect_err(name);
+            assert!(got.contains(want), "case {name}: {got}");
+        }
+    }
+
+    #[test]
+    fn names_follow_the_services_rules() {
+        assert!(valid_stack_name("cachectl"));
+        assert!(!valid_stack_name("1abc"));
+        assert!(!valid_stack_name(&"a".repeat(MAX_STACK_NAME + 1)));
+        assert_eq!(
+            bucket_name_problem("ab"),
+            Some("must be 3 to 63 characters long")
+        );
+        assert_eq!(
+            bucket_name_problem("a..b"),
+            Some("must not hold `..` or be an IP address")
+        );
+        assert_eq!(
+            bucket_name_problem("10.0.0.1"),
+            Some("must not hold `..` or be an IP address")
+        );
+        assert_eq!(
+            bucket_name_problem("-ab"),
+            Some("must start and end with a letter or digit")
+        );
+        assert_eq!(bucket_name_problem("caches-1"), None);
+        assert_eq!(
+            default_bucket("Team", "123456789012", "eu-west-1"),
+            Ok("team-123456789012-eu-west-1".to_owned())
+        );
+        assert_eq!(logical_id_part("web-app_x"), "WebAppX");
+        assert!(valid_role_arn("arn:aws:iam::123456789012:role/cfn"));
+        assert!(!valid_role_arn("arn:aws:iam::123456789012:user/x"));
+        assert!(valid_region("eu-west-1"));
+        assert!(!valid_region("moon 1"));
+    }
 }

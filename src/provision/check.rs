@@ -181,7 +181,9 @@ pub async fn projects(
                 "has no service role",
                 "run `cachectl provision` again; the stack sets one",
             ));
-        } else if env_store.as_deref() != Some(store) {
+        } else if env_store.as_deref().map(|e| e.trim_end_matches('/'))
+            != Some(store.trim_end_matches('/'))
+        {
             checks.push(Check::fail(
                 label,
                 format!(

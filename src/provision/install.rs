@@ -81,6 +81,28 @@ pub fn binaries(binaries: Option<&Path>, version: &str) -> (Vec<Binary>, Vec<&'s
     (found, missing)
 }
 
+/// Why the file at `path` is not a Linux executable for `target`, if it is not: ELF magic,
+/// 64-bit, and the machine (`e_machine` 62 for x86_64, 183 for aarch64; System V ABI).
+pub fn not_for(path: &Path, target: &str) -> Option<String> {
+    let mut head = [0u8; 20];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    if read.is_err() || &head[..4] != b"\x7fELF" || head[4] != 2 {
+        return Some(format!("{} is not a 64-bit ELF executable", path.display()));
+    }
+    let machine = u16::from_le_bytes([head[18], head[19]]);
+    let want = if target.starts_with("aarch64") {
+        183
+    } else {
+        62
+    };
+    (machine != want).then(|| {
+        format!(
+            "{} is built for another machine (ELF machine {machine}), not {target}",
+            path.display()
+        )
+    })
+}
+
 /// The sha256 of a file, hex, read in 1 MiB blocks.
 fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
@@ -195,10 +217,12 @@ pub async fn upload(
             }
         };
         if present {
-            done.push(Upload {
-                object: format!("s3://{bucket}/{key}"),
-                result: Uploaded::Present,
-            });
+            for object in [format!("{key}.sha256"), key] {
+                done.push(Upload {
+                    object: format!("s3://{bucket}/{object}"),
+                    result: Uploaded::Present,
+                });
+            }
             continue;
         }
         let path = b.path.clone();

@@ -7,8 +7,10 @@
 //! the uploads, emptying the bucket, and the checks.
 
 pub mod check;
+mod dashboard;
 pub mod deploy;
 pub mod install;
+mod policy;
 pub mod teardown;
 pub mod template;
 
@@ -113,6 +115,9 @@ pub enum Error {
         #[source]
         source: aws::Error,
     },
+    /// Settings that would deploy something that cannot work.
+    #[error("{message}")]
+    Settings { message: String, hint: String },
     #[error("{0}")]
     Other(String),
 }
@@ -126,7 +131,7 @@ impl Hint for Error {
                 "check the settings in [provision]; `cachectl provision --print-template` shows what was sent".into(),
             ),
             Error::Failed { reason, .. } => Some(failure_hint(reason)),
-            Error::Blocked { hint, .. } => Some(hint.clone()),
+            Error::Blocked { hint, .. } | Error::Settings { hint, .. } => Some(hint.clone()),
             Error::Gone | Error::Other(_) => None,
         }
     }

@@ -6,6 +6,7 @@
 //! only on IAM roles, so engines that model a subset of resource types (the tests' local
 //! endpoint) can still deploy the rest.
 
+use super::policy::{allow, assume_role, build_role, document, managed_policy, Arns, PolicySpec};
 use crate::aws::iam;
 use crate::config::provision::{logical_id_part, ProjectSettings, ProvisionSettings};
 use serde_json::{json, Value};
@@ -65,143 +66,12 @@ fn bucket_name(s: &ProvisionSettings) -> Value {
     }
 }
 
-fn sub(text: &str) -> Value {
+pub(super) fn sub(text: &str) -> Value {
     json!({ "Fn::Sub": text })
 }
 
-fn tags() -> Value {
+pub(super) fn tags() -> Value {
     json!([{ "Key": TAG_KEY, "Value": TAG_VALUE }])
-}
-
-/// A policy document of `statements`.
-fn document(statements: Vec<Value>) -> Value {
-    json!({ "Version": "2012-10-17", "Statement": statements })
-}
-
-fn allow(sid: &str, actions: &[&str], resources: Value) -> Value {
-    json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources })
-}
-
-fn assume_role(service: &str) -> Value {
-    document(vec![json!({
-        "Effect": "Allow",
-        "Principal": { "Service": service },
-        "Action": "sts:AssumeRole",
-    })])
-}
-
-struct Arns {
-    bucket: Value,
-    /// Every object under the store's prefix.
-    cache_objects: Value,
-    /// Last-use records (docs/FORMAT.md, "Last use").
-    use_records: Value,
-    /// install.sh and the binaries.
-    install_objects: Value,
-}
-
-impl Arns {
-    fn new(prefix: &str) -> Arns {
-        let bucket = "arn:${AWS::Partition}:s3:::${CacheBucket}";
-        Arns {
-            bucket: sub(bucket),
-            cache_objects: sub(&format!("{bucket}/{prefix}/*")),
-            use_records: sub(&format!("{bucket}/{prefix}/v1-used/*")),
-            install_objects: sub(&format!(
-                "{bucket}/{}/*",
-                crate::config::provision::INSTALL_PREFIX
-            )),
-        }
-    }
-}
-
-/// What one managed policy may do.
-struct PolicySpec<'a> {
-    name_suffix: &'a str,
-    description: &'a str,
-    /// On every object under the prefix.
-    object_actions: &'a [&'a str],
-    extra: Vec<Value>,
-    /// On the bucket itself, beyond listing the prefix.
-    bucket_actions: &'a [&'a str],
-    /// On the SSE-KMS key, if any.
-    kms_actions: &'a [&'a str],
-    /// Existing roles to attach it to.
-    roles: &'a [String],
-}
-
-/// A managed policy. Statements come from the same action lists the fail-open hints quote
-/// (`aws::iam`).
-fn managed_policy(spec: PolicySpec<'_>, inputs: &Inputs<'_>) -> Value {
-    let PolicySpec {
-        name_suffix,
-        description,
-        object_actions,
-        extra,
-        bucket_actions,
-        kms_actions,
-        roles,
-    } = spec;
-    let s = inputs.settings;
-    let arns = Arns::new(&s.prefix);
-    let mut statements = vec![allow("CacheObjects", object_actions, arns.cache_objects)];
-    statements.extend(extra);
-    statements.push(json!({
-        "Sid": "ListCachePrefix",
-        "Effect": "Allow",
-        "Action": [iam::S3_LIST_BUCKET],
-        "Resource": arns.bucket.clone(),
-        "Condition": { "StringLike": { "s3:prefix": [format!("{}/*", s.prefix)] } },
-    }));
-    if !bucket_actions.is_empty() {
-        statements.push(allow("CacheBucket", bucket_actions, arns.bucket));
-    }
-    statements.push(allow(
-        "InstallCachectl",
-        &[iam::S3_GET_OBJECT],
-        arns.install_objects,
-    ));
-    statements.push(json!({
-        "Sid": "PublishMetrics",
-        "Effect": "Allow",
-        "Action": iam::PUBLISH_METRICS,
-        "Resource": "*",
-        "Condition": { "StringEquals": { "cloudwatch:namespace": inputs.namespace } },
-    }));
-    if let Some(key) = &s.kms_key {
-        statements.push(allow("CacheEncryptionKey", kms_actions, json!(key)));
-    }
-    let mut props = json!({
-        "ManagedPolicyName": format!("{}-{name_suffix}", s.stack),
-        "Description": description,
-        "PolicyDocument": document(statements),
-    });
-    if !roles.is_empty() {
-        props["Roles"] = json!(roles);
-    }
-    json!({ "Type": "AWS::IAM::ManagedPolicy", "Properties": props })
-}
-
-/// The build role of a CodeBuild project: the read-write policy and its own log group.
-fn build_role(project: &str, policy: &str) -> Value {
-    json!({
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            "AssumeRolePolicyDocument": assume_role("codebuild.amazonaws.com"),
-            "ManagedPolicyArns": [{ "Ref": policy }],
-            "Policies": [{
-                "PolicyName": "logs",
-                "PolicyDocument": document(vec![allow(
-                    "BuildLogs",
-                    &["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                    sub(&format!(
-                        "arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/codebuild/{project}:*"
-                    )),
-                )]),
-            }],
-            "Tags": tags(),
-        },
-    })
 }
 
 fn env_var(name: &str, value: Value) -> Value {
@@ -271,98 +141,16 @@ fn project(p: &ProjectSettings, role: &str, s: &ProvisionSettings) -> Value {
     json!({ "Type": "AWS::CodeBuild::Project", "Properties": props })
 }
 
-/// One dashboard widget: a metric search over `dims`, one line per dimension value.
-fn widget(
-    title: &str,
-    namespace: &str,
-    dims: &str,
-    metrics: &[&str],
-    stat: &str,
-    y: u32,
-    x: u32,
-) -> Value {
-    let series: Vec<Value> = metrics
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            json!([{
-                "expression": format!("SEARCH('{{{namespace},{dims}}} MetricName=\"{m}\"', '{stat}', 3600)"),
-                "id": format!("m{i}"),
-                "label": m,
-            }])
-        })
-        .collect();
-    json!({
-        "type": "metric", "x": x, "y": y, "width": 12, "height": 6,
-        "properties": {
-            "title": title, "region": "${AWS::Region}", "view": "timeSeries",
-            "stacked": false, "metrics": series, "period": 3600,
-        },
-    })
-}
-
-/// The dashboard body. Metric search expressions pick up new caches and projects as they
-/// publish, without redeploying.
-fn dashboard_body(namespace: &str) -> String {
-    use crate::metrics as m;
-    let per_cache = format!("{},{}", m::CACHE_DIMENSION, m::PROJECT_DIMENSION);
-    let widgets = vec![
-        widget(
-            "Restores: hit / partial / miss / error (per cache and project)",
-            namespace,
-            &per_cache,
-            &m::OUTCOME_METRICS,
-            "Sum",
-            0,
-            0,
-        ),
-        widget(
-            "Restore and save seconds (average)",
-            namespace,
-            &per_cache,
-            &[m::RESTORE_SECONDS, m::SAVE_SECONDS],
-            "Average",
-            0,
-            12,
-        ),
-        widget(
-            "Bytes downloaded and uploaded",
-            namespace,
-            &per_cache,
-            &[m::BYTES_DOWNLOADED, m::BYTES_UPLOADED],
-            "Sum",
-            6,
-            0,
-        ),
-        widget(
-            "Store size after prune",
-            namespace,
-            m::STORE_DIMENSION,
-            &[m::STORE_BYTES, m::STORE_ENTRIES],
-            "Maximum",
-            6,
-            12,
-        ),
-        widget(
-            "Pruned entries and bytes",
-            namespace,
-            m::STORE_DIMENSION,
-            &[m::PRUNED_ENTRIES, m::PRUNED_BYTES],
-            "Sum",
-            12,
-            0,
-        ),
-    ];
-    serde_json::to_string(&json!({ "widgets": widgets })).expect("a JSON value serialises")
-}
-
 /// The template for `inputs`, as a JSON value with sorted keys.
 pub fn render(inputs: &Inputs<'_>) -> Value {
     let s = inputs.settings;
     let prune = prune_project_name(&s.stack);
     let mut resources = serde_json::Map::new();
     let mut add = |id: &str, v: Value| {
-        resources.insert(id.to_owned(), v);
+        // Logical ids are unique by construction (fixed names, `Project<Name>`,
+        // `BuildRole<Name>`, project names unique once `-` and `_` are dropped).
+        let previous = resources.insert(id.to_owned(), v);
+        assert!(previous.is_none(), "logical id {id} used twice");
     };
 
     // The bucket. Retained: deleting the stack never drops caches (deprovision --delete-bucket
@@ -603,7 +391,7 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
             "Type": "AWS::Events::Rule",
             "DependsOn": [PRUNE_PROJECT],
             "Properties": {
-                "Name": format!("{prune}-schedule"),
+                "Name": prune.clone(),
                 "Description": "Runs the cachectl prune project",
                 "ScheduleExpression": s.schedule,
                 "State": "ENABLED",
@@ -641,7 +429,7 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
             "Type": "AWS::CloudWatch::Dashboard",
             "Properties": {
                 "DashboardName": s.stack,
-                "DashboardBody": sub(&dashboard_body(inputs.namespace)),
+                "DashboardBody": sub(&super::dashboard::body(inputs.namespace)),
             },
         }),
     );
@@ -649,7 +437,7 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
     // Declared build projects.
     for p in &s.projects {
         let id = logical_id_part(&p.name);
-        let role = format!("Project{id}Role");
+        let role = format!("BuildRole{id}");
         add(&role, build_role(&p.name, "ReadWritePolicy"));
         add(&format!("Project{id}"), project(p, &role, s));
     }
@@ -1076,13 +864,13 @@ mod tests {
         assert_eq!(p["Environment"]["Type"], "ARM_CONTAINER");
         assert_eq!(
             p["ServiceRole"],
-            json!({ "Fn::GetAtt": ["ProjectWebAppRole", "Arn"] })
+            json!({ "Fn::GetAtt": ["BuildRoleWebApp", "Arn"] })
         );
         let env = p["Environment"]["EnvironmentVariables"].as_array().unwrap();
         assert!(env.contains(&json!({ "Name": "CACHECTL_STORE", "Type": "PLAINTEXT", "Value": { "Fn::Sub": "s3://${CacheBucket}/cache" } })));
         assert!(env.contains(&json!({ "Name": "NODE_ENV", "Type": "PLAINTEXT", "Value": "test" })));
         assert_eq!(
-            t["Resources"]["ProjectWebAppRole"]["Properties"]["ManagedPolicyArns"],
+            t["Resources"]["BuildRoleWebApp"]["Properties"]["ManagedPolicyArns"],
             json!([{ "Ref": "ReadWritePolicy" }])
         );
     }

@@ -96,6 +96,8 @@ for_each_store!(
     read_only_directories_restore_for_a_non_root_user,
     a_destination_whose_parent_the_user_cannot_write_is_restored_in_place,
     a_read_only_destination_of_the_users_own_under_a_locked_parent_is_restored,
+    a_contents_swap_that_fails_part_way_puts_every_entry_back,
+    a_merge_into_read_only_directories_works_for_a_non_root_user,
     a_path_that_cannot_be_placed_leaves_every_path_as_it_was,
 );
 
@@ -230,4 +232,88 @@ fn a_read_only_destination_of_the_users_own_under_a_locked_parent_is_restored(f:
         "cached a\n"
     );
     assert_eq!(deps_mode, 0o555, "the cached mode");
+}
+
+/// Staging inside the destination (the user's own, under a root-owned parent) and an entry in
+/// it the user cannot move (a root-owned directory): the swap fails part-way. Every entry that
+/// had moved goes back; nothing of the user's waits in a trash directory for a later restore
+/// to delete.
+fn a_contents_swap_that_fails_part_way_puts_every_entry_back(f: Fixture) {
+    if !is_root() {
+        eprintln!("skipped: needs a directory owned by another user, which only root can make");
+        return;
+    }
+    let src = f.dir("src");
+    write(&src.join("deps/a.txt"), "cached a\n");
+    f.save("partway", &src)
+        .paths(["deps"])
+        .run()
+        .expect(0, "saved");
+    open_sandbox(&f);
+    let dst = f.dir("dst");
+    for name in ["notes.txt", "b.txt", "m.txt", "z.txt"] {
+        write(&dst.join("deps").join(name), "the user's own\n");
+    }
+    write(&dst.join("deps/rootdir/x"), "root's\n");
+    own(&dst.join("deps"));
+    chown(dst.join("deps/rootdir"), Some(0), Some(0)).unwrap();
+    mode(&dst.join("deps/rootdir"), 0o755);
+    mode(&dst, 0o555);
+    for round in 0..2 {
+        let run = unprivileged(f.restore("partway", &dst).paths(["deps"])).run();
+        run.expect(0, "error");
+        let mut names = list_dir(&dst.join("deps"));
+        names.retain(|n| !n.starts_with(".cachectl-staging-"));
+        assert_eq!(
+            names,
+            ["b.txt", "m.txt", "notes.txt", "rootdir", "z.txt"],
+            "round {round}\n{}",
+            run.context()
+        );
+        assert_eq!(
+            fs::read_to_string(dst.join("deps/notes.txt")).unwrap(),
+            "the user's own\n"
+        );
+    }
+    mode(&dst, 0o755);
+}
+
+/// Merging into read-only directories (`0555`, the user's own) as the user: `tar -x` over them
+/// needs `chmod u+w` first, and so does the restore; they end with the cached mode.
+fn a_merge_into_read_only_directories_works_for_a_non_root_user(f: Fixture) {
+    let src = f.dir("src");
+    write(&src.join("ro/a"), "cached a\n");
+    write(&src.join("ro/sub/new"), "cached new\n");
+    mode(&src.join("ro/sub"), 0o555);
+    mode(&src.join("ro"), 0o555);
+    f.save("ro-merge", &src)
+        .paths(["ro"])
+        .run()
+        .expect(0, "saved");
+    mode(&src.join("ro"), 0o755);
+    mode(&src.join("ro/sub"), 0o755);
+    open_sandbox(&f);
+    let dst = f.dir("dst");
+    write(&dst.join("ro/a"), "old a\n");
+    write(&dst.join("ro/sub/kept"), "kept\n");
+    write(&dst.join("ro/mine"), "kept too\n");
+    own(&dst);
+    mode(&dst.join("ro/sub"), 0o555);
+    mode(&dst.join("ro"), 0o555);
+    let run = unprivileged(f.restore("ro-merge", &dst).paths(["ro"]).arg("--merge")).run();
+    let modes = (
+        fs::metadata(dst.join("ro")).unwrap().permissions().mode() & 0o777,
+        fs::metadata(dst.join("ro/sub"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+    );
+    mode(&dst.join("ro"), 0o755);
+    mode(&dst.join("ro/sub"), 0o755);
+    run.expect(0, "hit");
+    assert_eq!(modes, (0o555, 0o555), "the cached modes");
+    assert_eq!(list_dir(&dst.join("ro")), ["a", "mine", "sub"]);
+    assert_eq!(list_dir(&dst.join("ro/sub")), ["kept", "new"]);
+    assert_eq!(fs::read_to_string(dst.join("ro/a")).unwrap(), "cached a\n");
 }

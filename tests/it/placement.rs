@@ -201,6 +201,7 @@ fn a_restore_killed_at_any_instant_leaves_the_old_tree_or_the_new_one(f: Fixture
 
 for_each_store!(
     nested_caches_restore_the_inner_tree_over_the_outer_one,
+    nested_caches_spelled_differently_are_ordered_too,
     the_working_directory_restores_in_place,
     a_path_holding_the_working_directory_is_refused_for_replace,
 );
@@ -270,6 +271,51 @@ fn nested_caches_restore_the_inner_tree_over_the_outer_one(f: Fixture) {
             fs::read_to_string(src.join("node_modules/pkg/a.js")).unwrap(),
             "a"
         );
+    }
+}
+
+/// The same nesting written through `..` and through a symlink: ordered by where the paths
+/// really are, not by how they are spelled.
+fn nested_caches_spelled_differently_are_ordered_too(f: Fixture) {
+    let src = f.dir("w");
+    fs::create_dir_all(src.join("node_modules/.cache")).unwrap();
+    std::os::unix::fs::symlink("node_modules", src.join("nm")).unwrap();
+    for (i, inner) in ["../w/node_modules/.cache", "nm/.cache"].iter().enumerate() {
+        let config = format!(
+            "[cache.outer]\nkey = \"o{i}\"\npaths = [\"node_modules\"]\n\
+             [cache.inner]\nkey = \"i{i}\"\npaths = [\"{inner}\"]\n"
+        );
+        write(&src.join("cachectl.toml"), &config);
+        write(&src.join("node_modules/.cache/f"), "OUTER");
+        let save = |cache: &str| {
+            let mut c = f.cachectl();
+            c.cwd(&src)
+                .args(["save", "--json", "--store", &f.store, "--cache", cache]);
+            c.run().expect(0, "saved");
+        };
+        // A new build: the last one's restore state (its keys win in a save) is gone.
+        let _ = fs::remove_dir_all(f.root().join("tmp"));
+        save("outer");
+        write(&src.join("node_modules/.cache/f"), "INNER");
+        save("inner");
+        for round in 0..4 {
+            fs::remove_dir_all(src.join("node_modules")).unwrap();
+            let mut c = f.cachectl();
+            c.cwd(&src).args(["restore", "--json", "--store", &f.store]);
+            let run = c.run();
+            run.assert_code(0);
+            assert_eq!(
+                run.json()["outcome"],
+                "hit",
+                "{inner} round {round}\n{}",
+                run.context()
+            );
+            assert_eq!(
+                fs::read_to_string(src.join("node_modules/.cache/f")).unwrap(),
+                "INNER",
+                "{inner} round {round}"
+            );
+        }
     }
 }
 
@@ -510,4 +556,34 @@ fn removing_a_replaced_tree_never_enters_a_mount_inside_it() {
                 .status();
         }
     }
+}
+
+/// `--path .` with a bind mount inside (a build mounted something into its tree): the contents
+/// swap leaves the mount point where it is, like `rm --one-file-system`, and the mounted files
+/// are untouched.
+#[test]
+fn a_contents_swap_leaves_mount_points_inside_alone() {
+    let f = Fixture::bare();
+    let work = f.dir("work");
+    small_tree(&work, "cached");
+    f.save("dot-mount", &work)
+        .paths(["."])
+        .run()
+        .expect(0, "saved");
+    let outside = f.dir("outside");
+    write(&outside.join("precious"), "not the cache's");
+    write(&work.join("notes.txt"), "not in the cache");
+    let Some(_bind) = Mount::new(&["--bind", outside.to_str().unwrap()], &work.join("bm")) else {
+        return;
+    };
+    f.restore("dot-mount", &work)
+        .paths(["."])
+        .run()
+        .expect(0, "hit");
+    assert_eq!(list_dir(&work), ["a.txt", "bm", "sub"]);
+    assert_eq!(
+        fs::read_to_string(work.join("bm/precious")).unwrap(),
+        "not the cache's"
+    );
+    assert_eq!(leftovers(&work), Vec::<String>::new());
 }

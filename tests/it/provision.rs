@@ -44,6 +44,15 @@ fn aws_ok(service: &str, operation: &str, params: Value) -> Value {
     out
 }
 
+/// The first bytes of a 64-bit little-endian ELF file for `machine` (62 x86_64, 183 aarch64).
+fn elf_header(machine: u16) -> Vec<u8> {
+    let mut h = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    h.resize(18, 0);
+    h.extend_from_slice(&machine.to_le_bytes());
+    h.resize(64, 0);
+    h
+}
+
 /// A fixture whose cachectl talks to moto, with a `cachectl.toml` holding `toml`.
 fn setup(test: &str, toml: &str) -> (Fixture, PathBuf) {
     let f = Fixture::s3_at(&moto().endpoint, &crate::support::moto::bucket_name(test));
@@ -157,7 +166,7 @@ fn provision_creates_reads_back_updates_and_deprovisions() {
         &dist
             .join(version)
             .join("cachectl-aarch64-unknown-linux-musl"),
-        "an arm64 binary",
+        elf_header(183),
     );
     let run = cachectl(
         &f,
@@ -215,13 +224,13 @@ fn provision_creates_reads_back_updates_and_deprovisions() {
     let rule = aws(
         "events",
         "describe_rule",
-        json!({ "Name": format!("{stack}-prune-schedule") }),
+        json!({ "Name": format!("{stack}-prune") }),
     );
     assert_eq!(rule["ScheduleExpression"], "rate(1 day)");
     let targets = aws(
         "events",
         "list_targets_by_rule",
-        json!({ "Rule": format!("{stack}-prune-schedule") }),
+        json!({ "Rule": format!("{stack}-prune") }),
     );
     assert_eq!(
         targets["Targets"][0]["Arn"],
@@ -368,7 +377,7 @@ fn provision_creates_reads_back_updates_and_deprovisions() {
     let rule = aws(
         "events",
         "describe_rule",
-        json!({ "Name": format!("{stack}-prune-schedule") }),
+        json!({ "Name": format!("{stack}-prune") }),
     );
     assert_eq!(rule["ScheduleExpression"], "rate(2 days)");
 
@@ -574,5 +583,110 @@ fn golden_templates_pass_cfn_lint() {
         "cfn-lint:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Settings that could not deploy, or would deploy something broken, are refused before any
+/// AWS call (no credentials or endpoint needed): one line saying what to do, exit 2.
+#[test]
+fn settings_that_cannot_work_are_refused_before_any_aws_call() {
+    let arm_elf_header = elf_header(62); // x86_64, not aarch64
+                                         // Exit 1 for settings in cachectl.toml, 2 for flags (the usage error).
+    let cases: &[(&str, &str, &[&str], i32, &str)] = &[
+        (
+            "prune keeps everything",
+            "[prune]\nkeep-last = 2\n",
+            &["provision", "--print-template"],
+            1,
+            "[prune] has no rule that deletes anything, so the scheduled prune project would fail every run",
+        ),
+        (
+            "project named like the prune project",
+            "[provision.project.cachectl-prune]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"version: 0.2\"\n",
+            &["provision", "--print-template"],
+            1,
+            "error: [provision.project.cachectl-prune]: the stack's prune project has that name",
+        ),
+        (
+            "project overrides the store",
+            "[provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"version: 0.2\"\nenvironment = { CACHECTL_STORE = \"s3://other/x\" }\n",
+            &["provision", "--print-template"],
+            1,
+            "`CACHECTL_STORE`: the stack sets it to its own bucket and store",
+        ),
+        (
+            "binaries dir missing",
+            "",
+            &["provision", "--dry-run", "--binaries", "no-such-dir"],
+            2,
+            "error: --binaries no-such-dir: not a directory",
+        ),
+        (
+            "binary for another machine",
+            "",
+            &["provision", "--dry-run", "--binaries", "dist"],
+            2,
+            "cachectl-aarch64-unknown-linux-musl is built for another machine (ELF machine 62), not aarch64-unknown-linux-musl",
+        ),
+        (
+            "stack name too long",
+            "",
+            &["provision", "--print-template", "--stack", "a23456789012345678901234567890123456789012345678901"],
+            2,
+            "a stack name starts with a letter and holds only letters, digits and `-` (at most 50)",
+        ),
+        (
+            "run-prune without check",
+            "",
+            &["provision", "--run-prune", "--print-template"],
+            2,
+            "error: --run-prune works with --check only",
+        ),
+        (
+            "role ARN that is not one",
+            "",
+            &["provision", "--print-template", "--role-arn", "foo"],
+            2,
+            "an IAM role ARN looks like arn:aws:iam::ACCOUNT:role/NAME",
+        ),
+    ];
+    for (name, toml, args, code, want) in cases {
+        let (f, work) = setup("provision_refused", toml);
+        write(
+            &work
+                .join("dist")
+                .join(env!("CARGO_PKG_VERSION"))
+                .join("cachectl-aarch64-unknown-linux-musl"),
+            &arm_elf_header,
+        );
+        let mut c = f.cachectl();
+        // No endpoint: the refusal must come before any call could be tried.
+        c.cwd(&work)
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .args(*args);
+        let run = c.run();
+        run.assert_code(*code);
+        assert!(run.stderr.contains(want), "case {name}\n{}", run.context());
+    }
+}
+
+/// Deprovision when there is nothing (any more): says so, outcome `absent`, exit 0, so a
+/// teardown script can run twice.
+#[test]
+fn deprovision_with_nothing_there_says_so_and_succeeds() {
+    let (f, work) = setup("deprovision_absent", "[provision]\nstack = \"it-absent\"\n");
+    let run = cachectl(
+        &f,
+        &work,
+        &["deprovision", "--yes", "--delete-bucket", "--json"],
+    );
+    run.assert_code(0);
+    assert_eq!(run.json()["outcome"], "absent", "{}", run.context());
+    assert!(
+        run.stderr.contains(&format!(
+            "no stack it-absent in region {REGION} and no bucket it-absent-{ACCOUNT}-{REGION}: nothing to delete"
+        )),
+        "{}",
+        run.context()
     );
 }
