@@ -118,7 +118,7 @@ pub async fn run(g: &GlobalArgs, args: DeprovisionArgs) -> Result<ExitStatus, Er
             bucket_deleted = true;
         }
         (false, Some((n, bytes))) => output::say(&format!(
-            "bucket {bucket} kept: {n} objects, {} (`cachectl deprovision --stack {} --bucket {bucket} --delete-bucket` removes it)",
+            "bucket {bucket} kept: {n} objects, {} with cachectl's install files (`cachectl deprovision --stack {} --bucket {bucket} --delete-bucket` removes it)",
             crate::units::human_bytes(bytes),
             s.stack
         )),

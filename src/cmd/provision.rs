@@ -536,17 +536,20 @@ fn finish(
     outs: &BTreeMap<String, String>,
     uploads: &[install::Upload],
 ) -> Result<(), Error> {
-    if !outs.is_empty() {
-        output::say("outputs:");
+    // The outputs and the buildspec lines are the result: stdout (unless --json, whose object
+    // carries them), so `cachectl provision --yes > setup.txt` keeps them.
+    if !outs.is_empty() && !j {
+        let mut text = String::from("outputs:\n");
         for (k, v) in outs {
-            output::say(&format!("  {k:<20} {v}"));
+            text += &format!("  {k:<20} {v}\n");
         }
         if let (Some(store), Some(bucket)) = (outs.get(outputs::STORE), outs.get(outputs::BUCKET)) {
-            output::say(&format!(
-                "in each buildspec (and attach {} to the project's role):\n  env:\n    variables:\n      CACHE_BUCKET: {bucket}\n      CACHECTL_STORE: {store}",
+            text += &format!(
+                "in each buildspec (and attach {} to the project's role):\n  env:\n    variables:\n      CACHE_BUCKET: {bucket}\n      CACHECTL_STORE: {store}\n",
                 outs.get(outputs::READ_WRITE_POLICY).map_or("the read-write policy", String::as_str)
-            ));
+            );
         }
+        output::print(&text)?;
     }
     report(
         j,

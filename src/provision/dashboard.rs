@@ -18,7 +18,8 @@ fn widget(
         .enumerate()
         .map(|(i, m)| {
             json!([{
-                "expression": format!("SEARCH('{{{namespace},{dims}}} MetricName=\"{m}\"', '{stat}', 3600)"),
+                // The namespace in double quotes: one with spaces or `/` is still one name.
+                "expression": format!("SEARCH('{{\"{namespace}\",{dims}}} MetricName=\"{m}\"', '{stat}', 3600)"),
                 "id": format!("m{i}"),
                 "label": m,
             }])
