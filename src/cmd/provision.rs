@@ -218,6 +218,49 @@ fn outputs_of(
     )
 }
 
+/// How a provision starts from the stack it finds.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    Create,
+    Update,
+    /// A failed first create (`ROLLBACK_COMPLETE`) can only be deleted; with --yes it is.
+    DeleteThenCreate,
+    Blocked {
+        why: &'static str,
+        hint: String,
+    },
+}
+
+/// The start for a stack in `status` (None: no stack), from CloudFormation's stack status
+/// codes (User Guide, "Stack status codes"). `apply` is --yes without --dry-run.
+fn start_from(stack: &str, status: Option<&str>, apply: bool) -> Start {
+    match status {
+        // REVIEW_IN_PROGRESS: a stack made by a change set never executed (an interrupted run).
+        None | Some("REVIEW_IN_PROGRESS") => Start::Create,
+        Some("ROLLBACK_COMPLETE" | "ROLLBACK_FAILED") if apply => Start::DeleteThenCreate,
+        Some("ROLLBACK_COMPLETE" | "ROLLBACK_FAILED") => Start::Blocked {
+            why: "an earlier create failed and was rolled back; a stack in this state can only be deleted",
+            hint: "run again with --yes to delete it and create it anew".into(),
+        },
+        Some("UPDATE_ROLLBACK_FAILED") => Start::Blocked {
+            why: "an update failed and so did its rollback",
+            hint: format!(
+                "fix the resource named in the stack's events, then `aws cloudformation continue-update-rollback --stack-name {stack}`, and run provision again"
+            ),
+        },
+        Some(st) if st.ends_with("_IN_PROGRESS") => Start::Blocked {
+            why: "another operation on the stack is running",
+            hint: "wait for it to finish (`aws cloudformation describe-stacks`), then run provision again".into(),
+        },
+        Some(st) if st.ends_with("_FAILED") => Start::Blocked {
+            why: "the stack is in a failed state",
+            hint: "read the stack's events in the CloudFormation console and fix the resource named there".into(),
+        },
+        // CREATE_COMPLETE, UPDATE_COMPLETE, UPDATE_ROLLBACK_COMPLETE, IMPORT_COMPLETE, ...
+        Some(_) => Start::Update,
+    }
+}
+
 /// A kept bucket that the engine cannot import into a new stack.
 fn import_impossible(stack: &str, bucket: &str, cause: &str) -> Error {
     Error::Provision(prov::Error::Blocked {
@@ -314,21 +357,15 @@ pub async fn run(g: &GlobalArgs, args: ProvisionArgs) -> Result<ExitStatus, Erro
 
     // Where the stack is decides the kind of change set.
     let existing = deployer.describe().await.map_err(Error::Provision)?;
-    let kind = match existing.as_ref().map(|st| st.status.as_str()) {
-        None | Some("REVIEW_IN_PROGRESS") => ChangeSetType::Create,
-        Some("ROLLBACK_COMPLETE" | "ROLLBACK_FAILED") => {
-            let status = existing.as_ref().unwrap().status.clone();
-            if !args.yes || args.dry_run {
-                return Err(blocked(
-                    &s.stack,
-                    &status,
-                    "an earlier create failed and was rolled back; a stack in this state can only be deleted",
-                    "run again with --yes to delete it and create it anew".into(),
-                ));
-            }
+    let status = existing.as_ref().map(|st| st.status.as_str());
+    let kind = match start_from(&s.stack, status, args.yes && !args.dry_run) {
+        Start::Create => ChangeSetType::Create,
+        Start::Update => ChangeSetType::Update,
+        Start::DeleteThenCreate => {
             output::say(&format!(
-                "stack {} is {status} from an earlier failed create: deleting it first",
-                s.stack
+                "stack {} is {} from an earlier failed create: deleting it first",
+                s.stack,
+                status.unwrap_or_default()
             ));
             deployer
                 .delete(&mut print_event)
@@ -336,34 +373,9 @@ pub async fn run(g: &GlobalArgs, args: ProvisionArgs) -> Result<ExitStatus, Erro
                 .map_err(Error::Provision)?;
             ChangeSetType::Create
         }
-        Some("UPDATE_ROLLBACK_FAILED") => {
-            return Err(blocked(
-                &s.stack,
-                "UPDATE_ROLLBACK_FAILED",
-                "an update failed and so did its rollback",
-                format!(
-                    "fix the resource named in the stack's events, then `aws cloudformation continue-update-rollback --stack-name {}`, and run provision again",
-                    s.stack
-                ),
-            ))
+        Start::Blocked { why, hint } => {
+            return Err(blocked(&s.stack, status.unwrap_or_default(), why, hint))
         }
-        Some(st) if st.ends_with("_IN_PROGRESS") => {
-            return Err(blocked(
-                &s.stack,
-                st,
-                "another operation on the stack is running",
-                "wait for it to finish (`aws cloudformation describe-stacks`), then run provision again".into(),
-            ))
-        }
-        Some(st) if st.ends_with("_FAILED") => {
-            return Err(blocked(
-                &s.stack,
-                st,
-                "the stack is in a failed state",
-                "read the stack's events in the CloudFormation console and fix the resource named there".into(),
-            ))
-        }
-        Some(_) => ChangeSetType::Update,
     };
 
     // A bucket kept by an earlier deprovision: taken back into the new stack by a resource
@@ -653,4 +665,51 @@ fn end_check(j: bool, stack: &str, checks: Vec<check::Check>) -> Result<ExitStat
     } else {
         ExitStatus::Failure
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every stack status provision may meet (moto never rolls back, so the failed ones are
+    /// only reachable here).
+    #[test]
+    fn each_stack_status_starts_the_right_way() {
+        let label = |s: Start| match s {
+            Start::Create => "create".to_owned(),
+            Start::Update => "update".to_owned(),
+            Start::DeleteThenCreate => "delete, then create".to_owned(),
+            Start::Blocked { why, .. } => why.to_owned(),
+        };
+        let cases = [
+            (None, true, "create"),
+            (Some("REVIEW_IN_PROGRESS"), false, "create"),
+            (Some("CREATE_COMPLETE"), false, "update"),
+            (Some("UPDATE_ROLLBACK_COMPLETE"), true, "update"),
+            (Some("IMPORT_COMPLETE"), true, "update"),
+            (Some("ROLLBACK_COMPLETE"), true, "delete, then create"),
+            (
+                Some("ROLLBACK_COMPLETE"),
+                false,
+                "an earlier create failed and was rolled back; a stack in this state can only be deleted",
+            ),
+            (Some("UPDATE_ROLLBACK_FAILED"), true, "an update failed and so did its rollback"),
+            (Some("UPDATE_IN_PROGRESS"), true, "another operation on the stack is running"),
+            (Some("DELETE_FAILED"), true, "the stack is in a failed state"),
+        ];
+        for (status, apply, want) in cases {
+            assert_eq!(
+                label(start_from("cachectl", status, apply)),
+                want,
+                "{status:?} apply={apply}"
+            );
+        }
+        match start_from("team", Some("UPDATE_ROLLBACK_FAILED"), true) {
+            Start::Blocked { hint, .. } => assert!(
+                hint.contains("aws cloudformation continue-update-rollback --stack-name team"),
+                "{hint}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 }
