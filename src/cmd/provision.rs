@@ -381,12 +381,24 @@ pub async fn run(g: &GlobalArgs, args: ProvisionArgs) -> Result<ExitStatus, Erro
     // A bucket kept by an earlier deprovision: taken back into the new stack by a resource
     // import, where the engine supports it.
     let mut import = Vec::new();
-    if kind == ChangeSetType::Create
-        && teardown::size(&s3, &bucket)
-            .await
-            .map_err(Error::Provision)?
-            .is_some()
-    {
+    let kept = if kind == ChangeSetType::Create {
+        match teardown::size(&s3, &bucket).await {
+            Ok(size) => size.is_some(),
+            // Bucket names are global: one we may not list is someone else's.
+            Err(prov::Error::S3 { source, .. }) if source.kind == crate::aws::Kind::Denied => {
+                return Err(Error::Provision(prov::Error::Settings {
+                    message: format!(
+                        "bucket {bucket} exists and is not yours to use (S3 bucket names are global; listing it was denied)"
+                    ),
+                    hint: "give another name: --bucket NAME or `bucket` in [provision]".into(),
+                }));
+            }
+            Err(e) => return Err(Error::Provision(e)),
+        }
+    } else {
+        false
+    };
+    if kept {
         import.push(
             ResourceToImport::builder()
                 .resource_type("AWS::S3::Bucket")
