@@ -344,7 +344,7 @@ pub struct ProvisionArgs {
 
     /// Read the deployed set-up back: stack, outputs, a store round trip, the CodeBuild
     /// projects; change nothing
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["yes", "binaries", "role_arn"])]
     pub check: bool,
 
     /// With --check: start the prune project once in dry-run mode and wait for it

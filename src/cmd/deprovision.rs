@@ -29,6 +29,20 @@ pub async fn run(g: &GlobalArgs, args: DeprovisionArgs) -> Result<ExitStatus, Er
         .as_ref()
         .and_then(|st| st.outputs.get(outputs::BUCKET))
     {
+        // `--bucket` names the bucket when the stack is gone; it must not quietly stand for
+        // another than the stack's own.
+        Some(b) if args.bucket.as_ref().is_some_and(|given| given != b) => {
+            return Err(Error::Usage {
+                message: format!(
+                    "--bucket {} is not the bucket of stack {} ({b})",
+                    args.bucket.as_deref().unwrap_or_default(),
+                    s.stack
+                ),
+                hint: Some(format!(
+                    "leave out --bucket to delete the stack with its bucket {b}, or name the stack that holds the other bucket"
+                )),
+            });
+        }
         Some(b) => b.clone(),
         None => match &s.bucket {
             Some(b) => b.clone(),

@@ -390,8 +390,8 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
             _ => return Err(src.unknown_key(&path, key, label, KEYS)),
         }
     }
-    // Projects become CloudFormation logical ids without their `-` and `_`; two names that
-    // differ only there would collide.
+    // Projects become CloudFormation logical ids of letters and digits, words capitalised; two
+    // names that differ only in `-`, `_` or a word's first letter's case would collide.
     for (i, p) in s.projects.iter().enumerate() {
         if let Some(q) = s.projects[..i]
             .iter()
@@ -402,7 +402,7 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
                 &p.name,
                 "[provision.project]",
                 &format!(
-                    "differs from project `{}` only in `-` and `_`; rename one",
+                    "gives the same CloudFormation logical id as project `{}` (ids keep only letters and digits, words capitalised); rename one",
                     q.name
                 ),
             ));
@@ -596,7 +596,7 @@ mod tests {
             ("source type", "[provision.project.web]\nsource-type = \"GIT\"\n", "cachectl.toml:2:15: project `web`: `source-type` is `GIT`; expected one of BITBUCKET"),
             ("no location", "[provision.project.web]\nsource-type = \"GITHUB\"\n", "[provision.project]: `web` needs `source-location` for its source type"),
             ("no buildspec", "[provision.project.web]\nsource-type = \"NO_SOURCE\"\n", "needs an inline `buildspec` (it has no source to read one from)"),
-            ("same ids", "[provision.project.a-b]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\n[provision.project.a_b]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\n", "differs from project `a-b` only in `-` and `_`; rename one"),
+            ("same ids", "[provision.project.a-b]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\n[provision.project.a_b]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\n", "gives the same CloudFormation logical id as project `a-b`"),
             ("reserved env", "[provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\nenvironment = { CODEBUILD_X = \"1\" }\n", "names starting with CODEBUILD_ are reserved by CodeBuild"),
             ("role arn", "[provision]\nrole-arn = \"arn:aws:iam::1:role/x\"\n", "`role-arn` must be an IAM role ARN"),
             ("region", "[provision]\nregion = \"moon 1\"\n", "`region` must be a region name like \"eu-west-1\""),

@@ -701,3 +701,43 @@ fn deprovision_with_nothing_there_says_so_and_succeeds() {
         run.context()
     );
 }
+
+/// `deprovision --bucket` naming another bucket than the stack's own is refused, not quietly
+/// replaced by the stack's (the stack is made with CreateStack, whose outputs moto reports).
+#[test]
+fn deprovision_refuses_a_bucket_that_is_not_the_stacks() {
+    let stack = "it-other";
+    let (f, work) = setup("deprovision_other_bucket", "");
+    let template = json!({
+        "Resources": { "CacheBucket": { "Type": "AWS::S3::Bucket", "Properties": { "BucketName": "it-other-stack-bucket" } } },
+        "Outputs": { "Bucket": { "Value": { "Ref": "CacheBucket" } } },
+    });
+    aws_ok(
+        "cloudformation",
+        "create_stack",
+        json!({ "StackName": stack, "TemplateBody": template.to_string() }),
+    );
+    let run = cachectl(
+        &f,
+        &work,
+        &[
+            "deprovision",
+            "--stack",
+            stack,
+            "--bucket",
+            "custom-two",
+            "--delete-bucket",
+            "--yes",
+        ],
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(
+            "error: --bucket custom-two is not the bucket of stack it-other (it-other-stack-bucket)"
+        ),
+        "{}",
+        run.context()
+    );
+    assert_eq!(stack_status(stack).as_deref(), Some("CREATE_COMPLETE"));
+    assert!(bucket_exists("it-other-stack-bucket"));
+}
