@@ -27,6 +27,7 @@ mod file;
 pub mod platform;
 pub mod presets;
 pub mod provision;
+mod source;
 pub mod template;
 
 pub use template::{process_env, TemplateContext};

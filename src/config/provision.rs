@@ -22,7 +22,7 @@
 //! environment = { NODE_ENV = "test" }
 //! ```
 
-use super::file::{kind, Source};
+use super::source::{kind, Source};
 use super::Error;
 
 /// The stack name when none is given.

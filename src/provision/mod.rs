@@ -6,6 +6,7 @@
 //! Direct SDK calls are made only where a template cannot do the job: who is calling (STS),
 //! the uploads, emptying the bucket, and the checks.
 
+mod cfn;
 pub mod check;
 mod dashboard;
 pub mod deploy;

@@ -2,8 +2,9 @@
 //! prune) and the roles' documents. Actions come from the same lists the fail-open hints quote
 //! (`aws::iam`).
 
-use super::template::{sub, tags, Inputs};
+use super::cfn::{sub, tags};
 use crate::aws::iam;
+use crate::config::provision::ProvisionSettings;
 use serde_json::{json, Value};
 
 /// A policy document of `statements`.
@@ -65,7 +66,12 @@ pub(super) struct PolicySpec<'a> {
 
 /// A managed policy. Statements come from the same action lists the fail-open hints quote
 /// (`aws::iam`).
-pub(super) fn managed_policy(spec: PolicySpec<'_>, inputs: &Inputs<'_>) -> Value {
+/// `namespace` is the only CloudWatch namespace it may publish to.
+pub(super) fn managed_policy(
+    spec: PolicySpec<'_>,
+    s: &ProvisionSettings,
+    namespace: &str,
+) -> Value {
     let PolicySpec {
         name_suffix,
         description,
@@ -75,7 +81,6 @@ pub(super) fn managed_policy(spec: PolicySpec<'_>, inputs: &Inputs<'_>) -> Value
         kms_actions,
         roles,
     } = spec;
-    let s = inputs.settings;
     let arns = Arns::new(&s.prefix);
     let mut statements = vec![allow("CacheObjects", object_actions, arns.cache_objects)];
     statements.extend(extra);
@@ -99,7 +104,7 @@ pub(super) fn managed_policy(spec: PolicySpec<'_>, inputs: &Inputs<'_>) -> Value
         "Effect": "Allow",
         "Action": iam::PUBLISH_METRICS,
         "Resource": "*",
-        "Condition": { "StringEquals": { "cloudwatch:namespace": inputs.namespace } },
+        "Condition": { "StringEquals": { "cloudwatch:namespace": namespace } },
     }));
     if let Some(key) = &s.kms_key {
         statements.push(allow("CacheEncryptionKey", kms_actions, json!(key)));

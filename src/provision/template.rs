@@ -6,14 +6,14 @@
 //! only on IAM roles, so engines that model a subset of resource types (the tests' local
 //! endpoint) can still deploy the rest.
 
+use super::cfn::{sub, tags};
 use super::policy::{allow, assume_role, build_role, document, managed_policy, Arns, PolicySpec};
 use crate::aws::iam;
 use crate::config::provision::{logical_id_part, ProjectSettings, ProvisionSettings};
 use serde_json::{json, Value};
 
 /// The stack tag every resource and the stack itself carry (`managed-by=cachectl`).
-pub const TAG_KEY: &str = "managed-by";
-pub const TAG_VALUE: &str = "cachectl";
+pub use super::cfn::{TAG_KEY, TAG_VALUE};
 
 /// SSE-KMS: reading an object decrypts its data key; writing one asks for a new data key.
 const KMS_DECRYPT: &str = "kms:Decrypt";
@@ -64,14 +64,6 @@ fn bucket_name(s: &ProvisionSettings) -> Value {
             s.stack.to_ascii_lowercase()
         )),
     }
-}
-
-pub(super) fn sub(text: &str) -> Value {
-    json!({ "Fn::Sub": text })
-}
-
-pub(super) fn tags() -> Value {
-    json!([{ "Key": TAG_KEY, "Value": TAG_VALUE }])
 }
 
 fn env_var(name: &str, value: Value) -> Value {
@@ -282,7 +274,8 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
                 kms_actions: &[KMS_DECRYPT, KMS_GENERATE_DATA_KEY],
                 roles: &s.attach_roles,
             },
-            inputs,
+            inputs.settings,
+            inputs.namespace,
         ),
     );
     add(
@@ -302,7 +295,8 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
                 kms_actions: &[KMS_DECRYPT, KMS_GENERATE_DATA_KEY],
                 roles: &s.attach_read_only_roles,
             },
-            inputs,
+            inputs.settings,
+            inputs.namespace,
         ),
     );
     add(
@@ -321,7 +315,8 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
                 kms_actions: &[KMS_DECRYPT],
                 roles: &[],
             },
-            inputs,
+            inputs.settings,
+            inputs.namespace,
         ),
     );
 
