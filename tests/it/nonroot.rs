@@ -6,9 +6,8 @@
 use std::fs::{self, Permissions};
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use crate::support::{for_each_store, list_dir, write, Cachectl, Fixture};
+use crate::support::{for_each_store, leftovers, list_dir, write, Cachectl, Fixture};
 
 const NOBODY: u32 = 65534;
 
@@ -56,21 +55,6 @@ fn unprivileged(cmd: &mut Cachectl) -> &mut Cachectl {
         ]);
     }
     cmd
-}
-
-/// `.cachectl-*` names in `dir` once the background removal had its chance.
-fn leftovers(dir: &Path) -> Vec<String> {
-    let started = Instant::now();
-    loop {
-        let left: Vec<String> = list_dir(dir)
-            .into_iter()
-            .filter(|n| n.starts_with(".cachectl-"))
-            .collect();
-        if left.is_empty() || started.elapsed() > Duration::from_secs(30) {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A cached tree whose directories are read-only (0555), as `node_modules` packages ship them.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::store::small_tree;
 use crate::support::tree::{self, TreeOptions};
-use crate::support::{for_each_store, list_dir, write, Fixture};
+use crate::support::{for_each_store, leftovers, list_dir, write, Fixture};
 
 for_each_store!(
     a_restore_onto_an_existing_tree_leaves_exactly_the_cached_tree,
@@ -17,21 +17,6 @@ for_each_store!(
     configured_merge_paths_merge_and_the_others_are_replaced,
     a_restore_killed_at_any_instant_leaves_the_old_tree_or_the_new_one,
 );
-
-/// Names in `dir` that cachectl left there (staging, trash), once background removal is done.
-fn leftovers(dir: &Path) -> Vec<String> {
-    let started = Instant::now();
-    loop {
-        let left: Vec<String> = list_dir(dir)
-            .into_iter()
-            .filter(|n| n.starts_with(".cachectl-"))
-            .collect();
-        if left.is_empty() || started.elapsed() > Duration::from_secs(30) {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn a_restore_onto_an_existing_tree_leaves_exactly_the_cached_tree(f: Fixture) {
     let src = f.dir("src");

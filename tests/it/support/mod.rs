@@ -254,6 +254,21 @@ impl Fixture {
 }
 
 /// Names of the entries directly in `dir`, sorted; empty if it does not exist.
+/// Names in `dir` that cachectl left there (staging, trash), once background removal is done.
+pub fn leftovers(dir: &Path) -> Vec<String> {
+    let started = std::time::Instant::now();
+    loop {
+        let left: Vec<String> = list_dir(dir)
+            .into_iter()
+            .filter(|n| n.starts_with(".cachectl-"))
+            .collect();
+        if left.is_empty() || started.elapsed() > std::time::Duration::from_secs(30) {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub fn list_dir(dir: &Path) -> Vec<String> {
     let Ok(read) = fs::read_dir(dir) else {
         return Vec::new();
