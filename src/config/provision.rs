@@ -14,6 +14,7 @@
 //! attach-read-only-roles = ["ci-pr"] # existing roles given the read-only policy
 //! schedule = "rate(1 day)"           # when the prune project runs (EventBridge)
 //! log-retention-days = 30            # of the prune project's logs
+//! alarm-topic = "arn:aws:sns:…"      # told when a prune build fails
 //!
 //! [provision.project.web]
 //! source-type = "GITHUB"
@@ -50,6 +51,7 @@ const KEYS: &[&str] = &[
     "attach-read-only-roles",
     "schedule",
     "log-retention-days",
+    "alarm-topic",
     "project",
 ];
 const PROJECT_KEYS: &[&str] = &[
@@ -106,6 +108,8 @@ pub struct ProvisionSettings {
     /// An EventBridge schedule expression, `rate(...)` or `cron(...)`.
     pub schedule: String,
     pub log_retention_days: u32,
+    /// An SNS topic ARN told when a prune build fails; None: the alarm only shows in CloudWatch.
+    pub alarm_topic: Option<String>,
     /// In file order.
     pub projects: Vec<ProjectSettings>,
 }
@@ -126,6 +130,7 @@ impl Default for ProvisionSettings {
             attach_read_only_roles: Vec::new(),
             schedule: DEFAULT_SCHEDULE.to_owned(),
             log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
+            alarm_topic: None,
             projects: Vec::new(),
         }
     }
@@ -380,6 +385,15 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
                 }
                 s.log_retention_days = d;
             }
+            "alarm-topic" => {
+                let t = string()?;
+                if !t.starts_with("arn:") || !t.contains(":sns:") {
+                    return Err(invalid(
+                        "must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+                    ));
+                }
+                s.alarm_topic = Some(t);
+            }
             "project" => {
                 let projects =
                     src.table(value, &path, label, "project", "[provision.project.NAME]")?;
@@ -600,6 +614,7 @@ mod tests {
             ("reserved env", "[provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\nenvironment = { CODEBUILD_X = \"1\" }\n", "names starting with CODEBUILD_ are reserved by CodeBuild"),
             ("role arn", "[provision]\nrole-arn = \"arn:aws:iam::1:role/x\"\n", "`role-arn` must be an IAM role ARN"),
             ("region", "[provision]\nregion = \"moon 1\"\n", "`region` must be a region name like \"eu-west-1\""),
+            ("alarm topic", "[provision]\nalarm-topic = \"ops\"\n", "`alarm-topic` must be an SNS topic ARN"),
         ];
         for (name, text, want) in cases {
             let got = parse(text).expect_err(name);

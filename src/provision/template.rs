@@ -398,9 +398,7 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
             },
         }),
     );
-    add(
-        "PruneFailedAlarm",
-        json!({
+    let mut alarm = json!({
             "Type": "AWS::CloudWatch::Alarm",
             "DependsOn": [PRUNE_PROJECT],
             "Properties": {
@@ -416,8 +414,12 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
                 "ComparisonOperator": "GreaterThanOrEqualToThreshold",
                 "TreatMissingData": "notBreaching",
             },
-        }),
-    );
+    });
+    if let Some(topic) = &s.alarm_topic {
+        alarm["Properties"]["AlarmActions"] = json!([topic]);
+    }
+    add("PruneFailedAlarm", alarm);
+
     add(
         "Dashboard",
         json!({
@@ -546,6 +548,7 @@ mod tests {
                 ProvisionSettings {
                     read_accounts: vec!["111122223333".into()],
                     write_accounts: vec!["444455556666".into()],
+                    alarm_topic: Some("arn:aws:sns:us-east-1:111122223333:build-alerts".into()),
                     prefix: "ci/cache".into(),
                     ..d()
                 },
@@ -795,6 +798,7 @@ mod tests {
                 }
                 if text.starts_with("arn:") && !text.contains("${") {
                     let given = s.kms_key.as_deref() == Some(text)
+                        || s.alarm_topic.as_deref() == Some(text)
                         || s.read_accounts
                             .iter()
                             .chain(&s.write_accounts)
@@ -827,6 +831,23 @@ mod tests {
             Value::Array(a) => a.iter().for_each(|x| get_atts(x, out)),
             _ => {}
         }
+    }
+
+    #[test]
+    fn the_alarm_tells_the_topic_when_one_is_given() {
+        let (_, s) = cases()
+            .into_iter()
+            .find(|(n, _)| *n == "other-accounts")
+            .unwrap();
+        let t = rendered(&s);
+        assert_eq!(
+            t["Resources"]["PruneFailedAlarm"]["Properties"]["AlarmActions"],
+            json!(["arn:aws:sns:us-east-1:111122223333:build-alerts"])
+        );
+        let t = rendered(&ProvisionSettings::default());
+        assert!(t["Resources"]["PruneFailedAlarm"]["Properties"]
+            .get("AlarmActions")
+            .is_none());
     }
 
     #[test]
