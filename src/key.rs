@@ -10,6 +10,11 @@ pub const MAX_KEY_BYTES: usize = 250;
 /// The storage format version, first component of every object name.
 pub const FORMAT_DIR: &str = "v1";
 
+/// Where every untrusted scope's entries and use records live, below the store prefix:
+/// `untrusted/<scope>/v1/…` (docs/FORMAT.md, "Scopes"). One prefix, so one IAM statement
+/// lets a pull-request build write there and nowhere else.
+pub const UNTRUSTED_DIR: &str = "untrusted";
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     #[error("cache key is empty")]
