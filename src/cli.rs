@@ -3,7 +3,7 @@
 //! once, in [`GlobalArgs`], and accepted before or after the subcommand.
 
 use crate::config::When;
-use crate::key::CacheKey;
+use crate::key::{CacheKey, Scope};
 use crate::units::{parse_duration, parse_positive_duration, parse_size, parse_time};
 use crate::{env, metrics};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -51,9 +51,19 @@ pub enum Command {
     /// Delete what `provision` made (the bucket and its caches stay unless --delete-bucket)
     #[cfg(feature = "provision")]
     Deprovision(DeprovisionArgs),
+    /// Write a new ed25519 signing key to FILE (mode 0600) and print its public key, for
+    /// CACHECTL_SIGNING_KEY and [trust] public-keys.
+    Keygen(KeygenArgs),
     /// Remove the trees restores replaced (`.cachectl-trash-*`), in the background.
     #[command(hide = true)]
     RemoveTrash(RemoveTrashArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where the private key goes (PKCS#8 PEM); an existing file is never overwritten
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +129,11 @@ pub struct TransferArgs {
     /// Exit non-zero when the store fails (default: warn, report outcome `error`, exit 0)
     #[arg(long, env = env::STRICT, value_parser = clap::builder::BoolishValueParser::new())]
     pub strict: bool,
+
+    /// The build's trust scope: `trusted`, or an untrusted scope's name (`pr-42`); by default
+    /// a CodeBuild pull-request build is untrusted and every other build trusted ([trust])
+    #[arg(long, env = env::SCOPE, value_name = "SCOPE", value_parser = Scope::parse_arg)]
+    pub scope: Option<Scope>,
 }
 
 /// Publishing to CloudWatch, for the commands that publish.

@@ -44,3 +44,14 @@ pub const TIMINGS: &str = "CACHECTL_TIMINGS";
 /// RFC 3339 time that replaces the clock for recorded creation and last-use times (tests and
 /// policy previews; leave unset in builds).
 pub const NOW: &str = "CACHECTL_NOW";
+/// The build's trust scope, `trusted` or an untrusted scope's name; same as `--scope`. Unset,
+/// CodeBuild's webhook variables and `[trust]` decide (docs/FORMAT.md, "Scopes").
+pub const SCOPE: &str = "CACHECTL_SCOPE";
+/// The ed25519 private key (PKCS#8 PEM text) `save` signs entries with; only trusted builds
+/// should have it. Never printed.
+pub const SIGNING_KEY: &str = "CACHECTL_SIGNING_KEY";
+/// CodeBuild's webhook trigger: `pr/42`, `branch/main`, `tag/v1.2`; unset for builds not started
+/// by a webhook.
+pub const CODEBUILD_WEBHOOK_TRIGGER: &str = "CODEBUILD_WEBHOOK_TRIGGER";
+/// CodeBuild's webhook event: `PUSH`, `PULL_REQUEST_CREATED`, `PULL_REQUEST_UPDATED`, …
+pub const CODEBUILD_WEBHOOK_EVENT: &str = "CODEBUILD_WEBHOOK_EVENT";

@@ -173,6 +173,7 @@ mod tests {
 
     fn name(key: &str) -> EntryName {
         EntryName {
+            scope: crate::key::Scope::Trusted,
             pathset: "0123456789abcdef".into(),
             key: key.into(),
         }

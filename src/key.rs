@@ -9,6 +9,8 @@ pub const MAX_KEY_BYTES: usize = 250;
 
 /// The storage format version, first component of every object name.
 pub const FORMAT_DIR: &str = "v1";
+/// The same version as a number (metadata `format`, signed statements).
+pub const FORMAT_VERSION: u32 = 1;
 
 /// Where every untrusted scope's entries and use records live, below the store prefix:
 /// `untrusted/<scope>/v1/…` (docs/FORMAT.md, "Scopes"). One prefix, so one IAM statement
@@ -195,24 +197,128 @@ pub fn normalize(raw: &str) -> String {
     }
 }
 
-/// One entry's address inside a store: its path set's digest and its key.
+/// Longest untrusted scope name: with `untrusted/`, the format directory, a path-set digest and
+/// a 250-byte key it stays far below S3's 1,024-byte object names.
+pub const MAX_SCOPE_BYTES: usize = 100;
+
+/// Who wrote an entry, and so who may use it (docs/FORMAT.md, "Scopes").
+///
+/// `Trusted` entries are what trusted builds (pushes to protected branches) save; every other
+/// build is `Untrusted` in a scope of its own (`pr-42`), whose entries only that scope restores.
+/// Entries written before scopes existed are trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Scope {
+    #[default]
+    Trusted,
+    Untrusted(String),
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ScopeError {
+    #[error("scope `{0}` is not a scope name: use `trusted`, or 1 to {MAX_SCOPE_BYTES} letters, digits, `.`, `_` or `-` (not starting with `.`) for an untrusted scope, e.g. `pr-42`")]
+    Invalid(String),
+}
+
+impl Scope {
+    /// The word `--scope` and `CACHECTL_SCOPE` take for the trusted scope.
+    pub const TRUSTED: &'static str = "trusted";
+
+    /// `trusted`, or the name of an untrusted scope.
+    pub fn parse(s: &str) -> Result<Scope, ScopeError> {
+        if s == Self::TRUSTED {
+            return Ok(Scope::Trusted);
+        }
+        Self::untrusted(s)
+    }
+
+    /// An untrusted scope named `name` (the characters of a file name that needs no escaping).
+    pub fn untrusted(name: &str) -> Result<Scope, ScopeError> {
+        let ok = !name.is_empty()
+            && name.len() <= MAX_SCOPE_BYTES
+            && !name.starts_with('.')
+            && name != Self::TRUSTED
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok {
+            Ok(Scope::Untrusted(name.to_owned()))
+        } else {
+            Err(ScopeError::Invalid(name.to_owned()))
+        }
+    }
+
+    pub fn parse_arg(s: &str) -> Result<Scope, String> {
+        Self::parse(s).map_err(|e| e.to_string())
+    }
+
+    pub fn is_trusted(&self) -> bool {
+        matches!(self, Scope::Trusted)
+    }
+
+    /// `trusted` or the untrusted scope's name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Scope::Trusted => Self::TRUSTED,
+            Scope::Untrusted(name) => name,
+        }
+    }
+
+    /// What the scope's names start with below the store prefix: nothing for the trusted scope
+    /// (where entries have always been), `untrusted/<name>/` for the others.
+    pub fn dir(&self) -> String {
+        match self {
+            Scope::Trusted => String::new(),
+            Scope::Untrusted(name) => format!("{UNTRUSTED_DIR}/{name}/"),
+        }
+    }
+
+    /// Splits `untrusted/<name>/rest` into the scope and `rest`; any other name is the trusted
+    /// scope's. `None` for a name under `untrusted/` whose scope is not valid.
+    pub fn split_dir(rel: &str) -> Option<(Scope, &str)> {
+        match rel
+            .strip_prefix(UNTRUSTED_DIR)
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            Some(rest) => {
+                let (name, rest) = rest.split_once('/')?;
+                Some((Scope::untrusted(name).ok()?, rest))
+            }
+            None => Some((Scope::Trusted, rel)),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry's address inside a store: its scope, its path set's digest and its key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EntryName {
+    pub scope: Scope,
     pub pathset: String,
     pub key: String,
 }
 
 impl EntryName {
-    pub fn new(pathset: &PathSet, key: &CacheKey) -> Self {
+    pub fn new(scope: &Scope, pathset: &PathSet, key: &CacheKey) -> Self {
         EntryName {
+            scope: scope.clone(),
             pathset: pathset.digest(),
             key: key.as_str().to_owned(),
         }
     }
 
-    /// `v1/<pathset>/<key>`: the S3 object name below the store prefix.
+    /// `[untrusted/<scope>/]v1/<pathset>/<key>`: the S3 object name below the store prefix.
     pub fn object_name(&self) -> String {
-        format!("{FORMAT_DIR}/{}/{}", self.pathset, self.key)
+        format!(
+            "{}{FORMAT_DIR}/{}/{}",
+            self.scope.dir(),
+            self.pathset,
+            self.key
+        )
     }
 }
 
@@ -288,6 +394,30 @@ mod tests {
         assert_eq!(a.digest().len(), 16);
         let c = PathSet::new(&["node_modules"]).unwrap();
         assert_ne!(a.digest(), c.digest());
+    }
+
+    #[test]
+    fn scope_names() {
+        assert_eq!(Scope::parse("trusted"), Ok(Scope::Trusted));
+        assert_eq!(Scope::parse("pr-42"), Ok(Scope::Untrusted("pr-42".into())));
+        for bad in ["", ".hidden", "a/b", "pr 42", "ключ", &"x".repeat(101)] {
+            assert_eq!(
+                Scope::parse(bad),
+                Err(ScopeError::Invalid(bad.to_owned())),
+                "{bad:?}"
+            );
+        }
+        assert!(Scope::untrusted("trusted").is_err());
+        assert!(Scope::parse(&"x".repeat(100)).is_ok());
+        let pr = Scope::Untrusted("pr-42".into());
+        assert_eq!(pr.dir(), "untrusted/pr-42/");
+        assert_eq!(
+            Scope::split_dir("untrusted/pr-42/v1/x/k"),
+            Some((pr, "v1/x/k"))
+        );
+        assert_eq!(Scope::split_dir("v1/x/k"), Some((Scope::Trusted, "v1/x/k")));
+        assert_eq!(Scope::split_dir("untrusted/.x/v1/x/k"), None);
+        assert_eq!(Scope::split_dir("untrusted/pr-42"), None);
     }
 
     #[test]

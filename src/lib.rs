@@ -23,6 +23,7 @@ mod progress;
 #[cfg(feature = "provision")]
 mod provision;
 mod prune;
+pub mod sign;
 pub mod signal;
 mod state;
 pub mod store;

@@ -29,6 +29,11 @@ pub struct RestoreReport {
     pub outcome: RestoreOutcome,
     pub key: String,
     pub matched_key: Option<String>,
+    /// The scope of the entry restored (`trusted`, or the build's own untrusted scope).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_scope: Option<String>,
+    /// The build's scope (docs/FORMAT.md, "Scopes").
+    pub scope: String,
     /// Archive bytes transferred (the object's size).
     pub bytes: u64,
     /// Tar entries restored: files, directories and links.
@@ -51,6 +56,10 @@ pub struct SaveReport {
     pub cache: String,
     pub outcome: SaveOutcome,
     pub key: String,
+    /// The scope saved into: the build's (docs/FORMAT.md, "Scopes").
+    pub scope: String,
+    /// Whether the entry was signed (`CACHECTL_SIGNING_KEY`).
+    pub signed: bool,
     /// Archive bytes uploaded (0 when skipped).
     pub bytes: u64,
     /// Tar entries saved: files, directories and links.
@@ -75,6 +84,8 @@ impl RestoreReport {
             outcome: RestoreOutcome::Error,
             key: key.to_owned(),
             matched_key: None,
+            matched_scope: None,
+            scope: crate::key::Scope::TRUSTED.to_owned(),
             bytes: 0,
             files: 0,
             unpacked_bytes: 0,
@@ -93,6 +104,8 @@ impl SaveReport {
             cache: cache.to_owned(),
             outcome: SaveOutcome::Error,
             key: key.to_owned(),
+            scope: crate::key::Scope::TRUSTED.to_owned(),
+            signed: false,
             bytes: 0,
             files: 0,
             unpacked_bytes: 0,

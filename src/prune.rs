@@ -288,6 +288,7 @@ mod tests {
     ) -> Record {
         Record {
             name: EntryName {
+                scope: crate::key::Scope::Trusted,
                 pathset: "0123456789abcdef".into(),
                 key: key.into(),
             },

@@ -25,6 +25,10 @@ pub enum Error {
     /// The bytes read do not hash to the footer's digest: damaged in transit, or in the store.
     #[error("archive is corrupt: its blake3 digest does not match the footer")]
     Digest,
+    /// Whole and undamaged, but its signature does not let this restore trust it
+    /// (docs/FORMAT.md, "Signatures").
+    #[error("not trusted: {0}")]
+    Untrusted(String),
     /// A file changed while it was packed: the entry is not committed.
     #[error("{} changed while it was saved ({why}); nothing was cached", path.display())]
     Changed { path: PathBuf, why: String },
@@ -43,6 +47,10 @@ impl crate::error::Hint for Error {
                 "nothing was restored; delete or overwrite this entry (`cachectl save --overwrite`)"
                     .into(),
             ),
+            Error::Untrusted(_) => Some(format!(
+                "nothing was restored; a trusted build with {} set saves a signed entry, and [trust] public-keys lists the keys restores accept",
+                crate::env::SIGNING_KEY
+            )),
             Error::Write { .. } => Some("check free space and permissions where the cache is restored".into()),
             Error::HoldsWorkingDir { .. } => Some(
                 "set `merge = true` for this cache (or pass --merge), or cache narrower paths".into(),

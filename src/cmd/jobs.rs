@@ -2,6 +2,7 @@
 //! (or the `--cache` ones) configured in cachectl.toml, with their templates resolved.
 
 use super::Error;
+use crate::config::trust::TrustSettings;
 use crate::config::{self, MetricsConfig, TemplateContext, When};
 use crate::key::{CacheKey, PathSet};
 use crate::transfer::Placement;
@@ -148,6 +149,9 @@ pub struct Plan {
     pub jobs: Vec<Job>,
     /// `[metrics]` of cachectl.toml; `None` for a plain `--key`.
     pub metrics: Option<MetricsConfig>,
+    /// `[trust]` of cachectl.toml, read for a plain `--key` too when the file exists: who may
+    /// write what is the repository's policy, not the command line's.
+    pub trust: TrustSettings,
 }
 
 /// `--config`, else `cachectl.toml` in the working directory.
@@ -170,8 +174,14 @@ pub fn plan(
     caches: &[String],
     cwd: &Path,
 ) -> Result<Plan, Error> {
+    let path = config_path(config, cwd);
     if let Some(key) = key {
         let paths = PathSet::new(paths).map_err(|e| Error::usage(e.to_string(), None))?;
+        let trust = if path.exists() {
+            config::load(&path)?.trust
+        } else {
+            TrustSettings::default()
+        };
         return Ok(Plan {
             jobs: vec![Job {
                 name: key.family().to_owned(),
@@ -185,9 +195,9 @@ pub fn plan(
                 explicit: true,
             }],
             metrics: None,
+            trust,
         });
     }
-    let path = config_path(config, cwd);
     if !path.exists() {
         return Err(Error::usage(
             format!(
@@ -230,6 +240,7 @@ pub fn plan(
     Ok(Plan {
         jobs,
         metrics: Some(cfg.metrics),
+        trust: cfg.trust,
     })
 }
 

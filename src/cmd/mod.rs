@@ -6,6 +6,7 @@
 mod deprovision;
 mod hash_files;
 mod jobs;
+mod keygen;
 mod keys;
 mod ls;
 #[cfg(feature = "provision")]
@@ -17,7 +18,9 @@ mod save;
 mod stats;
 
 use crate::cli::{Cli, Command, GlobalArgs, MetricsArgs, TransferArgs};
+use crate::config::trust::{BuildEnv, TrustSettings};
 use crate::error::{code, Hint};
+use crate::key::Scope;
 use crate::metrics::{self, Metrics, Published};
 use crate::output::{self, Verbosity};
 use crate::store::{Store, StoreUrl};
@@ -72,6 +75,14 @@ pub enum Error {
     #[error(transparent)]
     Hash(#[from] hash::Error),
     #[error(transparent)]
+    Sign(#[from] crate::sign::Error),
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
     Aws(#[from] aws::CallError),
     #[error(transparent)]
     Stdout(#[from] output::StdoutError),
@@ -105,6 +116,8 @@ impl Error {
             | Error::Store(_)
             | Error::Transfer(_)
             | Error::Hash(_)
+            | Error::Sign(_)
+            | Error::Write { .. }
             | Error::Aws(_)
             | Error::Stdout(_) => code::FAILED,
             // The stack could not be planned or applied, or is in a state nothing starts from.
@@ -136,6 +149,8 @@ impl Hint for Error {
             Error::Store(e) => e.hint(),
             Error::Transfer(e) => e.hint(),
             Error::Hash(e) => e.hint(),
+            Error::Sign(e) => e.hint(),
+            Error::Write { .. } => Some("check the directory exists and is writable".into()),
             Error::Aws(e) => e.hint(),
             #[cfg(feature = "provision")]
             Error::Provision(e) => e.hint(),
@@ -167,6 +182,7 @@ pub fn run_offline(cli: &Cli) -> Option<Result<ExitStatus, Error>> {
         Command::HashFiles(args) => Some(hash_files::run(&cli.global, args)),
         Command::Keys(args) => Some(keys::run(&cli.global, args)),
         Command::RemoveTrash(args) => Some(remove_trash(&args.dirs)),
+        Command::Keygen(args) => Some(keygen::run(&cli.global, args)),
         _ => None,
     }
 }
@@ -189,6 +205,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, Error> {
         Command::HashFiles(args) => hash_files::run(&g, &args),
         Command::Keys(args) => keys::run(&g, &args),
         Command::RemoveTrash(args) => remove_trash(&args.dirs),
+        Command::Keygen(args) => keygen::run(&g, &args),
     }
 }
 
@@ -200,6 +217,17 @@ fn set_verbosity(g: &GlobalArgs) {
     } else {
         Verbosity::Normal
     });
+}
+
+/// The build's scope and what decided it: `--scope`/`CACHECTL_SCOPE`, else CodeBuild's webhook
+/// variables judged by `[trust]`.
+fn build_scope(trust: &TrustSettings, args: &TransferArgs) -> (Scope, String) {
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    trust.scope_of(&BuildEnv {
+        explicit: args.scope.clone(),
+        webhook_trigger: var(crate::env::CODEBUILD_WEBHOOK_TRIGGER),
+        webhook_event: var(crate::env::CODEBUILD_WEBHOOK_EVENT),
+    })
 }
 
 /// `--concurrency` and `--part-size-mib` as the pipeline takes them.

@@ -7,6 +7,7 @@ use super::jobs::{self, Job};
 use super::{Error, ExitStatus};
 use crate::cli::{GlobalArgs, RestoreArgs};
 use crate::error::{chain, Hint};
+use crate::key::Scope;
 use crate::outcome::{RestoreOutcome, RestoreReport};
 use crate::progress::Progress;
 use crate::store::{self, Store, UseRecord};
@@ -45,6 +46,27 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
     } else {
         super::start_metrics(&args.metrics, plan.metrics.as_ref())
     };
+    let (scope, why) = super::build_scope(&plan.trust, &args.transfer);
+    let trust = Arc::new(Trust {
+        // An untrusted build starts from its own scope's entries, then the trusted ones; a
+        // trusted build never looks at an untrusted scope.
+        scopes: if scope.is_trusted() {
+            vec![Scope::Trusted]
+        } else {
+            vec![scope.clone(), Scope::Trusted]
+        },
+        signatures: transfer::SignaturePolicy {
+            keys: plan.trust.public_keys.clone(),
+            required_in: plan.trust.signed_scopes(&scope),
+        },
+        scope,
+    });
+    if !trust.scope.is_trusted() {
+        output::say(&format!(
+            "restore: untrusted build ({why}): entries of scope {} first, then trusted ones",
+            trust.scope
+        ));
+    }
     let reports = match super::open_store(g.store.as_deref()).await {
         Ok(store) => {
             // Caches run concurrently, but a cache whose path lies inside another cache's path
@@ -66,7 +88,7 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
             for wave in waves {
                 let runs = wave
                     .iter()
-                    .map(|&i| restore_one(Arc::clone(&store), &plan.jobs[i], &args));
+                    .map(|&i| restore_one(Arc::clone(&store), &plan.jobs[i], &trust, &args));
                 let done = futures_util::future::join_all(runs).await;
                 for (i, r) in wave.into_iter().zip(done) {
                     reports[i] = Some(r);
@@ -80,7 +102,7 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
         Err(e) => plan
             .jobs
             .iter()
-            .map(|job| failed_report(job, &Error::from(e.clone()), String::new()))
+            .map(|job| failed_report(job, &Error::from(e.clone()), String::new(), &trust))
             .collect(),
     };
     if let Some(line) = timings::line(
@@ -157,8 +179,17 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
     )
 }
 
+/// Where a restore looks and what it accepts.
+struct Trust {
+    /// The build's scope.
+    scope: Scope,
+    /// The scopes looked in, in order.
+    scopes: Vec<Scope>,
+    signatures: transfer::SignaturePolicy,
+}
+
 /// Fail-open: the warning line, and the report saying `error` with the cause and its fix.
-fn failed_report(job: &Job, e: &Error, store: String) -> RestoreReport {
+fn failed_report(job: &Job, e: &Error, store: String, trust: &Trust) -> RestoreReport {
     output::warn_error(
         &format!("restore {} failed, continuing without the cache", job.name),
         e,
@@ -166,16 +197,23 @@ fn failed_report(job: &Job, e: &Error, store: String) -> RestoreReport {
     RestoreReport {
         message: Some(chain(e)),
         hint: e.hint(),
+        scope: trust.scope.to_string(),
         ..RestoreReport::new(&job.name, job.key.as_str(), store)
     }
 }
 
 /// Restores one cache; store trouble becomes outcome `error` with its cause, never a panic.
-async fn restore_one(store: Arc<dyn Store>, job: &Job, args: &RestoreArgs) -> RestoreReport {
+async fn restore_one(
+    store: Arc<dyn Store>,
+    job: &Job,
+    trust: &Trust,
+    args: &RestoreArgs,
+) -> RestoreReport {
     let started = Instant::now();
     let mut report = RestoreReport::new(&job.name, job.key.as_str(), store.describe());
+    report.scope = trust.scope.to_string();
     let mut recorder = None;
-    let result = restore(store, job, args, &mut report, &mut recorder).await;
+    let result = restore(store, job, trust, args, &mut report, &mut recorder).await;
     report.seconds = started.elapsed().as_secs_f64();
     if let Some(task) = recorder {
         finish_recording(&job.name, task).await;
@@ -209,7 +247,7 @@ async fn restore_one(store: Arc<dyn Store>, job: &Job, args: &RestoreArgs) -> Re
             report
         }
         Err(e) => {
-            let mut failed = failed_report(job, &e, report.store);
+            let mut failed = failed_report(job, &e, report.store, trust);
             failed.seconds = report.seconds;
             failed
         }
@@ -238,15 +276,21 @@ async fn finish_recording(cache: &str, task: JoinHandle<Result<(), store::Error>
 async fn restore(
     store: Arc<dyn Store>,
     job: &Job,
+    trust: &Trust,
     args: &RestoreArgs,
     report: &mut RestoreReport,
     recorder: &mut Option<JoinHandle<Result<(), store::Error>>>,
 ) -> Result<(), Error> {
     let (cwd, home) = super::anchors();
     let dests = job.destinations(&cwd, home.as_deref(), args.merge)?;
-    let mut candidates =
-        transfer::Candidates::new(store.as_ref(), &job.paths, &job.key, &job.restore_keys)
-            .within(args.transfer.lookup_timeout);
+    let mut candidates = transfer::Candidates::new(
+        store.as_ref(),
+        &trust.scopes,
+        &job.paths,
+        &job.key,
+        &job.restore_keys,
+    )
+    .within(args.transfer.lookup_timeout);
     let mut refused = None;
     while let Some((entry, outcome)) = candidates.next().await? {
         if let Some(e) = refused.take() {
@@ -259,16 +303,21 @@ async fn restore(
             );
         }
         report.matched_key = Some(entry.name.key.clone());
+        report.matched_scope = Some(entry.name.scope.to_string());
         report.bytes = entry.size;
         if args.lookup_only {
             report.outcome = outcome;
             return Ok(());
         }
-        let opts = super::transfer_options(&args.transfer);
+        let opts = transfer::Options {
+            signatures: trust.signatures.clone(),
+            ..super::transfer_options(&args.transfer)
+        };
         let progress = Progress::new(format!("restore {}", job.name), entry.size);
         let restored = transfer::restore_entry(
             Arc::clone(&store),
             &entry,
+            &job.paths,
             dests.clone(),
             &opts,
             progress.clone(),
@@ -295,6 +344,7 @@ async fn restore(
         }
     }
     report.matched_key = None;
+    report.matched_scope = None;
     report.bytes = 0;
     match refused {
         // Every candidate was bad: an error naming the last one, never a quiet miss.

@@ -7,9 +7,10 @@ use super::{Error, ExitStatus};
 use crate::cli::{GlobalArgs, SaveArgs};
 use crate::config::When;
 use crate::error::{chain, Hint};
-use crate::key::{CacheKey, EntryName};
+use crate::key::{CacheKey, EntryName, Scope};
 use crate::outcome::{RestoreOutcome, SaveOutcome, SaveReport};
 use crate::progress::Progress;
+use crate::sign::SigningKey;
 use crate::store::{EntryMeta, Store};
 use crate::transfer::{self, SaveRequest, SaveResult};
 use crate::units::{human_bytes, rate, thousands};
@@ -32,18 +33,25 @@ pub async fn run(g: &GlobalArgs, args: SaveArgs) -> Result<ExitStatus, Error> {
     })
     .await?;
     let metrics = super::start_metrics(&args.metrics, plan.metrics.as_ref());
+    let (scope, why) = super::build_scope(&plan.trust, &args.transfer);
+    let trust = Trust {
+        signer: signer(&scope, &why),
+        untrusted_save: plan.trust.untrusted_save,
+        scope,
+        why,
+    };
     let reports = match super::open_store(g.store.as_deref()).await {
         Ok(store) => {
             let runs = plan.jobs.iter().map(|job| {
                 let restored = recorded.caches.get(&job.name);
-                save_one(Arc::clone(&store), job, restored, &args)
+                save_one(Arc::clone(&store), job, restored, &trust, &args)
             });
             futures_util::future::join_all(runs).await
         }
         Err(e) => plan
             .jobs
             .iter()
-            .map(|job| failed_report(job, &Error::from(e.clone()), String::new(), 0.0))
+            .map(|job| failed_report(job, &Error::from(e.clone()), String::new(), &trust, 0.0))
             .collect(),
     };
     if let Some(line) = timings::line(
@@ -81,13 +89,47 @@ pub async fn run(g: &GlobalArgs, args: SaveArgs) -> Result<ExitStatus, Error> {
     })
 }
 
+/// Where a save writes and how it signs.
+struct Trust {
+    /// The build's scope, and what decided it.
+    scope: Scope,
+    why: String,
+    /// The key from `CACHECTL_SIGNING_KEY` (a trusted build's), or why it cannot be used.
+    signer: Result<Option<Arc<SigningKey>>, crate::sign::Error>,
+    untrusted_save: bool,
+}
+
+/// The signing key a trusted build signs with. An untrusted build never signs: a key given to
+/// it is one the pull request's code can read, which is worth a warning.
+fn signer(scope: &Scope, why: &str) -> Result<Option<Arc<SigningKey>>, crate::sign::Error> {
+    let Some(text) = std::env::var(crate::env::SIGNING_KEY)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    if !scope.is_trusted() {
+        output::warn(
+            "save",
+            &format!(
+                "{} is set in an untrusted build ({why}); its entries are not signed",
+                crate::env::SIGNING_KEY
+            ),
+            Some("code from a pull request can read that key: give it to trusted projects only, and replace it"),
+        );
+        return Ok(None);
+    }
+    SigningKey::from_pem(&text).map(|k| Some(Arc::new(k)))
+}
+
 /// Fail-open: the warning line, and the report saying `error` with the cause and its fix.
-fn failed_report(job: &Job, e: &Error, store: String, seconds: f64) -> SaveReport {
+fn failed_report(job: &Job, e: &Error, store: String, trust: &Trust, seconds: f64) -> SaveReport {
     output::warn_error(&format!("save {} failed, nothing was cached", job.name), e);
     SaveReport {
         seconds,
         reason: Some(chain(e)),
         hint: e.hint(),
+        scope: trust.scope.to_string(),
         ..SaveReport::new(&job.name, job.key.as_str(), store)
     }
 }
@@ -111,6 +153,7 @@ async fn save_one(
     store: Arc<dyn Store>,
     job: &Job,
     restored: Option<&state::Recorded>,
+    trust: &Trust,
     args: &SaveArgs,
 ) -> SaveReport {
     let started = Instant::now();
@@ -123,8 +166,16 @@ async fn save_one(
     };
     let job = Job { key, ..job.clone() };
     let mut report = SaveReport::new(&job.name, job.key.as_str(), store.describe());
+    report.scope = trust.scope.to_string();
     let when = args.when.or(job.when).unwrap_or(When::Success);
-    let result = if let Err(why) = policy_allows(when) {
+    let result = if !trust.scope.is_trusted() && !trust.untrusted_save {
+        report.outcome = SaveOutcome::Skipped;
+        report.reason = Some(format!(
+            "untrusted build ({}) and [trust] untrusted-save = false",
+            trust.why
+        ));
+        Ok(())
+    } else if let Err(why) = policy_allows(when) {
         report.outcome = SaveOutcome::Skipped;
         report.reason = Some(why);
         Ok(())
@@ -136,7 +187,7 @@ async fn save_one(
         report.reason = Some("unchanged: this build restored the same key (exact hit)".into());
         Ok(())
     } else {
-        save(store, &job, args, &mut report).await
+        save(store, &job, trust, args, &mut report).await
     };
     report.seconds = started.elapsed().as_secs_f64();
     let name = &job.name;
@@ -159,22 +210,39 @@ async fn save_one(
             });
             report
         }
-        Err(e) => failed_report(&job, &e, report.store, report.seconds),
+        Err(e) => failed_report(&job, &e, report.store, trust, report.seconds),
     }
 }
 
 async fn save(
     store: Arc<dyn Store>,
     job: &Job,
+    trust: &Trust,
     args: &SaveArgs,
     report: &mut SaveReport,
 ) -> Result<(), Error> {
     let set = &job.paths;
+    let signer = trust.signer.clone()?;
+    if !trust.scope.is_trusted() && !args.overwrite {
+        // Restores in this scope fall back to the trusted entry: a copy here adds nothing.
+        let trusted = EntryName::new(&Scope::Trusted, set, &job.key);
+        let timeout = args.transfer.lookup_timeout;
+        if let Ok(Ok(Some(_))) = tokio::time::timeout(timeout, store.head(&trusted)).await {
+            report.outcome = SaveOutcome::Skipped;
+            report.reason = Some(format!(
+                "the trusted scope has this key; restores in scope {} use it",
+                trust.scope
+            ));
+            return Ok(());
+        }
+    }
+    let signs = signer.is_some();
     let (cwd, home) = super::anchors();
     let request = SaveRequest {
-        name: EntryName::new(set, &job.key),
+        name: EntryName::new(&trust.scope, set, &job.key),
+        signer,
         meta: EntryMeta {
-            format: 1,
+            format: crate::key::FORMAT_VERSION,
             key: job.key.to_string(),
             paths: set.paths().to_vec(),
             family: job.family.clone(),
@@ -225,6 +293,7 @@ async fn save(
         }
         SaveResult::Created(packed) => {
             report.outcome = SaveOutcome::Saved;
+            report.signed = signs;
             report.bytes = packed.bytes;
             packed
         }

@@ -6,7 +6,7 @@ use super::{
     When,
 };
 
-const TOP_KEYS: &[&str] = &["cache", "prune", "metrics", "provision"];
+const TOP_KEYS: &[&str] = &["cache", "prune", "metrics", "provision", "trust"];
 const CACHE_KEYS: &[&str] = &[
     "key",
     "restore-keys",
@@ -43,6 +43,10 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Config, Error> {
             "provision" => {
                 let t = src.table(value, &[], "the top level", "provision", "[provision]")?;
                 config.provision = Some(super::provision::parse(&src, t)?);
+            }
+            "trust" => {
+                let t = src.table(value, &[], "the top level", "trust", "[trust]")?;
+                config.trust = super::trust::parse(&src, t)?;
             }
             _ => return Err(src.unknown_key(&[], key, "the top level", TOP_KEYS)),
         }

@@ -16,6 +16,11 @@
 //! [metrics]
 //! namespace = "Cachectl"
 //! enabled = true
+//!
+//! [trust]                              # see config/trust.rs
+//! trusted-refs = ["branch/main"]
+//! public-keys = ["ed25519:…"]
+//! require-signature = true
 //! ```
 //!
 //! Preset merge: `key`, `restore-keys` and `paths` given in the file replace the preset's.
@@ -29,6 +34,7 @@ pub mod presets;
 pub mod provision;
 mod source;
 pub mod template;
+pub mod trust;
 
 pub use template::{process_env, TemplateContext};
 
@@ -47,6 +53,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[provision]`, if the file has one.
     pub provision: Option<provision::ProvisionSettings>,
+    /// `[trust]`, or its defaults.
+    pub trust: trust::TrustSettings,
 }
 
 /// `[metrics]`.

@@ -7,7 +7,7 @@ use super::{
     EntryInfo, EntryMeta, Error, Leftover, LeftoverKind, PutOutcome, Removal, Scan, Scanned, Store,
     Upload, UseRecord, USED_DIR,
 };
-use crate::key::{EntryName, FORMAT_DIR};
+use crate::key::{EntryName, Scope, FORMAT_DIR, UNTRUSTED_DIR};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::fs::{self, File};
@@ -71,8 +71,9 @@ impl LocalStore {
         LocalStore { root }
     }
 
-    fn dir(&self, pathset: &str) -> PathBuf {
-        self.root.join(FORMAT_DIR).join(pathset)
+    /// `<root>/[untrusted/<scope>/]v1/<pathset>`.
+    fn dir(&self, scope: &Scope, pathset: &str) -> PathBuf {
+        self.root.join(scope.dir()).join(FORMAT_DIR).join(pathset)
     }
 
     fn data_path(&self, name: &EntryName) -> Result<PathBuf, Error> {
@@ -88,7 +89,7 @@ impl LocalStore {
                 .into(),
             });
         }
-        Ok(self.dir(&name.pathset).join(escaped))
+        Ok(self.dir(&name.scope, &name.pathset).join(escaped))
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -111,9 +112,10 @@ fn info_from(name: EntryName, md: &fs::Metadata) -> EntryInfo {
     }
 }
 
-/// `<root>/v1-used/<pathset>/<stamp>/<escaped key>`.
+/// `<root>/[untrusted/<scope>/]v1-used/<pathset>/<stamp>/<escaped key>`.
 fn use_path(root: &Path, u: &UseRecord) -> PathBuf {
-    root.join(USED_DIR)
+    root.join(u.name.scope.dir())
+        .join(USED_DIR)
         .join(&u.name.pathset)
         .join(u.stamp())
         .join(escape(&u.name.key))
@@ -164,13 +166,39 @@ fn is_pathset(name: &str) -> bool {
 /// only for matching entries, so memory is the result plus one directory's names.
 fn scan_dir(root: &Path, key_prefix: &str) -> Result<Scan, Error> {
     let mut scan = Scan::default();
+    scan_scope(root, &Scope::Trusted, key_prefix, &mut scan)?;
+    let untrusted = root.join(UNTRUSTED_DIR);
+    for (name, ty) in read_dir_names(&untrusted)? {
+        // Anything else there is not cachectl's.
+        if let (true, Ok(scope)) = (ty.is_dir(), Scope::untrusted(&name)) {
+            scan_scope(&untrusted.join(&name), &scope, key_prefix, &mut scan)?;
+        }
+    }
+    if key_prefix.is_empty() {
+        let tmp = root.join("tmp");
+        for (fname, ty) in read_dir_names(&tmp)? {
+            if ty.is_file() {
+                scan.leftovers.push(file_leftover(tmp.join(&fname)));
+            }
+        }
+    }
+    Ok(scan)
+}
+
+/// The entries and use records of one scope, whose `v1/` and `v1-used/` are in `dir`.
+fn scan_scope(root: &Path, scope: &Scope, key_prefix: &str, scan: &mut Scan) -> Result<(), Error> {
     for (pathset, ty) in read_dir_names(&root.join(FORMAT_DIR))? {
         if ty.is_dir() && is_pathset(&pathset) {
+            let name = EntryName {
+                scope: scope.clone(),
+                pathset: pathset.clone(),
+                key: String::new(),
+            };
             scan_entries(
                 &root.join(FORMAT_DIR).join(&pathset),
-                &pathset,
+                &name,
                 key_prefix,
-                &mut scan,
+                scan,
             )?;
         }
     }
@@ -187,6 +215,7 @@ fn scan_dir(root: &Path, key_prefix: &str) -> Result<Scan, Error> {
                 if let Some(key) = unescape(&fname).filter(|k| k.starts_with(key_prefix)) {
                     scan.uses.push(UseRecord {
                         name: EntryName {
+                            scope: scope.clone(),
                             pathset: pathset.clone(),
                             key,
                         },
@@ -196,19 +225,17 @@ fn scan_dir(root: &Path, key_prefix: &str) -> Result<Scan, Error> {
             }
         }
     }
-    if key_prefix.is_empty() {
-        let tmp = root.join("tmp");
-        for (fname, ty) in read_dir_names(&tmp)? {
-            if ty.is_file() {
-                scan.leftovers.push(file_leftover(tmp.join(&fname)));
-            }
-        }
-    }
-    Ok(scan)
+    Ok(())
 }
 
-/// Entries of one path-set directory into `scan`, and sidecars whose archive is gone.
-fn scan_entries(dir: &Path, pathset: &str, key_prefix: &str, scan: &mut Scan) -> Result<(), Error> {
+/// Entries of one path-set directory into `scan` (named as `dir_name` with each file's key),
+/// and sidecars whose archive is gone.
+fn scan_entries(
+    dir: &Path,
+    dir_name: &EntryName,
+    key_prefix: &str,
+    scan: &mut Scan,
+) -> Result<(), Error> {
     let files = read_dir_names(dir)?;
     let data: std::collections::HashSet<&str> = files
         .iter()
@@ -238,8 +265,8 @@ fn scan_entries(dir: &Path, pathset: &str, key_prefix: &str, scan: &mut Scan) ->
             .ok()
             .and_then(|b| serde_json::from_slice::<EntryMeta>(&b).ok());
         let name = EntryName {
-            pathset: pathset.to_owned(),
             key,
+            ..dir_name.clone()
         };
         scan.entries.push(Scanned {
             info: info_from(name, &md),
@@ -276,10 +303,15 @@ impl Store for LocalStore {
         .await
     }
 
-    async fn list(&self, pathset: &str, key_prefix: &str) -> Result<Vec<EntryInfo>, Error> {
-        let dir = self.dir(pathset);
+    async fn list(
+        &self,
+        scope: &Scope,
+        pathset: &str,
+        key_prefix: &str,
+    ) -> Result<Vec<EntryInfo>, Error> {
+        let dir = self.dir(scope, pathset);
         let prefix = escape(key_prefix);
-        let pathset = pathset.to_owned();
+        let (scope, pathset) = (scope.clone(), pathset.to_owned());
         blocking("list", move || {
             let mut out = Vec::new();
             for (fname, ty) in read_dir_names(&dir)? {
@@ -294,6 +326,7 @@ impl Store for LocalStore {
                     continue;
                 };
                 let name = EntryName {
+                    scope: scope.clone(),
                     pathset: pathset.clone(),
                     key,
                 };

@@ -5,7 +5,7 @@ pub mod local;
 pub mod s3;
 
 use crate::error::Hint;
-use crate::key::{EntryName, FORMAT_DIR};
+use crate::key::{EntryName, Scope, FORMAT_DIR};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -237,8 +237,14 @@ pub trait Store: Send + Sync + 'static {
     /// The entry if it exists.
     async fn head(&self, name: &EntryName) -> Result<Option<EntryInfo>, Error>;
 
-    /// Entries of one path set whose key starts with `key_prefix`, in no particular order.
-    async fn list(&self, pathset: &str, key_prefix: &str) -> Result<Vec<EntryInfo>, Error>;
+    /// Entries of one scope and path set whose key starts with `key_prefix`, in no particular
+    /// order.
+    async fn list(
+        &self,
+        scope: &Scope,
+        pathset: &str,
+        key_prefix: &str,
+    ) -> Result<Vec<EntryInfo>, Error>;
 
     /// Bytes `range` of the entry's archive object (`range.end` must not pass its size).
     async fn get_range(&self, name: &EntryName, range: Range<u64>) -> Result<Bytes, Error>;
@@ -264,7 +270,8 @@ pub trait Store: Send + Sync + 'static {
     /// cheap: one conditional write of an empty object, a no-op when the hour is already there.
     async fn record_use(&self, use_: &UseRecord) -> Result<(), Error>;
 
-    /// Every entry whose key starts with `key_prefix` (all path sets), their use records, and
+    /// Every entry whose key starts with `key_prefix` (all scopes and path sets), their use
+    /// records, and
     /// leftovers of interrupted saves. Lists with pagination; reads each matching entry's
     /// metadata (S3: one HEAD each, several in flight).
     async fn scan(&self, key_prefix: &str) -> Result<Scan, Error>;
@@ -372,34 +379,47 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
 /// Top directory of use records, next to `v1/` so entry listings never see them.
 pub const USED_DIR: &str = "v1-used";
 
-/// `v1-used/<pathset>/<stamp>/` + key (below the store prefix), the name of a use record.
+/// `[untrusted/<scope>/]v1-used/<pathset>/<stamp>/` + key (below the store prefix), the name
+/// of a use record; `key` is the key as the backend spells it in names.
 pub(crate) fn use_object_name(u: &UseRecord, key: &str) -> String {
-    format!("{USED_DIR}/{}/{}/{key}", u.name.pathset, u.stamp())
+    format!(
+        "{}{USED_DIR}/{}/{}/{key}",
+        u.name.scope.dir(),
+        u.name.pathset,
+        u.stamp()
+    )
 }
 
-/// Parses `v1-used/<pathset>/<stamp>/<key>` (key unescaped by the caller's backend).
-pub(crate) fn parse_use_name(rel: &str) -> Option<(String, u64, String)> {
+/// Parses `[untrusted/<scope>/]v1-used/<pathset>/<stamp>/<key>` (the key as the backend spells
+/// it; the caller unescapes).
+pub(crate) fn parse_use_name(rel: &str) -> Option<UseRecord> {
+    let (scope, rel) = Scope::split_dir(rel)?;
     let rest = rel.strip_prefix(USED_DIR)?.strip_prefix('/')?;
     let (pathset, rest) = rest.split_once('/')?;
     let (stamp, key) = rest.split_once('/')?;
     if pathset.len() != 16 || key.is_empty() {
         return None;
     }
-    Some((
-        pathset.to_owned(),
-        UseRecord::parse_stamp(stamp)?,
-        key.to_owned(),
-    ))
+    Some(UseRecord {
+        name: EntryName {
+            scope,
+            pathset: pathset.to_owned(),
+            key: key.to_owned(),
+        },
+        hour: UseRecord::parse_stamp(stamp)?,
+    })
 }
 
-/// Parses `v1/<pathset>/<key>` (below the store prefix) back into a name.
+/// Parses `[untrusted/<scope>/]v1/<pathset>/<key>` (below the store prefix) back into a name.
 pub(crate) fn parse_object_name(rel: &str) -> Option<EntryName> {
+    let (scope, rel) = Scope::split_dir(rel)?;
     let rest = rel.strip_prefix(FORMAT_DIR)?.strip_prefix('/')?;
     let (pathset, key) = rest.split_once('/')?;
     if pathset.len() != 16 || key.is_empty() {
         return None;
     }
     Some(EntryName {
+        scope,
         pathset: pathset.to_owned(),
         key: key.to_owned(),
     })
@@ -475,10 +495,19 @@ mod tests {
     #[test]
     fn object_names_round_trip() {
         let n = EntryName {
+            scope: Scope::Trusted,
             pathset: "0123456789abcdef".into(),
             key: "a/b-c".into(),
         };
-        assert_eq!(parse_object_name(&n.object_name()), Some(n));
+        assert_eq!(n.object_name(), "v1/0123456789abcdef/a/b-c");
+        assert_eq!(parse_object_name(&n.object_name()), Some(n.clone()));
+        let pr = EntryName {
+            scope: Scope::Untrusted("pr-7".into()),
+            ..n
+        };
+        assert_eq!(pr.object_name(), "untrusted/pr-7/v1/0123456789abcdef/a/b-c");
+        assert_eq!(parse_object_name(&pr.object_name()), Some(pr));
+        assert_eq!(parse_object_name("untrusted/v1/0123456789abcdef/k"), None);
         assert_eq!(parse_object_name("v1/short/k"), None);
         assert_eq!(parse_object_name("v2/0123456789abcdef/k"), None);
     }
@@ -501,6 +530,7 @@ mod tests {
     #[test]
     fn use_records_round_trip_through_their_names() {
         let name = EntryName {
+            scope: Scope::Trusted,
             pathset: "0123456789abcdef".into(),
             key: "npm/x-1".into(),
         };
@@ -509,10 +539,20 @@ mod tests {
         assert_eq!(u.stamp(), "2026112617");
         let obj = use_object_name(&u, &name.key);
         assert_eq!(obj, "v1-used/0123456789abcdef/2026112617/npm/x-1");
+        assert_eq!(parse_use_name(&obj), Some(u.clone()));
+        let pr = UseRecord {
+            name: EntryName {
+                scope: Scope::Untrusted("pr-7".into()),
+                ..name.clone()
+            },
+            ..u.clone()
+        };
+        let obj = use_object_name(&pr, &name.key);
         assert_eq!(
-            parse_use_name(&obj),
-            Some((name.pathset.clone(), u.hour, name.key.clone()))
+            obj,
+            "untrusted/pr-7/v1-used/0123456789abcdef/2026112617/npm/x-1"
         );
+        assert_eq!(parse_use_name(&obj), Some(pr));
         assert_eq!(
             crate::units::rfc3339(u.latest()),
             "2026-11-26T18:00:00Z",

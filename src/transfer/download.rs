@@ -6,7 +6,7 @@
 //! archive size.
 
 use super::{Error, Reporter};
-use crate::archive::footer::{Footer, FOOTER_LEN};
+use crate::archive::footer::{Footer, SignatureFrame, FOOTER_LEN, SIGNATURE_FRAME_LEN};
 use crate::key::EntryName;
 use crate::store::{self, Store};
 use crate::timings;
@@ -98,28 +98,49 @@ async fn fetch_range(
 }
 
 /// The blocking side of a restore: reads chunks in order, hashes every byte before the footer,
-/// and keeps the footer aside for `verify`.
+/// and keeps the footer aside for `verify`. The last [`SIGNATURE_FRAME_LEN`] bytes before the
+/// footer are kept too, with the digest of what precedes them: if the footer says the entry is
+/// signed, they are its signature frame and that digest is what the signature binds.
 pub(super) struct VerifyingReader {
     rx: mpsc::Receiver<Bytes>,
     cur: Bytes,
-    body_left: u64,
+    /// Object bytes before the footer, and how many of them were read so far.
+    body_len: u64,
+    pos: u64,
     hasher: blake3::Hasher,
+    /// Where a signature frame would start, and the hasher as it was there.
+    frame_start: Option<u64>,
+    before_frame: Option<blake3::Hasher>,
+    frame: Vec<u8>,
     footer: Vec<u8>,
+}
+
+/// What [`VerifyingReader::verify`] found at the end of the object.
+pub(super) struct Verified {
+    pub(super) footer: Footer,
+    /// The signature frame, and the digest of the bytes before it (the archive it signs).
+    pub(super) signature: Option<(SignatureFrame, [u8; 32])>,
 }
 
 impl VerifyingReader {
     pub(super) fn new(rx: mpsc::Receiver<Bytes>, object_size: u64) -> Self {
+        let body_len = object_size.saturating_sub(FOOTER_LEN as u64);
+        let frame_start = body_len.checked_sub(SIGNATURE_FRAME_LEN as u64);
         VerifyingReader {
             rx,
             cur: Bytes::new(),
-            body_left: object_size.saturating_sub(FOOTER_LEN as u64),
+            body_len,
+            pos: 0,
             hasher: blake3::Hasher::new(),
+            frame_start,
+            before_frame: (frame_start == Some(0)).then(blake3::Hasher::new),
+            frame: Vec::with_capacity(SIGNATURE_FRAME_LEN),
             footer: Vec::with_capacity(FOOTER_LEN),
         }
     }
 
     /// Reads what the decompressor left unread, then checks the digest against the footer.
-    pub(super) fn verify(mut self) -> Result<Footer, crate::archive::Error> {
+    pub(super) fn verify(mut self) -> Result<Verified, crate::archive::Error> {
         io::copy(&mut self, &mut io::sink()).map_err(crate::archive::Error::Stream)?;
         while let Some(b) = self.rx.blocking_recv() {
             self.footer.extend_from_slice(&b);
@@ -128,14 +149,26 @@ impl VerifyingReader {
         if self.hasher.finalize().as_bytes() != &footer.digest {
             return Err(crate::archive::Error::Digest);
         }
-        Ok(footer)
+        let signature = match (footer.signed, self.before_frame) {
+            (false, _) => None,
+            (true, Some(before)) => Some((
+                SignatureFrame::decode(&self.frame)?,
+                *before.finalize().as_bytes(),
+            )),
+            (true, None) => {
+                return Err(crate::archive::Error::Corrupt(
+                    "its footer says it is signed but it is too short to hold a signature".into(),
+                ))
+            }
+        };
+        Ok(Verified { footer, signature })
     }
 }
 
 impl Read for VerifyingReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.cur.is_empty() {
-            if self.body_left == 0 {
+            if self.pos == self.body_len {
                 return Ok(0);
             }
             match timings::FETCH_WAIT.time(|| self.rx.blocking_recv()) {
@@ -148,16 +181,27 @@ impl Read for VerifyingReader {
                 }
             }
             // Bytes past the body belong to the footer.
-            if self.cur.len() as u64 > self.body_left {
-                let tail = self.cur.split_off(self.body_left as usize);
+            let body_left = self.body_len - self.pos;
+            if self.cur.len() as u64 > body_left {
+                let tail = self.cur.split_off(body_left as usize);
                 self.footer.extend_from_slice(&tail);
             }
         }
-        let n = out.len().min(self.cur.len());
+        let mut n = out.len().min(self.cur.len());
+        // Stop at the start of a possible signature frame, to keep the hasher as it is there.
+        if let Some(start) = self.frame_start.filter(|&s| self.pos < s) {
+            n = n.min((start - self.pos) as usize);
+        }
         let chunk = self.cur.split_to(n);
         timings::HASH.time(|| self.hasher.update(&chunk));
+        if self.frame_start.is_some_and(|s| self.pos >= s) {
+            self.frame.extend_from_slice(&chunk);
+        }
         out[..n].copy_from_slice(&chunk);
-        self.body_left -= n as u64;
+        self.pos += n as u64;
+        if self.frame_start == Some(self.pos) {
+            self.before_frame = Some(self.hasher.clone());
+        }
         Ok(n)
     }
 }
@@ -188,7 +232,7 @@ mod tests {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let mut w = PartWriter::new(tx, 4096);
         w.write_all(&data).unwrap();
-        let size = w.finish(1, 2).unwrap();
+        let size = w.finish(1, 2, None).unwrap();
         assert_eq!(size, data.len() as u64 + FOOTER_LEN as u64);
         let mut parts = Vec::new();
         while let Ok(c) = rx.try_recv() {
@@ -213,8 +257,9 @@ mod tests {
         let mut back = Vec::new();
         r.read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
-        let f = r.verify().unwrap();
-        assert_eq!((f.tar_bytes, f.entries), (1, 2));
+        let v = r.verify().unwrap();
+        assert_eq!((v.footer.tar_bytes, v.footer.entries), (1, 2));
+        assert!(v.signature.is_none());
     }
 
     #[test]
@@ -222,7 +267,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(100);
         let mut w = PartWriter::new(tx, 1 << 20);
         w.write_all(&[5u8; 10_000]).unwrap();
-        let size = w.finish(0, 0).unwrap();
+        let size = w.finish(0, 0, None).unwrap();
         let Some(Chunk::Part(b)) = rx.try_recv().ok() else {
             panic!("one part")
         };

@@ -11,12 +11,14 @@
 mod download;
 mod upload;
 
+use crate::archive::footer::SignatureFrame;
 use crate::archive::pack::{self, PackStats};
 use crate::archive::place::{self, Staged};
 use crate::archive::unpack::{self, UnpackStats};
 use crate::error::Hint;
-use crate::key::{CacheKey, EntryName, PathSet};
+use crate::key::{CacheKey, EntryName, PathSet, Scope};
 use crate::outcome::RestoreOutcome;
+use crate::sign::{PublicKey, Signature, SigningKey, Statement};
 use crate::store::{self, EntryInfo, EntryMeta, PutOutcome, Store};
 use crate::{archive, timings};
 use std::path::PathBuf;
@@ -57,6 +59,61 @@ pub struct Options {
     /// How long a lookup (the listing of a restore, the existence check of a save) may go
     /// unanswered before the store counts as unreachable. Transfers are not bounded by it.
     pub lookup_timeout: Duration,
+    /// What a restore demands of an entry's signature.
+    pub signatures: SignaturePolicy,
+}
+
+/// What a restore demands of entries' signatures (docs/FORMAT.md, "Signatures"). Whatever the
+/// policy, a signature present that does not match its entry refuses the entry: it was copied
+/// under another name or its bytes were changed.
+#[derive(Debug, Clone, Default)]
+pub struct SignaturePolicy {
+    /// The keys whose signatures are trusted (`[trust] public-keys`).
+    pub keys: Vec<PublicKey>,
+    /// Entries of these scopes must be signed by one of `keys` (`[trust] require-signature`).
+    pub required_in: Vec<Scope>,
+}
+
+impl SignaturePolicy {
+    /// Whether `entry` (of path set `paths`), with the signature found at its end, may be used.
+    ///
+    /// Errors: [`archive::Error::Untrusted`] saying why not.
+    pub fn check(
+        &self,
+        entry: &EntryName,
+        paths: &PathSet,
+        found: Option<(Signature, [u8; 32])>,
+    ) -> Result<(), archive::Error> {
+        let required = self.required_in.contains(&entry.scope);
+        let Some((signature, digest)) = found else {
+            return if required {
+                Err(archive::Error::Untrusted(format!(
+                    "it is not signed, and [trust] require-signature wants entries of scope `{}` signed",
+                    entry.scope
+                )))
+            } else {
+                Ok(())
+            };
+        };
+        let statement = Statement {
+            scope: &entry.scope,
+            paths: paths.paths(),
+            key: &entry.key,
+            digest,
+        };
+        if !signature.matches(&statement) {
+            return Err(archive::Error::Untrusted(
+                "its signature does not match its key, scope, path set or bytes: it was copied, renamed or modified".into(),
+            ));
+        }
+        if required && !self.keys.contains(&signature.public_key) {
+            return Err(archive::Error::Untrusted(format!(
+                "it is signed by {}, which is not one of [trust] public-keys",
+                signature.public_key
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A store that has not answered a lookup in this long will not answer in time to help the
@@ -72,6 +129,7 @@ impl Default for Options {
             overwrite: false,
             unpack_workers: unpack_workers(),
             lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
+            signatures: SignaturePolicy::default(),
         }
     }
 }
@@ -145,6 +203,8 @@ pub struct SaveRequest {
     /// Directories and files never archived (besides the store's own directory and
     /// cachectl's staging and state files, always left out).
     pub exclude: Vec<PathBuf>,
+    /// Signs the entry (docs/FORMAT.md, "Signatures") when given.
+    pub signer: Option<Arc<SigningKey>>,
 }
 
 /// What [`save_tree`] did.
@@ -225,8 +285,13 @@ pub async fn save_tree(
         // Never the store's own directory, wherever it is in the tree.
         let mut exclude = req.exclude;
         exclude.extend(store.local_root());
+        let signer = req.signer.map(|key| Signer {
+            key,
+            name: req.name.clone(),
+            paths: req.meta.paths.clone(),
+        });
         let (outcome, packed) = pack_and_upload(
-            store, &req.name, &req.meta, present, exclude, opts, reporter,
+            store, &req.name, &req.meta, present, exclude, signer, opts, reporter,
         )
         .await?;
         match outcome {
@@ -237,12 +302,36 @@ pub async fn save_tree(
     Ok(Saved { result, missing })
 }
 
+/// A signing key and the entry it signs.
+struct Signer {
+    key: Arc<SigningKey>,
+    name: EntryName,
+    paths: Vec<String>,
+}
+
+impl Signer {
+    fn frame(&self, digest: [u8; 32]) -> SignatureFrame {
+        let signature = self.key.sign(&Statement {
+            scope: &self.name.scope,
+            paths: &self.paths,
+            key: &self.name.key,
+            digest,
+        });
+        SignatureFrame {
+            public_key: signature.public_key.to_bytes(),
+            signature: signature.bytes,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn pack_and_upload(
     store: Arc<dyn Store>,
     name: &EntryName,
     meta: &EntryMeta,
     roots: Vec<(usize, PathBuf)>,
     exclude: Vec<PathBuf>,
+    signer: Option<Signer>,
     opts: &Options,
     reporter: Arc<dyn Reporter>,
 ) -> Result<(PutOutcome, Packed), Error> {
@@ -270,8 +359,14 @@ async fn pack_and_upload(
             timings::COMPRESS.add(std::time::Duration::from_secs_f64(busy));
         }
         let sink = enc.finish().map_err(stream_err)?;
+        let sign = signer.map(|s| move |digest| s.frame(digest));
         let bytes = sink
-            .finish(stats.tar_bytes, stats.entries)
+            .finish(
+                stats.tar_bytes,
+                stats.entries,
+                sign.as_ref()
+                    .map(|f| f as &dyn Fn([u8; 32]) -> SignatureFrame),
+            )
             .map_err(stream_err)?;
         Ok(Packed { bytes, stats })
     });
@@ -291,18 +386,22 @@ async fn pack_and_upload(
 
 /// The entries a restore may use, best first: the exact key (`Hit`), then for each of
 /// `restore_keys` in order, the entries whose key starts with it, newest first (`Partial`).
-/// Only entries saved with the same path set are candidates. Lists lazily: a restore that
-/// hits lists once; later prefixes are listed only when every earlier candidate was refused.
+/// Each of these steps looks in `scopes` in order (an untrusted build: its own scope, then the
+/// trusted one), so an exact hit anywhere beats a partial one. Only entries saved with the same
+/// path set are candidates. Lists lazily: a restore that hits lists once; later steps are
+/// listed only when every earlier candidate was refused.
 ///
 /// Errors: the store's. A missing bucket is an error, never a miss (a listing says
 /// NoSuchBucket where a HEAD would answer a bare 404).
 pub struct Candidates<'a> {
     store: &'a dyn Store,
     timeout: Duration,
-    exact: EntryName,
+    scopes: &'a [Scope],
+    pathset: String,
+    key: CacheKey,
     restore_keys: &'a [CacheKey],
-    /// Restore keys listed so far; `None` until the exact key is.
-    listed: Option<usize>,
+    /// (step, scope) listings done so far; step 0 is the exact key, step i the restore key i-1.
+    listed: usize,
     queue: std::collections::VecDeque<(EntryInfo, RestoreOutcome)>,
     seen: std::collections::HashSet<EntryName>,
 }
@@ -310,6 +409,7 @@ pub struct Candidates<'a> {
 impl<'a> Candidates<'a> {
     pub fn new(
         store: &'a dyn Store,
+        scopes: &'a [Scope],
         paths: &PathSet,
         key: &CacheKey,
         restore_keys: &'a [CacheKey],
@@ -317,9 +417,11 @@ impl<'a> Candidates<'a> {
         Candidates {
             store,
             timeout: DEFAULT_LOOKUP_TIMEOUT,
-            exact: EntryName::new(paths, key),
+            scopes,
+            pathset: paths.digest(),
+            key: key.clone(),
             restore_keys,
-            listed: None,
+            listed: 0,
             queue: Default::default(),
             seen: Default::default(),
         }
@@ -337,7 +439,7 @@ impl<'a> Candidates<'a> {
     pub async fn next(&mut self) -> Result<Option<(EntryInfo, RestoreOutcome)>, Error> {
         let t = Instant::now();
         let timeout = self.timeout;
-        let what = format!("look up `{}` in {}", self.exact.key, self.store.describe());
+        let what = format!("look up `{}` in {}", self.key, self.store.describe());
         let next = bounded(timeout, || what, self.fill()).await;
         timings::LOOKUP.add(t.elapsed());
         next
@@ -348,18 +450,22 @@ impl<'a> Candidates<'a> {
             if let Some(c) = self.queue.pop_front() {
                 return Ok(Some(c));
             }
-            let (prefix, outcome) = match self.listed {
-                None => (self.exact.key.clone(), RestoreOutcome::Hit),
-                Some(i) if i < self.restore_keys.len() => (
-                    self.restore_keys[i].as_str().to_owned(),
-                    RestoreOutcome::Partial,
-                ),
-                Some(_) => return Ok(None),
+            let scopes = self.scopes.len().max(1);
+            let (step, scope) = (self.listed / scopes, self.listed % scopes);
+            let Some(scope) = self.scopes.get(scope) else {
+                return Ok(None);
             };
-            self.listed = Some(self.listed.map_or(0, |i| i + 1));
-            let mut found = self.store.list(&self.exact.pathset, &prefix).await?;
+            let (prefix, outcome) = match step {
+                0 => (self.key.as_str(), RestoreOutcome::Hit),
+                i if i <= self.restore_keys.len() => {
+                    (self.restore_keys[i - 1].as_str(), RestoreOutcome::Partial)
+                }
+                _ => return Ok(None),
+            };
+            self.listed += 1;
+            let mut found = self.store.list(scope, &self.pathset, prefix).await?;
             if outcome == RestoreOutcome::Hit {
-                found.retain(|e| e.name == self.exact);
+                found.retain(|e| e.name.key == self.key.as_str());
             }
             // Newest first; ties (same second) by key, so the choice is deterministic.
             found.sort_by(|a, b| {
@@ -379,11 +485,12 @@ impl<'a> Candidates<'a> {
 /// The best candidate (see [`Candidates`]): `Hit`, `Partial`, or `None` for a miss.
 pub async fn lookup(
     store: &dyn Store,
+    scopes: &[Scope],
     paths: &PathSet,
     key: &CacheKey,
     restore_keys: &[CacheKey],
 ) -> Result<Option<(EntryInfo, RestoreOutcome)>, Error> {
-    Candidates::new(store, paths, key, restore_keys)
+    Candidates::new(store, scopes, paths, key, restore_keys)
         .next()
         .await
 }
@@ -414,6 +521,7 @@ async fn bounded<T>(
 pub async fn restore_entry(
     store: Arc<dyn Store>,
     entry: &EntryInfo,
+    paths: &PathSet,
     dests: Vec<(PathBuf, Placement)>,
     opts: &Options,
     reporter: Arc<dyn Reporter>,
@@ -421,6 +529,7 @@ pub async fn restore_entry(
     let first = restore_once(
         Arc::clone(&store),
         entry,
+        paths,
         dests.clone(),
         opts,
         Arc::clone(&reporter),
@@ -433,7 +542,7 @@ pub async fn restore_entry(
             reporter.on_retry(
                 "the archive arrived damaged (its blake3 digest did not match); fetching it again",
             );
-            match restore_once(store, entry, dests, opts, reporter).await {
+            match restore_once(store, entry, paths, dests, opts, reporter).await {
                 Err(Error::Archive(archive::Error::Digest)) => {
                     Err(Error::Archive(archive::Error::Corrupt(
                         "its blake3 digest does not match the footer in two downloads: \
@@ -451,7 +560,8 @@ pub async fn restore_entry(
         Error::Archive(
             source @ (archive::Error::Refused { .. }
             | archive::Error::Corrupt(_)
-            | archive::Error::Digest),
+            | archive::Error::Digest
+            | archive::Error::Untrusted(_)),
         ) => Error::BadEntry {
             key: entry.name.key.clone(),
             source,
@@ -463,6 +573,7 @@ pub async fn restore_entry(
 async fn restore_once(
     store: Arc<dyn Store>,
     entry: &EntryInfo,
+    paths: &PathSet,
     dests: Vec<(PathBuf, Placement)>,
     opts: &Options,
     reporter: Arc<dyn Reporter>,
@@ -482,7 +593,7 @@ async fn restore_once(
     })
     .await?;
     let roots: Vec<PathBuf> = staged.iter().map(Staged::root).collect();
-    let unpacked = fetch_and_unpack(store, entry, roots, opts, reporter).await;
+    let unpacked = fetch_and_unpack(store, entry, paths, roots, opts, reporter).await;
     let placed = blocking("move into place", move || {
         let stats = unpacked?;
         let t = Instant::now();
@@ -516,6 +627,7 @@ async fn restore_once(
 async fn fetch_and_unpack(
     store: Arc<dyn Store>,
     entry: &EntryInfo,
+    paths: &PathSet,
     roots: Vec<PathBuf>,
     opts: &Options,
     reporter: Arc<dyn Reporter>,
@@ -524,6 +636,7 @@ async fn fetch_and_unpack(
     let (tx, rx) = mpsc::channel(2);
     let size = entry.size;
     let workers = opts.unpack_workers;
+    let (policy, name, paths) = (opts.signatures.clone(), entry.name.clone(), paths.clone());
     let unpacker = tokio::task::spawn_blocking(move || -> Result<UnpackStats, Error> {
         let reader = download::VerifyingReader::new(rx, size);
         let mut decoder =
@@ -537,7 +650,7 @@ async fn fetch_and_unpack(
         let reader = decoder.finish().into_inner();
         let stats = match unpacked {
             Ok(stats) => {
-                let footer = reader.verify()?;
+                let download::Verified { footer, signature } = reader.verify()?;
                 if footer.entries != stats.entries {
                     return Err(archive::Error::Corrupt(format!(
                         "footer promises {} entries, the archive holds {}",
@@ -552,6 +665,24 @@ async fn fetch_and_unpack(
                     ))
                     .into());
                 }
+                let signature = match signature {
+                    Some((frame, digest)) => Some((
+                        Signature {
+                            public_key: PublicKey::from_bytes(&frame.public_key).ok_or_else(
+                                || {
+                                    archive::Error::Untrusted(
+                                        "its signature frame holds no valid ed25519 public key"
+                                            .into(),
+                                    )
+                                },
+                            )?,
+                            bytes: frame.signature,
+                        },
+                        digest,
+                    )),
+                    None => None,
+                };
+                policy.check(&name, &paths, signature)?;
                 stats
             }
             // What failed to decode or was refused may be bytes damaged on the way: the digest

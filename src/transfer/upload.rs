@@ -7,7 +7,7 @@
 //! archive size.
 
 use super::{Error, Reporter};
-use crate::archive::footer::{Footer, FOOTER_LEN};
+use crate::archive::footer::{Footer, SignatureFrame, FOOTER_LEN};
 use crate::key::EntryName;
 use crate::store::{self, EntryMeta, PutOutcome, Store, Upload};
 use crate::timings;
@@ -92,12 +92,24 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Appends the footer, sends the last part and the end marker. Returns the object size.
-    pub(super) fn finish(mut self, tar_bytes: u64, entries: u64) -> io::Result<u64> {
+    /// Appends the signature frame `sign` makes of the archive's digest (when signing), then
+    /// the footer; sends the last part and the end marker. Returns the object size.
+    pub(super) fn finish(
+        mut self,
+        tar_bytes: u64,
+        entries: u64,
+        sign: Option<&dyn Fn([u8; 32]) -> SignatureFrame>,
+    ) -> io::Result<u64> {
+        if let Some(sign) = sign {
+            let frame = sign(*self.hasher.finalize().as_bytes()).encode();
+            // The footer's digest covers every byte before it, the signature frame included.
+            self.write_all(&frame)?;
+        }
         let footer = Footer {
             digest: *self.hasher.finalize().as_bytes(),
             tar_bytes,
             entries,
+            signed: sign.is_some(),
         };
         self.push(&footer.encode())?;
         self.written += FOOTER_LEN as u64;
@@ -266,7 +278,12 @@ mod tests {
         async fn head(&self, _: &EntryName) -> Result<Option<store::EntryInfo>, store::Error> {
             unreachable!("upload never looks up")
         }
-        async fn list(&self, _: &str, _: &str) -> Result<Vec<store::EntryInfo>, store::Error> {
+        async fn list(
+            &self,
+            _: &crate::key::Scope,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<store::EntryInfo>, store::Error> {
             unreachable!("upload never lists")
         }
         async fn get_range(&self, _: &EntryName, _: Range<u64>) -> Result<Bytes, store::Error> {
@@ -304,6 +321,7 @@ mod tests {
             tx.send(chunk).await.unwrap();
         }
         let name = EntryName {
+            scope: crate::key::Scope::Trusted,
             pathset: "0123456789abcdef".into(),
             key: "k".into(),
         };
@@ -347,7 +365,7 @@ mod tests {
         for _ in 0..10 {
             w.write_all(&[1u8; 3000]).unwrap();
         }
-        w.finish(0, 0).unwrap();
+        w.finish(0, 0, None).unwrap();
         let mut sizes = Vec::new();
         while let Ok(Chunk::Part(p)) = rx.try_recv() {
             sizes.push(p.len());

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use cachectl::key::EntryName;
+use cachectl::key::{EntryName, Scope};
 use cachectl::store::local::LocalStore;
 use cachectl::store::s3::S3Store;
 use cachectl::store::{EntryMeta, PutOutcome, Removal, Store, Upload, UseRecord};
@@ -82,10 +82,12 @@ contract!(
     list_sees_exactly_the_committed_entries_of_a_path_set_and_prefix,
     get_range_at_the_ends,
     scan_reads_the_metadata_as_written,
+    scopes_keep_their_entries_and_uses_apart,
 );
 
 fn name(pathset: &str, key: &str) -> EntryName {
     EntryName {
+        scope: Scope::Trusted,
         pathset: pathset.into(),
         key: key.into(),
     }
@@ -116,7 +118,7 @@ async fn read_all(store: &dyn Store, n: &EntryName) -> Bytes {
 }
 
 async fn keys(store: &dyn Store, pathset: &str, prefix: &str) -> BTreeSet<String> {
-    let listed = store.list(pathset, prefix).await.unwrap();
+    let listed = store.list(&Scope::Trusted, pathset, prefix).await.unwrap();
     for e in &listed {
         assert_eq!(e.name.pathset, pathset, "listed from another path set");
     }
@@ -449,4 +451,102 @@ async fn scan_reads_the_metadata_as_written(store: Arc<dyn Store>) {
     assert_eq!(scan.entries[0].info.name, n);
     assert_eq!(scan.entries[0].info.size, 10);
     assert_eq!(scan.entries[0].meta.as_ref(), Some(&written));
+}
+
+async fn scopes_keep_their_entries_and_uses_apart(store: Arc<dyn Store>) {
+    let pr = |n: &str| Scope::Untrusted(n.into());
+    let in_scope = |scope: &Scope, key: &str| EntryName {
+        scope: scope.clone(),
+        ..name(PS1, key)
+    };
+    let scopes = [Scope::Trusted, pr("pr-1"), pr("pr-2")];
+    for (i, scope) in scopes.iter().enumerate() {
+        let n = in_scope(scope, "npm-a");
+        let outcome = store
+            .put(&n, &meta("npm-a"), bytes(i as u8, 10 + i), false)
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            PutOutcome::Created,
+            "the same key in scope {scope}"
+        );
+    }
+    store
+        .put(
+            &in_scope(&pr("pr-1"), "npm-b"),
+            &meta("npm-b"),
+            bytes(9, 3),
+            false,
+        )
+        .await
+        .unwrap();
+    for (i, scope) in scopes.iter().enumerate() {
+        let n = in_scope(scope, "npm-a");
+        assert_eq!(store.head(&n).await.unwrap().unwrap().size, 10 + i as u64);
+        assert_eq!(read_all(store.as_ref(), &n).await, bytes(i as u8, 10 + i));
+    }
+    let listed = |scope: Scope| {
+        let store = Arc::clone(&store);
+        async move {
+            let found = store.list(&scope, PS1, "npm-").await.unwrap();
+            assert!(found.iter().all(|e| e.name.scope == scope), "{found:?}");
+            found
+                .into_iter()
+                .map(|e| e.name.key)
+                .collect::<BTreeSet<_>>()
+        }
+    };
+    assert_eq!(listed(Scope::Trusted).await, set(&["npm-a"]));
+    assert_eq!(listed(pr("pr-1")).await, set(&["npm-a", "npm-b"]));
+    assert_eq!(listed(pr("pr-2")).await, set(&["npm-a"]));
+    assert_eq!(listed(pr("pr-3")).await, set(&[]));
+
+    let now = SystemTime::now();
+    store
+        .record_use(&UseRecord::at(in_scope(&pr("pr-1"), "npm-a"), now))
+        .await
+        .unwrap();
+    store
+        .record_use(&UseRecord::at(in_scope(&Scope::Trusted, "npm-a"), now))
+        .await
+        .unwrap();
+    let scan = store.scan("").await.unwrap();
+    let mut entries: Vec<(String, String)> = scan
+        .entries
+        .iter()
+        .map(|e| (e.info.name.scope.to_string(), e.info.name.key.clone()))
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            ("pr-1", "npm-a"),
+            ("pr-1", "npm-b"),
+            ("pr-2", "npm-a"),
+            ("trusted", "npm-a")
+        ]
+        .map(|(s, k)| (s.to_owned(), k.to_owned()))
+    );
+    let mut uses: Vec<String> = scan.uses.iter().map(|u| u.name.scope.to_string()).collect();
+    uses.sort();
+    assert_eq!(uses, ["pr-1", "trusted"]);
+
+    let gone = store
+        .remove(&[Removal::Entry(in_scope(&pr("pr-1"), "npm-a"))])
+        .await;
+    assert!(gone.iter().all(Result::is_ok), "{gone:?}");
+    assert!(store
+        .head(&in_scope(&pr("pr-1"), "npm-a"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        store
+            .head(&in_scope(&Scope::Trusted, "npm-a"))
+            .await
+            .unwrap()
+            .is_some(),
+        "removing a scope's entry leaves the trusted one"
+    );
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::ops::Range;
 
 use bytes::Bytes;
-use cachectl::key::{CacheKey, EntryName, PathSet};
+use cachectl::key::{CacheKey, EntryName, PathSet, Scope};
 use cachectl::outcome::RestoreOutcome;
 use cachectl::store::local::LocalStore;
 use cachectl::store::s3::S3Store;
@@ -54,8 +54,8 @@ impl Store for FlipsFirstRead {
     async fn head(&self, n: &EntryName) -> Result<Option<EntryInfo>, store::Error> {
         self.inner.head(n).await
     }
-    async fn list(&self, ps: &str, p: &str) -> Result<Vec<EntryInfo>, store::Error> {
-        self.inner.list(ps, p).await
+    async fn list(&self, s: &Scope, ps: &str, p: &str) -> Result<Vec<EntryInfo>, store::Error> {
+        self.inner.list(s, ps, p).await
     }
     async fn get_range(&self, n: &EntryName, r: Range<u64>) -> Result<Bytes, store::Error> {
         let bytes = self.inner.get_range(n, r.clone()).await?;
@@ -106,7 +106,7 @@ fn a_bit_flipped_in_transit_is_fetched_again_not_blamed_on_the_entry() {
     let paths = PathSet::new(&["deps"]).unwrap();
     let key = CacheKey::new("flip-1").unwrap();
     let request = SaveRequest {
-        name: EntryName::new(&paths, &key),
+        name: EntryName::new(&Scope::Trusted, &paths, &key),
         meta: EntryMeta {
             format: 1,
             key: key.to_string(),
@@ -117,6 +117,7 @@ fn a_bit_flipped_in_transit_is_fetched_again_not_blamed_on_the_entry() {
         },
         roots: vec![src],
         exclude: vec![],
+        signer: None,
     };
     runtime.block_on(async {
         let opts = Options::default();
@@ -127,7 +128,7 @@ fn a_bit_flipped_in_transit_is_fetched_again_not_blamed_on_the_entry() {
             inner,
             flipped: Default::default(),
         });
-        let (entry, _) = transfer::lookup(store.as_ref(), &paths, &key, &[])
+        let (entry, _) = transfer::lookup(store.as_ref(), &[Scope::Trusted], &paths, &key, &[])
             .await
             .unwrap()
             .unwrap();
@@ -136,6 +137,7 @@ fn a_bit_flipped_in_transit_is_fetched_again_not_blamed_on_the_entry() {
         transfer::restore_entry(
             store,
             &entry,
+            &paths,
             vec![(dest.clone(), Placement::Replace)],
             &opts,
             seen.clone(),
@@ -191,7 +193,7 @@ fn round_trip_on(runtime: &tokio::runtime::Runtime, store: Arc<dyn Store>, root:
     let paths = PathSet::new(&["node_modules"]).unwrap();
     let key = CacheKey::new("npm-linux-x64-0123abcd").unwrap();
     let request = SaveRequest {
-        name: EntryName::new(&paths, &key),
+        name: EntryName::new(&Scope::Trusted, &paths, &key),
         meta: EntryMeta {
             format: 1,
             key: key.to_string(),
@@ -202,6 +204,7 @@ fn round_trip_on(runtime: &tokio::runtime::Runtime, store: Arc<dyn Store>, root:
         },
         roots: vec![src.clone()],
         exclude: vec![],
+        signer: None,
     };
     // Small parts, so the upload is a real multipart one with several parts in flight.
     let opts = Options {
@@ -239,10 +242,16 @@ fn round_trip_on(runtime: &tokio::runtime::Runtime, store: Arc<dyn Store>, root:
 
         let fallback = [CacheKey::new("npm-linux-x64-").unwrap()];
         let missed = CacheKey::new("npm-linux-x64-ffff0000").unwrap();
-        let (entry, outcome) = transfer::lookup(store.as_ref(), &paths, &missed, &fallback)
-            .await
-            .unwrap()
-            .expect("the prefix matches");
+        let (entry, outcome) = transfer::lookup(
+            store.as_ref(),
+            &[Scope::Trusted],
+            &paths,
+            &missed,
+            &fallback,
+        )
+        .await
+        .unwrap()
+        .expect("the prefix matches");
         assert_eq!(outcome, RestoreOutcome::Partial);
         assert_eq!(entry.name.key, key.as_str());
         assert_eq!(entry.size, packed.bytes);
@@ -252,6 +261,7 @@ fn round_trip_on(runtime: &tokio::runtime::Runtime, store: Arc<dyn Store>, root:
         let restored = transfer::restore_entry(
             store,
             &entry,
+            &paths,
             vec![(dest.clone(), Placement::Replace)],
             &opts,
             down.clone(),

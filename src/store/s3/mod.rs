@@ -10,7 +10,7 @@ use super::{
     Store, Upload, UseRecord,
 };
 use crate::aws::{self, iam, Kind, Service};
-use crate::key::EntryName;
+use crate::key::{EntryName, Scope};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
@@ -165,8 +165,14 @@ impl Store for S3Store {
         }))
     }
 
-    async fn list(&self, pathset: &str, key_prefix: &str) -> Result<Vec<EntryInfo>, Error> {
+    async fn list(
+        &self,
+        scope: &Scope,
+        pathset: &str,
+        key_prefix: &str,
+    ) -> Result<Vec<EntryInfo>, Error> {
         let rel = EntryName {
+            scope: scope.clone(),
             pathset: pathset.to_owned(),
             key: key_prefix.to_owned(),
         }

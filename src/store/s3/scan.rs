@@ -7,7 +7,7 @@ use crate::aws::{self, iam, Service};
 use crate::key::EntryName;
 use crate::store::{
     parse_object_name, parse_use_name, use_object_name, EntryInfo, EntryMeta, Error, Leftover,
-    LeftoverKind, Removal, Scan, Scanned, UseRecord,
+    LeftoverKind, Removal, Scan, Scanned,
 };
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
@@ -22,33 +22,31 @@ impl S3Store {
     /// [`Store::scan`]: paginated listings of entries and use records, stale multipart
     /// uploads, then one HEAD per matching entry for its metadata.
     pub(super) async fn scan_all(&self, key_prefix: &str) -> Result<Scan, Error> {
-        let mut infos = Vec::new();
-        self.list_under(
-            &format!("{}/", crate::key::FORMAT_DIR),
-            |rel, size, modified| {
-                if let Some(name) = parse_object_name(rel).filter(|n| n.key.starts_with(key_prefix))
-                {
+        let (mut infos, mut uses) = (Vec::new(), Vec::new());
+        let mut visit = |rel: &str, size, modified| {
+            if let Some(name) = parse_object_name(rel) {
+                if name.key.starts_with(key_prefix) {
                     infos.push(EntryInfo {
                         name,
                         size,
                         modified,
                     });
                 }
-            },
-        )
-        .await?;
-        let mut uses = Vec::new();
-        self.list_under(&format!("{}/", crate::store::USED_DIR), |rel, _, _| {
-            if let Some((pathset, hour, key)) = parse_use_name(rel) {
-                if key.starts_with(key_prefix) {
-                    uses.push(UseRecord {
-                        name: EntryName { pathset, key },
-                        hour,
-                    });
+            } else if let Some(used) = parse_use_name(rel) {
+                if used.name.key.starts_with(key_prefix) {
+                    uses.push(used);
                 }
             }
-        })
-        .await?;
+        };
+        // The trusted scope's entries and use records, then every untrusted scope's (both
+        // kinds of object live under `untrusted/<scope>/`).
+        for top in [
+            crate::key::FORMAT_DIR,
+            crate::store::USED_DIR,
+            crate::key::UNTRUSTED_DIR,
+        ] {
+            self.list_under(&format!("{top}/"), &mut visit).await?;
+        }
         let mut warnings = Vec::new();
         let leftovers = if key_prefix.is_empty() {
             match self.stale_uploads().await? {
@@ -188,12 +186,27 @@ impl S3Store {
             .and_then(|out| out.metadata().and_then(meta_from_headers)))
     }
 
-    /// Multipart uploads under `<prefix>v1/` that were never completed or aborted; `None` when
-    /// the server does not implement the listing (some S3-compatible servers): entries can
-    /// still be pruned, and such uploads are left to the server's own cleanup.
+    /// Multipart uploads under `<prefix>v1/` and `<prefix>untrusted/` that were never
+    /// completed or aborted; `None` when the server does not implement the listing (some
+    /// S3-compatible servers): entries can still be pruned, and such uploads are left to the
+    /// server's own cleanup.
     async fn stale_uploads(&self) -> Result<Option<Vec<Leftover>>, Error> {
-        let prefix = format!("{}{}/", self.prefix, crate::key::FORMAT_DIR);
         let mut out = Vec::new();
+        for top in [crate::key::FORMAT_DIR, crate::key::UNTRUSTED_DIR] {
+            match self.stale_uploads_under(top, &mut out).await? {
+                Some(()) => {}
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    async fn stale_uploads_under(
+        &self,
+        top: &str,
+        out: &mut Vec<Leftover>,
+    ) -> Result<Option<()>, Error> {
+        let prefix = format!("{}{top}/", self.prefix);
         let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
         loop {
             let page = match self
@@ -234,12 +247,12 @@ impl S3Store {
                 });
             }
             if page.is_truncated() != Some(true) {
-                return Ok(Some(out));
+                return Ok(Some(()));
             }
             key_marker = page.next_key_marker().map(str::to_owned);
             id_marker = page.next_upload_id_marker().map(str::to_owned);
             if key_marker.is_none() && id_marker.is_none() {
-                return Ok(Some(out));
+                return Ok(Some(()));
             }
         }
     }
