@@ -267,11 +267,16 @@ pub struct PruneArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub max_age: Option<Duration>,
 
+    /// Delete entries of untrusted scopes (pull requests) created longer ago than DUR
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub max_age_untrusted: Option<Duration>,
+
     /// Delete entries not restored for this long (never restored: since creation), e.g. `14d`
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub max_unused: Option<Duration>,
 
-    /// Keep at least the N newest entries of each key family, whatever the other rules say
+    /// Keep at least the N newest entries of each key family (in each scope), whatever the
+    /// other rules say
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
 
@@ -301,13 +306,21 @@ pub struct LsArgs {
     /// Only keys starting with this
     #[arg(value_name = "PREFIX", default_value = "")]
     pub prefix: String,
+
+    /// Only entries of this scope (`trusted`, or an untrusted scope's name such as `pr-42`)
+    #[arg(long, value_name = "SCOPE", value_parser = Scope::parse_arg)]
+    pub scope: Option<Scope>,
 }
 
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// Keys to delete (every path set saved under each key)
-    #[arg(value_name = "KEY", value_parser = CacheKey::parse_arg, required_unless_present = "prefix", conflicts_with = "prefix")]
+    /// Keys to delete (every path set and scope saved under each key)
+    #[arg(value_name = "KEY", value_parser = CacheKey::parse_arg, required_unless_present_any = ["prefix", "scope"], conflicts_with = "prefix")]
     pub keys: Vec<CacheKey>,
+
+    /// Only entries of this scope; alone, every entry of it (a closed pull request's `pr-42`)
+    #[arg(long, value_name = "SCOPE", value_parser = Scope::parse_arg)]
+    pub scope: Option<Scope>,
 
     /// Delete every entry whose key starts with PREFIX
     #[arg(long, value_name = "PREFIX", value_parser = CacheKey::parse_prefix_arg)]

@@ -43,6 +43,7 @@ impl Record {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "key": self.name.key,
+            "scope": self.name.scope.as_str(),
             "pathset": self.name.pathset,
             "size": self.size,
             "created": rfc3339(self.created),
@@ -62,7 +63,7 @@ impl Record {
 /// A scan, digested.
 #[derive(Debug, Default)]
 pub struct Inventory {
-    /// Sorted by key, then path set.
+    /// Sorted by key, then scope (trusted first), then path set.
     pub records: Vec<Record>,
     /// Use records no policy needs: all but the newest of an entry, and those whose entry is
     /// gone (with the hour they record, so callers can spare recent ones).
@@ -111,8 +112,11 @@ impl Inventory {
             })
             .collect();
         records.sort_by(|a, b| {
-            (a.name.key.as_str(), a.name.pathset.as_str())
-                .cmp(&(b.name.key.as_str(), b.name.pathset.as_str()))
+            (a.name.key.as_str(), &a.name.scope, a.name.pathset.as_str()).cmp(&(
+                b.name.key.as_str(),
+                &b.name.scope,
+                b.name.pathset.as_str(),
+            ))
         });
         let live: std::collections::HashSet<&EntryName> = records.iter().map(|r| &r.name).collect();
         let (kept, orphans): (HashMap<_, _>, HashMap<_, _>) =

@@ -4,7 +4,8 @@
 //! Order of judgement, per entry:
 //! 1. `min-age` protects anything created or used more recently (a save finishing, a restore
 //!    in progress); `keep-last N` protects the N newest entries of each family.
-//! 2. `max-age` (by creation) and `max-unused` (by last use) delete what they match.
+//! 2. `max-age` (by creation), `max-age-untrusted` (by creation, entries of untrusted scopes
+//!    only) and `max-unused` (by last use) delete what they match.
 //! 3. `max-total-size` then deletes the least recently used of the rest until the store fits.
 //!
 //! Protection beats every deleting rule, so a store can stay over its size budget when only
@@ -23,6 +24,9 @@ pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rules {
     pub max_age: Option<Duration>,
+    /// Like `max_age`, for entries of untrusted scopes (pull requests) only: they are worth
+    /// less once their pull request has moved on.
+    pub max_age_untrusted: Option<Duration>,
     pub max_unused: Option<Duration>,
     pub keep_last: Option<u32>,
     pub max_total_size: Option<u64>,
@@ -37,13 +41,17 @@ impl Rules {
 
     /// Whether any rule deletes entries (keep-last and min-age only protect).
     pub fn deletes_anything(&self) -> bool {
-        self.max_age.is_some() || self.max_unused.is_some() || self.max_total_size.is_some()
+        self.max_age.is_some()
+            || self.max_age_untrusted.is_some()
+            || self.max_unused.is_some()
+            || self.max_total_size.is_some()
     }
 
     /// Each rule from `over` where set, else from `self`.
     pub fn overridden_by(&self, over: &Rules) -> Rules {
         Rules {
             max_age: over.max_age.or(self.max_age),
+            max_age_untrusted: over.max_age_untrusted.or(self.max_age_untrusted),
             max_unused: over.max_unused.or(self.max_unused),
             keep_last: over.keep_last.or(self.keep_last),
             max_total_size: over.max_total_size.or(self.max_total_size),
@@ -58,6 +66,7 @@ impl Rules {
 #[allow(clippy::enum_variant_names)]
 pub enum Reason {
     MaxAge,
+    MaxAgeUntrusted,
     MaxUnused,
     MaxTotalSize,
 }
@@ -66,6 +75,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::MaxAge => "max-age",
+            Reason::MaxAgeUntrusted => "max-age-untrusted",
             Reason::MaxUnused => "max-unused",
             Reason::MaxTotalSize => "max-total-size",
         }
@@ -119,9 +129,14 @@ pub fn plan(records: &[Record], rules: &Rules, as_of: SystemTime) -> Plan {
         })
         .collect();
     if let Some(n) = rules.keep_last.filter(|n| *n > 0) {
-        let mut families: HashMap<&str, Vec<usize>> = HashMap::new();
+        // Per scope: a pull request's entries never count towards (or against) the trusted
+        // ones of the same family.
+        let mut families: HashMap<(&crate::key::Scope, &str), Vec<usize>> = HashMap::new();
         for (i, r) in records.iter().enumerate() {
-            families.entry(r.family.as_str()).or_default().push(i);
+            families
+                .entry((&r.name.scope, r.family.as_str()))
+                .or_default()
+                .push(i);
         }
         for members in families.values_mut() {
             members.sort_by(|&a, &b| newer_first(&records[a], &records[b]));
@@ -137,6 +152,12 @@ pub fn plan(records: &[Record], rules: &Rules, as_of: SystemTime) -> Plan {
         .map(|(r, p)| {
             let reason = if rules.max_age.is_some_and(|m| age(as_of, r.created) > m) {
                 Some(Reason::MaxAge)
+            } else if !r.name.scope.is_trusted()
+                && rules
+                    .max_age_untrusted
+                    .is_some_and(|m| age(as_of, r.created) > m)
+            {
+                Some(Reason::MaxAgeUntrusted)
             } else if rules
                 .max_unused
                 .is_some_and(|m| age(as_of, r.last_used()) > m)
@@ -216,6 +237,7 @@ impl Hint for RulesError {
 /// `[prune]` keys, as in cachectl.toml.
 pub const CONFIG_KEYS: &[&str] = &[
     "max-age",
+    "max-age-untrusted",
     "max-unused",
     "keep-last",
     "max-total-size",
@@ -241,6 +263,7 @@ fn read_rules(t: &toml::Table, origin: &str) -> Result<Rules, String> {
         };
         match k.as_str() {
             "max-age" => rules.max_age = Some(duration()?),
+            "max-age-untrusted" => rules.max_age_untrusted = Some(duration()?),
             "max-unused" => rules.max_unused = Some(duration()?),
             "min-age" => rules.min_age = Some(duration()?),
             "keep-last" => {
@@ -374,6 +397,48 @@ mod tests {
     }
 
     #[test]
+    fn max_age_untrusted_deletes_only_untrusted_scopes_and_keep_last_counts_per_scope() {
+        let pr = |mut r: Record, scope: &str| {
+            r.name.scope = crate::key::Scope::Untrusted(scope.into());
+            r
+        };
+        let r = vec![
+            rec("npm-1", "npm", 10, 0, None),
+            pr(rec("npm-1", "npm", 10, 1, None), "pr-7"),
+            pr(rec("npm-2", "npm", 10, 9, None), "pr-7"),
+            pr(rec("npm-3", "npm", 10, 2, None), "pr-8"),
+        ];
+        let rules = Rules {
+            max_age_untrusted: Some(DAY * 5),
+            ..Rules::default()
+        };
+        let p = plan(&r, &rules, at(10));
+        assert_eq!(
+            p.verdicts,
+            [
+                Verdict::Keep,
+                Verdict::Delete(Reason::MaxAgeUntrusted),
+                Verdict::Keep,
+                Verdict::Delete(Reason::MaxAgeUntrusted),
+            ]
+        );
+        let kept = Rules {
+            keep_last: Some(1),
+            ..rules
+        };
+        assert_eq!(
+            plan(&r, &kept, at(10)).verdicts,
+            [
+                Verdict::Keep,
+                Verdict::Delete(Reason::MaxAgeUntrusted),
+                Verdict::Keep,
+                Verdict::Protected(Protection::KeepLast),
+            ],
+            "keep-last keeps the newest of each family in each scope"
+        );
+    }
+
+    #[test]
     fn keep_last_beats_max_age_and_size() {
         let r = store();
         let rules = Rules {
@@ -443,7 +508,7 @@ mod tests {
     #[test]
     fn config_table_and_overrides() {
         let t: toml::Table = toml::from_str(
-            "max-age = \"30d\"\nmax-unused = \"7d\"\nkeep-last = 2\nmax-total-size = \"10GiB\"\nmin-age = \"2h\"",
+            "max-age = \"30d\"\nmax-age-untrusted = \"3d\"\nmax-unused = \"7d\"\nkeep-last = 2\nmax-total-size = \"10GiB\"\nmin-age = \"2h\"",
         )
         .unwrap();
         let from_file = rules_from_table(&t, "cachectl.toml").unwrap();
@@ -451,6 +516,7 @@ mod tests {
             from_file,
             Rules {
                 max_age: Some(DAY * 30),
+                max_age_untrusted: Some(DAY * 3),
                 max_unused: Some(DAY * 7),
                 keep_last: Some(2),
                 max_total_size: Some(10 << 30),
@@ -529,6 +595,7 @@ mod tests {
             )
                 .prop_map(|(a, u, k, s, m)| Rules {
                     max_age: a.map(|d| DAY * d as u32),
+                    max_age_untrusted: None,
                     max_unused: u.map(|d| DAY * d as u32),
                     keep_last: k,
                     max_total_size: s,

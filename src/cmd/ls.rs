@@ -1,4 +1,5 @@
-//! `cachectl ls [PREFIX]`: every entry with size, creation, last use, family and paths.
+//! `cachectl ls [PREFIX] [--scope SCOPE]`: every entry with its scope, size, creation, last use,
+//! family and paths.
 
 use super::{Error, ExitStatus};
 use crate::cli::{GlobalArgs, LsArgs};
@@ -9,7 +10,10 @@ use std::time::SystemTime;
 
 pub async fn run(g: &GlobalArgs, args: LsArgs) -> Result<ExitStatus, Error> {
     let store = super::open_store(g.store.as_deref()).await?;
-    let inv = Inventory::load(store.as_ref(), &args.prefix).await?;
+    let mut inv = Inventory::load(store.as_ref(), &args.prefix).await?;
+    if let Some(scope) = &args.scope {
+        inv.records.retain(|r| &r.name.scope == scope);
+    }
     let now = crate::time::now();
     if g.json {
         let entries: Vec<_> = inv.records.iter().map(|r| r.to_json()).collect();
@@ -39,11 +43,20 @@ pub async fn run(g: &GlobalArgs, args: LsArgs) -> Result<ExitStatus, Error> {
             human_age(now.duration_since(t).unwrap_or_default())
         )
     };
-    let header = ["KEY", "SIZE", "CREATED", "LAST USED", "FAMILY", "PATHS"];
+    let header = [
+        "KEY",
+        "SCOPE",
+        "SIZE",
+        "CREATED",
+        "LAST USED",
+        "FAMILY",
+        "PATHS",
+    ];
     let rows: Vec<Vec<String>> = std::iter::once(header.map(String::from).to_vec())
         .chain(inv.records.iter().map(|r| {
             vec![
                 r.name.key.clone(),
+                r.name.scope.to_string(),
                 human_bytes(r.size),
                 ago(r.created),
                 r.used.map_or_else(|| "never".to_owned(), ago),
@@ -52,7 +65,10 @@ pub async fn run(g: &GlobalArgs, args: LsArgs) -> Result<ExitStatus, Error> {
             ]
         }))
         .collect();
-    output::print(&output::table(&rows, &[Align::Left, Align::Right]))?;
+    output::print(&output::table(
+        &rows,
+        &[Align::Left, Align::Left, Align::Right],
+    ))?;
     output::say(&format!(
         "{}, {} in {}",
         count(inv.records.len() as u64, "entry", "entries"),

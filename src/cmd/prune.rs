@@ -25,6 +25,7 @@ pub async fn run(g: &GlobalArgs, args: PruneArgs) -> Result<ExitStatus, Error> {
         super::blocking(move || read_config(config.as_deref(), &cwd)).await?;
     let rules = file_rules.overridden_by(&Rules {
         max_age: args.max_age,
+        max_age_untrusted: args.max_age_untrusted,
         max_unused: args.max_unused,
         keep_last: args.keep_last,
         max_total_size: args.max_total_size,
@@ -33,7 +34,7 @@ pub async fn run(g: &GlobalArgs, args: PruneArgs) -> Result<ExitStatus, Error> {
     if !rules.deletes_anything() {
         return Err(Error::usage(
             "prune has no rule that deletes anything",
-            Some("pass --max-age, --max-unused or --max-total-size, or set them under [prune] in cachectl.toml".into()),
+            Some("pass --max-age, --max-age-untrusted, --max-unused or --max-total-size, or set them under [prune] in cachectl.toml".into()),
         ));
     }
     let as_of = args.as_of.unwrap_or_else(crate::time::now);
@@ -203,6 +204,12 @@ fn why(r: &Record, reason: Reason, rules: &Rules, as_of: SystemTime) -> String {
             "created {} ago, over max-age {}",
             ago(r.created),
             compact(rules.max_age.unwrap_or_default())
+        ),
+        Reason::MaxAgeUntrusted => format!(
+            "untrusted scope {}, created {} ago, over max-age-untrusted {}",
+            r.name.scope,
+            ago(r.created),
+            compact(rules.max_age_untrusted.unwrap_or_default())
         ),
         Reason::MaxUnused => format!(
             "{used} (created {} ago), over max-unused {}",
@@ -419,6 +426,7 @@ impl Outcome<'_> {
             "outcome": if t.failed == 0 { "ok" } else { "error" },
             "rules": {
                 "max_age": rules.max_age.map(compact),
+                "max_age_untrusted": rules.max_age_untrusted.map(compact),
                 "max_unused": rules.max_unused.map(compact),
                 "keep_last": rules.keep_last,
                 "max_total_size": rules.max_total_size,

@@ -1,5 +1,6 @@
-//! `cachectl rm KEY...` / `cachectl rm --prefix PREFIX`: drop entries on purpose (a bad cache,
-//! a poisoned one). Deletes every path set saved under a key, and the entry's use records.
+//! `cachectl rm KEY...` / `cachectl rm --prefix PREFIX` / `cachectl rm --scope SCOPE`: drop
+//! entries on purpose (a bad cache, a poisoned one, a closed pull request's). Deletes every path
+//! set (and, without `--scope`, every scope) saved under a key, and the entries' use records.
 
 use super::{Error, ExitStatus};
 use crate::cli::{GlobalArgs, RmArgs};
@@ -23,7 +24,10 @@ pub async fn run(g: &GlobalArgs, args: RmArgs) -> Result<ExitStatus, Error> {
     let doomed: Vec<_> = inv
         .records
         .iter()
-        .filter(|r| args.prefix.is_some() || wanted.contains(r.name.key.as_str()))
+        .filter(|r| {
+            args.prefix.is_some() || keys.is_empty() || wanted.contains(r.name.key.as_str())
+        })
+        .filter(|r| args.scope.as_ref().is_none_or(|s| &r.name.scope == s))
         .collect();
     let found: HashSet<&str> = doomed.iter().map(|r| r.name.key.as_str()).collect();
     let not_found: Vec<&str> = keys
@@ -57,7 +61,7 @@ pub async fn run(g: &GlobalArgs, args: RmArgs) -> Result<ExitStatus, Error> {
         match outcome {
             Some(Err(e)) => {
                 output::error(&format!("delete {}", r.name.key), e);
-                failed.push(serde_json::json!({ "key": r.name.key, "pathset": r.name.pathset, "error": chain(e) }));
+                failed.push(serde_json::json!({ "key": r.name.key, "scope": r.name.scope.as_str(), "pathset": r.name.pathset, "error": chain(e) }));
             }
             _ => {
                 let verb = if args.dry_run {
@@ -66,8 +70,13 @@ pub async fn run(g: &GlobalArgs, args: RmArgs) -> Result<ExitStatus, Error> {
                     "deleted"
                 };
                 say(&format!(
-                    "{verb} {} ({}) {}",
+                    "{verb} {}{} ({}) {}",
                     r.name.key,
+                    if r.name.scope.is_trusted() {
+                        String::new()
+                    } else {
+                        format!(" [scope {}]", r.name.scope)
+                    },
                     r.paths_label(),
                     human_bytes(r.size)
                 ));
@@ -76,17 +85,23 @@ pub async fn run(g: &GlobalArgs, args: RmArgs) -> Result<ExitStatus, Error> {
             }
         }
     }
+    let in_scope = args
+        .scope
+        .as_ref()
+        .map_or_else(String::new, |s| format!(" of scope {s}"));
     for k in &not_found {
         output::error_line(
-            &format!("no entry with key `{k}` in {}", store.describe()),
+            &format!("no entry{in_scope} with key `{k}` in {}", store.describe()),
             Some("`cachectl ls PREFIX` lists the keys there are"),
         );
     }
     if args.prefix.is_some() && doomed.is_empty() {
         say(&format!(
-            "no entry has a key starting `{scan_prefix}` in {}",
+            "no entry{in_scope} has a key starting `{scan_prefix}` in {}",
             store.describe()
         ));
+    } else if keys.is_empty() && args.prefix.is_none() && doomed.is_empty() {
+        say(&format!("no entry{in_scope} in {}", store.describe()));
     } else {
         say(&format!(
             "{} {}, {}",

@@ -24,3 +24,4 @@ mod prune;
 mod s3_errors;
 mod store;
 mod store_layout;
+mod trust;
