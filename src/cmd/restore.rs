@@ -221,7 +221,11 @@ async fn restore_one(
     let name = &job.name;
     match result {
         Ok(()) => {
-            let matched = report.matched_key.as_deref().unwrap_or("");
+            let mut matched = report.matched_key.clone().unwrap_or_default();
+            // An untrusted build says which scope the entry came from.
+            if let (false, Some(scope)) = (trust.scope.is_trusted(), &report.matched_scope) {
+                matched = format!("{matched} (scope {scope})");
+            }
             let verb = if args.lookup_only {
                 "found"
             } else {
