@@ -53,5 +53,7 @@ pub const SIGNING_KEY: &str = "CACHECTL_SIGNING_KEY";
 /// CodeBuild's webhook trigger: `pr/42`, `branch/main`, `tag/v1.2`; unset for builds not started
 /// by a webhook.
 pub const CODEBUILD_WEBHOOK_TRIGGER: &str = "CODEBUILD_WEBHOOK_TRIGGER";
+/// What CodeBuild builds: a commit, a branch, or `pr/42` for a pull request's code.
+pub const CODEBUILD_SOURCE_VERSION: &str = "CODEBUILD_SOURCE_VERSION";
 /// CodeBuild's webhook event: `PUSH`, `PULL_REQUEST_CREATED`, `PULL_REQUEST_UPDATED`, …
 pub const CODEBUILD_WEBHOOK_EVENT: &str = "CODEBUILD_WEBHOOK_EVENT";

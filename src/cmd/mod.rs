@@ -227,6 +227,7 @@ fn build_scope(trust: &TrustSettings, args: &TransferArgs) -> (Scope, String) {
         explicit: args.scope.clone(),
         webhook_trigger: var(crate::env::CODEBUILD_WEBHOOK_TRIGGER),
         webhook_event: var(crate::env::CODEBUILD_WEBHOOK_EVENT),
+        source_version: var(crate::env::CODEBUILD_SOURCE_VERSION),
     })
 }
 

@@ -153,13 +153,16 @@ pub struct BuildEnv {
     pub webhook_trigger: Option<String>,
     /// `CODEBUILD_WEBHOOK_EVENT`: `PUSH`, `PULL_REQUEST_CREATED`, …
     pub webhook_event: Option<String>,
+    /// `CODEBUILD_SOURCE_VERSION`: `pr/42` when a pull request's code is built, also when a
+    /// build of it was started by hand rather than by the webhook.
+    pub source_version: Option<String>,
 }
 
 impl TrustSettings {
     /// The build's scope, and what decided it (for the report: `CODEBUILD_WEBHOOK_TRIGGER=pr/42`).
     ///
-    /// In order: `--scope`/`CACHECTL_SCOPE`; a pull-request webhook build (trigger `pr/N` or an
-    /// event `PULL_REQUEST_*`) is untrusted as `pr-N`; a trigger matching `untrusted-refs`, or
+    /// In order: `--scope`/`CACHECTL_SCOPE`; a pull-request build (webhook trigger or source
+    /// version `pr/N`, or an event `PULL_REQUEST_*`) is untrusted as `pr-N`; a trigger matching `untrusted-refs`, or
     /// matching none of `trusted-refs` when those are given, is untrusted in a scope named
     /// after the ref; every other build (a push, a schedule, a build started by hand) is
     /// trusted.
@@ -171,6 +174,16 @@ impl TrustSettings {
         let because_trigger = |t: &str| format!("{}={t}", crate::env::CODEBUILD_WEBHOOK_TRIGGER);
         if let Some(t) = trigger.filter(|t| t.starts_with("pr/")) {
             return (ref_scope(t), because_trigger(t));
+        }
+        if let Some(v) = env
+            .source_version
+            .as_deref()
+            .filter(|v| v.starts_with("pr/"))
+        {
+            return (
+                ref_scope(v),
+                format!("{}={v}", crate::env::CODEBUILD_SOURCE_VERSION),
+            );
         }
         if let Some(e) = env
             .webhook_event
@@ -254,6 +267,7 @@ mod tests {
             explicit: None,
             webhook_trigger: trigger.map(str::to_owned),
             webhook_event: event.map(str::to_owned),
+            source_version: None,
         }
     }
 
@@ -331,6 +345,24 @@ mod tests {
                 "by hand, guarded",
                 &guarded,
                 env(None, None),
+                Scope::Trusted,
+            ),
+            (
+                "a pull request built by hand",
+                &plain,
+                BuildEnv {
+                    source_version: Some("pr/9".into()),
+                    ..env(None, None)
+                },
+                untrusted("pr-9"),
+            ),
+            (
+                "a commit built by hand",
+                &guarded,
+                BuildEnv {
+                    source_version: Some("0123abcd".into()),
+                    ..env(None, None)
+                },
                 Scope::Trusted,
             ),
             (
