@@ -203,6 +203,19 @@ fn a_pull_request_saves_into_its_own_scope_and_starts_from_trusted_entries(f: Fi
         ("npm-1", "trusted")
     );
 
+    // A pull request's code built by hand (no webhook) is that pull request's build too.
+    let by_hand = f.dir("by-hand");
+    let run = f
+        .restore("npm-2", &by_hand)
+        .env("CODEBUILD_SOURCE_VERSION", "pr/42")
+        .paths(["deps"])
+        .run();
+    let json = run.expect(0, "hit");
+    assert_eq!(
+        (str_of(&json, "scope"), str_of(&json, "matched_scope")),
+        ("pr-42", "pr-42")
+    );
+
     // --scope / CACHECTL_SCOPE decide over the webhook variables.
     let flagged = f.dir("flagged");
     let run = f
