@@ -11,7 +11,8 @@
 //! read-accounts = ["111122223333"]   # other accounts that may restore
 //! write-accounts = []                # other accounts that may also save
 //! attach-roles = ["ci-build"]        # existing roles given the read-write policy
-//! attach-read-only-roles = ["ci-pr"] # existing roles given the read-only policy
+//! attach-read-only-roles = ["ci-ro"] # existing roles given the read-only policy
+//! attach-pull-request-roles = ["ci-pr"] # existing roles given the pull-request policy
 //! schedule = "rate(1 day)"           # when the prune project runs (EventBridge)
 //! log-retention-days = 30            # of the prune project's logs
 //! alarm-topic = "arn:aws:sns:…"      # told when a prune build fails
@@ -49,6 +50,7 @@ const KEYS: &[&str] = &[
     "write-accounts",
     "attach-roles",
     "attach-read-only-roles",
+    "attach-pull-request-roles",
     "schedule",
     "log-retention-days",
     "alarm-topic",
@@ -105,6 +107,7 @@ pub struct ProvisionSettings {
     /// IAM role names.
     pub attach_roles: Vec<String>,
     pub attach_read_only_roles: Vec<String>,
+    pub attach_pull_request_roles: Vec<String>,
     /// An EventBridge schedule expression, `rate(...)` or `cron(...)`.
     pub schedule: String,
     pub log_retention_days: u32,
@@ -128,6 +131,7 @@ impl Default for ProvisionSettings {
             write_accounts: Vec::new(),
             attach_roles: Vec::new(),
             attach_read_only_roles: Vec::new(),
+            attach_pull_request_roles: Vec::new(),
             schedule: DEFAULT_SCHEDULE.to_owned(),
             log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
             alarm_topic: None,
@@ -361,6 +365,9 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
             "attach-read-only-roles" => {
                 s.attach_read_only_roles = strings(&valid_role_name, "IAM role name")?
             }
+            "attach-pull-request-roles" => {
+                s.attach_pull_request_roles = strings(&valid_role_name, "IAM role name")?
+            }
             "schedule" => {
                 let e = string()?;
                 let shaped = |f: &str| e.starts_with(&format!("{f}(")) && e.ends_with(')');
@@ -403,6 +410,20 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
             }
             _ => return Err(src.unknown_key(&path, key, label, KEYS)),
         }
+    }
+    // Attached to one role, the read-write policy would hand a pull-request build everything
+    // the pull-request policy withholds.
+    if let Some(r) = s
+        .attach_pull_request_roles
+        .iter()
+        .find(|r| s.attach_roles.contains(r))
+    {
+        return Err(src.invalid(
+            &path,
+            "attach-pull-request-roles",
+            label,
+            &format!("role `{r}` is also in `attach-roles`; list a pull-request role in one of them only"),
+        ));
     }
     // Projects become CloudFormation logical ids of letters and digits, words capitalised; two
     // names that differ only in `-`, `_` or a word's first letter's case would collide.
@@ -595,6 +616,11 @@ mod tests {
             "file order"
         );
         assert_eq!(parse("").unwrap(), None);
+
+        let s = parse("[provision]\nattach-pull-request-roles = [\"ci-pr\"]\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.attach_pull_request_roles, ["ci-pr"]);
     }
 
     #[test]
@@ -615,6 +641,8 @@ mod tests {
             ("role arn", "[provision]\nrole-arn = \"arn:aws:iam::1:role/x\"\n", "`role-arn` must be an IAM role ARN"),
             ("region", "[provision]\nregion = \"moon 1\"\n", "`region` must be a region name like \"eu-west-1\""),
             ("alarm topic", "[provision]\nalarm-topic = \"ops\"\n", "`alarm-topic` must be an SNS topic ARN"),
+            ("pr role", "[provision]\nattach-pull-request-roles = [\"ci pr\"]\n", "`attach-pull-request-roles` index 0: `ci pr` is not a valid IAM role name"),
+            ("pr role also read-write", "[provision]\nattach-roles = [\"ci\"]\nattach-pull-request-roles = [\"ci\"]\n", "cachectl.toml:3:29: [provision]: `attach-pull-request-roles` role `ci` is also in `attach-roles`; list a pull-request role in one of them only"),
         ];
         for (name, text, want) in cases {
             let got = parse(text).expect_err(name);

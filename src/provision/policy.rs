@@ -1,6 +1,6 @@
 //! IAM policy documents of the stack: the managed policies users attach (read-write, read-only,
-//! prune) and the roles' documents. Actions come from the same lists the fail-open hints quote
-//! (`aws::iam`).
+//! pull-request, prune) and the roles' documents. Actions come from the same lists the
+//! fail-open hints quote (`aws::iam`).
 
 use super::cfn::{sub, tags};
 use crate::aws::iam;
@@ -30,6 +30,9 @@ pub(super) struct Arns {
     pub(super) cache_objects: Value,
     /// Last-use records (docs/FORMAT.md, "Last use").
     pub(super) use_records: Value,
+    /// Every untrusted scope's entries and use records (`untrusted/<scope>/…`): all a
+    /// pull-request build may write besides the use records of trusted entries.
+    pub(super) untrusted_objects: Value,
     /// install.sh and the binaries.
     pub(super) install_objects: Value,
 }
@@ -41,6 +44,10 @@ impl Arns {
             bucket: sub(bucket),
             cache_objects: sub(&format!("{bucket}/{prefix}/*")),
             use_records: sub(&format!("{bucket}/{prefix}/v1-used/*")),
+            untrusted_objects: sub(&format!(
+                "{bucket}/{prefix}/{}/*",
+                crate::key::UNTRUSTED_DIR
+            )),
             install_objects: sub(&format!(
                 "{bucket}/{}/*",
                 crate::config::provision::INSTALL_PREFIX

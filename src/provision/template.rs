@@ -29,6 +29,7 @@ pub mod outputs {
     pub const BUCKET: &str = "Bucket";
     pub const READ_WRITE_POLICY: &str = "ReadWritePolicyArn";
     pub const READ_ONLY_POLICY: &str = "ReadOnlyPolicyArn";
+    pub const PULL_REQUEST_POLICY: &str = "PullRequestPolicyArn";
     pub const PRUNE_POLICY: &str = "PrunePolicyArn";
     pub const PRUNE_PROJECT: &str = "PruneProject";
     pub const DASHBOARD: &str = "Dashboard";
@@ -278,22 +279,48 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
             inputs.namespace,
         ),
     );
+    // Restoring records the use of what it restored, so both restore-only policies write
+    // use records (and GenerateDataKey on SSE-KMS for them).
+    let record_use = allow("RecordUse", &[iam::S3_PUT_OBJECT], arns.use_records.clone());
     add(
         "ReadOnlyPolicy",
         managed_policy(
             PolicySpec {
                 name_suffix: "read-only",
+                // A managed policy's Description is immutable (replacing a named policy fails
+                // the update), so this text stays as deployed; the output's says what it is for.
                 description:
                     "cachectl restore only (untrusted builds): reads entries, records their use",
                 object_actions: &[iam::S3_GET_OBJECT],
-                extra: vec![allow(
-                    "RecordUse",
-                    &[iam::S3_PUT_OBJECT],
-                    arns.use_records.clone(),
-                )],
+                extra: vec![record_use.clone()],
                 bucket_actions: &[],
                 kms_actions: &[KMS_DECRYPT, KMS_GENERATE_DATA_KEY],
                 roles: &s.attach_read_only_roles,
+            },
+            inputs.settings,
+            inputs.namespace,
+        ),
+    );
+    add(
+        "PullRequestPolicy",
+        managed_policy(
+            PolicySpec {
+                name_suffix: "pull-request",
+                description:
+                    "cachectl for pull-request builds: restore, and save under untrusted/ only",
+                object_actions: &[iam::S3_GET_OBJECT],
+                extra: vec![
+                    record_use,
+                    // Every untrusted scope lives under this one prefix (src/key.rs).
+                    allow(
+                        "SaveUntrusted",
+                        &[iam::S3_PUT_OBJECT, iam::S3_ABORT_MULTIPART_UPLOAD],
+                        arns.untrusted_objects.clone(),
+                    ),
+                ],
+                bucket_actions: &[],
+                kms_actions: &[KMS_DECRYPT, KMS_GENERATE_DATA_KEY],
+                roles: &s.attach_pull_request_roles,
             },
             inputs.settings,
             inputs.namespace,
@@ -450,7 +477,8 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
         outputs::STORE: export(outputs::STORE, sub(&format!("s3://${{{BUCKET}}}/{}", s.prefix)), "CACHECTL_STORE for builds"),
         outputs::BUCKET: export(outputs::BUCKET, json!({ "Ref": BUCKET }), "The cache bucket (CACHE_BUCKET for builds)"),
         outputs::READ_WRITE_POLICY: export(outputs::READ_WRITE_POLICY, json!({ "Ref": "ReadWritePolicy" }), "Attach to build roles that restore and save"),
-        outputs::READ_ONLY_POLICY: export(outputs::READ_ONLY_POLICY, json!({ "Ref": "ReadOnlyPolicy" }), "Attach to untrusted build roles (pull requests): restore only"),
+        outputs::READ_ONLY_POLICY: export(outputs::READ_ONLY_POLICY, json!({ "Ref": "ReadOnlyPolicy" }), "Attach to build roles that only restore (never save)"),
+        outputs::PULL_REQUEST_POLICY: export(outputs::PULL_REQUEST_POLICY, json!({ "Ref": "PullRequestPolicy" }), "Attach to pull-request build roles: restore, save under untrusted/ only"),
         outputs::PRUNE_POLICY: export(outputs::PRUNE_POLICY, json!({ "Ref": "PrunePolicy" }), "What cachectl prune and rm need"),
         outputs::PRUNE_PROJECT: export(outputs::PRUNE_PROJECT, json!(prune), "The scheduled prune project"),
         outputs::DASHBOARD: export(outputs::DASHBOARD, sub(&format!(
@@ -483,6 +511,7 @@ pub fn expected_outputs(
         (outputs::BUCKET, bucket.to_owned()),
         (outputs::READ_WRITE_POLICY, policy("read-write")),
         (outputs::READ_ONLY_POLICY, policy("read-only")),
+        (outputs::PULL_REQUEST_POLICY, policy("pull-request")),
         (outputs::PRUNE_POLICY, policy("prune")),
         (outputs::PRUNE_PROJECT, prune_project_name(&s.stack)),
         (
@@ -590,7 +619,8 @@ mod tests {
                 "attach-roles",
                 ProvisionSettings {
                     attach_roles: vec!["ci-build".into()],
-                    attach_read_only_roles: vec!["ci-pull-requests".into()],
+                    attach_read_only_roles: vec!["ci-restore-only".into()],
+                    attach_pull_request_roles: vec!["ci-pull-requests".into()],
                     ..d()
                 },
             ),
@@ -781,7 +811,7 @@ mod tests {
                 .count();
             assert_eq!(
                 kms_statements,
-                if s.kms_key.is_some() { 3 } else { 0 },
+                if s.kms_key.is_some() { 4 } else { 0 },
                 "{name}"
             );
 
@@ -863,6 +893,10 @@ mod tests {
         );
         assert_eq!(
             t["Resources"]["ReadOnlyPolicy"]["Properties"]["Roles"],
+            json!(["ci-restore-only"])
+        );
+        assert_eq!(
+            t["Resources"]["PullRequestPolicy"]["Properties"]["Roles"],
             json!(["ci-pull-requests"])
         );
         assert!(t["Resources"]["PrunePolicy"]["Properties"]
@@ -902,5 +936,102 @@ mod tests {
             "{spec}"
         );
         assert!(spec.contains("sh /tmp/cachectl-install.sh"), "{spec}");
+    }
+
+    /// The actions of every Allow statement of `doc`, with the statement's resource.
+    fn grants(doc: &Value) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for st in doc["Statement"].as_array().unwrap() {
+            assert_eq!(st["Effect"], "Allow", "{st}");
+            for a in st["Action"].as_array().unwrap() {
+                out.push((a.as_str().unwrap().to_owned(), st["Resource"].clone()));
+            }
+        }
+        out
+    }
+
+    /// The pull-request policy, statement by statement: read the prefix, record uses, write
+    /// under untrusted/ and nowhere else, delete nothing.
+    #[test]
+    fn the_pull_request_policy_writes_only_under_untrusted() {
+        let t = rendered(&ProvisionSettings::default());
+        let p = &t["Resources"]["PullRequestPolicy"]["Properties"];
+        assert_eq!(p["ManagedPolicyName"], "cachectl-pull-request");
+        assert!(p.get("Roles").is_none());
+        let bucket = "arn:${AWS::Partition}:s3:::${CacheBucket}";
+        assert_eq!(
+            p["PolicyDocument"],
+            json!({
+                "Version": "2012-10-17",
+                "Statement": [
+                    { "Sid": "CacheObjects", "Effect": "Allow", "Action": ["s3:GetObject"],
+                      "Resource": { "Fn::Sub": format!("{bucket}/cache/*") } },
+                    { "Sid": "RecordUse", "Effect": "Allow", "Action": ["s3:PutObject"],
+                      "Resource": { "Fn::Sub": format!("{bucket}/cache/v1-used/*") } },
+                    { "Sid": "SaveUntrusted", "Effect": "Allow",
+                      "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                      "Resource": { "Fn::Sub": format!("{bucket}/cache/untrusted/*") } },
+                    { "Sid": "ListCachePrefix", "Effect": "Allow", "Action": ["s3:ListBucket"],
+                      "Resource": { "Fn::Sub": bucket },
+                      "Condition": { "StringLike": { "s3:prefix": ["cache/*"] } } },
+                    { "Sid": "InstallCachectl", "Effect": "Allow", "Action": ["s3:GetObject"],
+                      "Resource": { "Fn::Sub": format!("{bucket}/cachectl/*") } },
+                    { "Sid": "PublishMetrics", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"],
+                      "Resource": "*",
+                      "Condition": { "StringEquals": { "cloudwatch:namespace": "Cachectl" } } },
+                ],
+            })
+        );
+
+        // Whatever the prefix and encryption: writes land under untrusted/ (or are use records
+        // of trusted entries), never under v1/, and nothing is deleted.
+        for (name, s) in cases() {
+            let t = rendered(&s);
+            let doc = &t["Resources"]["PullRequestPolicy"]["Properties"]["PolicyDocument"];
+            let untrusted = json!({ "Fn::Sub": format!("{bucket}/{}/untrusted/*", s.prefix) });
+            let used = json!({ "Fn::Sub": format!("{bucket}/{}/v1-used/*", s.prefix) });
+            let writes: Vec<(String, Value)> = grants(doc)
+                .into_iter()
+                .filter(|(a, _)| !a.starts_with("kms:"))
+                .filter(|(a, _)| {
+                    ![
+                        iam::S3_GET_OBJECT,
+                        iam::S3_LIST_BUCKET,
+                        iam::CLOUDWATCH_PUT_METRIC_DATA,
+                    ]
+                    .contains(&a.as_str())
+                })
+                .collect();
+            assert_eq!(
+                writes,
+                [
+                    (iam::S3_PUT_OBJECT.to_owned(), used),
+                    (iam::S3_PUT_OBJECT.to_owned(), untrusted.clone()),
+                    (iam::S3_ABORT_MULTIPART_UPLOAD.to_owned(), untrusted),
+                ],
+                "{name}"
+            );
+            let text = doc.to_string();
+            assert!(!text.contains("s3:Delete"), "{name}: {text}");
+            assert!(!text.contains("/v1/"), "{name}: {text}");
+        }
+        // The untrusted prefix is the one the store writes untrusted scopes to.
+        assert!(to_text(&t).contains(&format!("/cache/{}/*", crate::key::UNTRUSTED_DIR)));
+    }
+
+    /// The read-only policy still writes nothing but use records.
+    #[test]
+    fn the_read_only_policy_writes_only_use_records() {
+        let t = rendered(&ProvisionSettings::default());
+        let doc = &t["Resources"]["ReadOnlyPolicy"]["Properties"]["PolicyDocument"];
+        let puts: Vec<Value> = grants(doc)
+            .into_iter()
+            .filter(|(a, _)| a == iam::S3_PUT_OBJECT || a == iam::S3_ABORT_MULTIPART_UPLOAD)
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(
+            puts,
+            [json!({ "Fn::Sub": "arn:${AWS::Partition}:s3:::${CacheBucket}/cache/v1-used/*" })]
+        );
     }
 }
