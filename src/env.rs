@@ -44,3 +44,6 @@ pub const TIMINGS: &str = "CACHECTL_TIMINGS";
 /// RFC 3339 time that replaces the clock for recorded creation and last-use times (tests and
 /// policy previews; leave unset in builds).
 pub const NOW: &str = "CACHECTL_NOW";
+/// The ed25519 private key (PKCS#8 PEM text) trusted builds sign entries with. `provision`
+/// gives it to trusted projects from Secrets Manager, never to pull-request projects.
+pub const SIGNING_KEY: &str = "CACHECTL_SIGNING_KEY";

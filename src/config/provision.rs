@@ -13,6 +13,7 @@
 //! attach-roles = ["ci-build"]        # existing roles given the read-write policy
 //! attach-read-only-roles = ["ci-ro"] # existing roles given the read-only policy
 //! attach-pull-request-roles = ["ci-pr"] # existing roles given the pull-request policy
+//! signing-key-secret = "arn:aws:secretsmanager:…:secret:…" # CACHECTL_SIGNING_KEY of trusted projects
 //! schedule = "rate(1 day)"           # when the prune project runs (EventBridge)
 //! log-retention-days = 30            # of the prune project's logs
 //! alarm-topic = "arn:aws:sns:…"      # told when a prune build fails
@@ -22,6 +23,7 @@
 //! source-location = "https://github.com/org/web.git"
 //! arch = "arm64"                     # or x86_64 (default)
 //! environment = { NODE_ENV = "test" }
+//! pull-requests = true               # the pull-request policy, and no signing key
 //! ```
 
 use super::source::{kind, Source};
@@ -51,6 +53,7 @@ const KEYS: &[&str] = &[
     "attach-roles",
     "attach-read-only-roles",
     "attach-pull-request-roles",
+    "signing-key-secret",
     "schedule",
     "log-retention-days",
     "alarm-topic",
@@ -65,6 +68,7 @@ const PROJECT_KEYS: &[&str] = &[
     "arch",
     "environment",
     "description",
+    "pull-requests",
 ];
 
 /// CodeBuild's source types (AWS CodeBuild API Reference, `ProjectSource.type`).
@@ -108,6 +112,9 @@ pub struct ProvisionSettings {
     pub attach_roles: Vec<String>,
     pub attach_read_only_roles: Vec<String>,
     pub attach_pull_request_roles: Vec<String>,
+    /// A Secrets Manager secret's full ARN ([`valid_secret_arn`]): every declared project that
+    /// does not build pull requests gets it as `CACHECTL_SIGNING_KEY`, and its role may read it.
+    pub signing_key_secret: Option<String>,
     /// An EventBridge schedule expression, `rate(...)` or `cron(...)`.
     pub schedule: String,
     pub log_retention_days: u32,
@@ -132,6 +139,7 @@ impl Default for ProvisionSettings {
             attach_roles: Vec::new(),
             attach_read_only_roles: Vec::new(),
             attach_pull_request_roles: Vec::new(),
+            signing_key_secret: None,
             schedule: DEFAULT_SCHEDULE.to_owned(),
             log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
             alarm_topic: None,
@@ -156,6 +164,9 @@ pub struct ProjectSettings {
     /// In file order.
     pub environment: Vec<(String, String)>,
     pub description: Option<String>,
+    /// Builds untrusted code (pull requests): its role gets the pull-request policy instead of
+    /// the read-write one, and it never gets the signing key.
+    pub pull_requests: bool,
 }
 
 /// A build machine's architecture, as CodeBuild names its environments.
@@ -244,6 +255,31 @@ pub fn valid_region(s: &str) -> bool {
         && s.contains('-')
 }
 
+/// A Secrets Manager secret's full ARN, `arn:<partition>:secretsmanager:<region>:<account>:secret:<name>-<6 characters>`:
+/// the IAM statement names exactly this ARN, and a partial one (without the suffix Secrets
+/// Manager adds) would never match the secret.
+pub fn valid_secret_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(7, ':').collect();
+    let ["arn", partition, "secretsmanager", region, account, "secret", name] = parts.as_slice()
+    else {
+        return false;
+    };
+    let Some((base, suffix)) = name.rsplit_once('-') else {
+        return false;
+    };
+    !partition.is_empty()
+        && valid_region(region)
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !base.is_empty()
+        && name.len() <= 512
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
+        && suffix.len() == 6
+        && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 fn valid_project_name(s: &str) -> bool {
     (2..=255).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -286,6 +322,15 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
                 }
             }
             Ok(out)
+        };
+        // A string `ok` accepts, else `problem`.
+        let checked = |ok: &dyn Fn(&str) -> bool, problem: &str| -> Result<String, Error> {
+            let v = string()?;
+            if ok(&v) {
+                Ok(v)
+            } else {
+                Err(invalid(problem))
+            }
         };
         let days = || -> Result<u32, Error> {
             value
@@ -332,20 +377,16 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
                 s.prefix = trimmed.to_owned();
             }
             "region" => {
-                let r = string()?;
-                if !valid_region(&r) {
-                    return Err(invalid("must be a region name like \"eu-west-1\""));
-                }
-                s.region = Some(r);
+                s.region = Some(checked(
+                    &valid_region,
+                    "must be a region name like \"eu-west-1\"",
+                )?)
             }
             "role-arn" => {
-                let r = string()?;
-                if !valid_role_arn(&r) {
-                    return Err(invalid(
-                        "must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
-                    ));
-                }
-                s.role_arn = Some(r);
+                s.role_arn = Some(checked(
+                    &valid_role_arn,
+                    "must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+                )?)
             }
             "kms-key" => {
                 let k = string()?;
@@ -367,6 +408,12 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
             }
             "attach-pull-request-roles" => {
                 s.attach_pull_request_roles = strings(&valid_role_name, "IAM role name")?
+            }
+            "signing-key-secret" => {
+                s.signing_key_secret = Some(checked(
+                    &valid_secret_arn,
+                    "must be a Secrets Manager secret's full ARN, as `aws secretsmanager describe-secret --secret-id NAME --query ARN` prints it (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)",
+                )?)
             }
             "schedule" => {
                 let e = string()?;
@@ -491,6 +538,7 @@ fn parse_project(
         arch: Arch::X86_64,
         environment: Vec::new(),
         description: None,
+        pull_requests: false,
     };
     for (key, value) in src.ordered(table, &path) {
         let invalid = |problem: &str| src.invalid(&path, key, &label, problem);
@@ -516,6 +564,11 @@ fn parse_project(
             "buildspec" => p.buildspec = Some(string()?),
             "image" => p.image = Some(string()?),
             "description" => p.description = Some(string()?),
+            "pull-requests" => {
+                p.pull_requests = value.as_bool().ok_or_else(|| {
+                    invalid(&format!("must be true or false, not {}", kind(value)))
+                })?
+            }
             "compute-type" => {
                 p.compute_type = string()?;
                 if !p.compute_type.starts_with("BUILD_") {
@@ -544,6 +597,11 @@ fn parse_project(
                     if k == crate::env::STORE || k == "CACHE_BUCKET" {
                         return Err(invalid(&format!(
                             "`{k}`: the stack sets it to its own bucket and store"
+                        )));
+                    }
+                    if k == crate::env::SIGNING_KEY {
+                        return Err(invalid(&format!(
+                            "`{k}`: the stack sets it from `signing-key-secret` in [provision], never as plain text"
                         )));
                     }
                     if k.starts_with("CODEBUILD_") {
@@ -617,10 +675,29 @@ mod tests {
         );
         assert_eq!(parse("").unwrap(), None);
 
-        let s = parse("[provision]\nattach-pull-request-roles = [\"ci-pr\"]\n")
+        let s = parse(
+            "[provision]\nattach-pull-request-roles = [\"ci-pr\"]\n\
+             signing-key-secret = \"arn:aws:secretsmanager:eu-west-1:111122223333:secret:ci/signing-AbC123\"\n\n\
+             [provision.project.web-pr]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\npull-requests = true\n\n\
+             [provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\npull-requests = false\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.attach_pull_request_roles, ["ci-pr"]);
+        assert_eq!(
+            s.signing_key_secret.as_deref(),
+            Some("arn:aws:secretsmanager:eu-west-1:111122223333:secret:ci/signing-AbC123")
+        );
+        let flags: Vec<(&str, bool)> = s
+            .projects
+            .iter()
+            .map(|p| (p.name.as_str(), p.pull_requests))
+            .collect();
+        assert_eq!(flags, [("web-pr", true), ("web", false)]);
+        let s = parse("[provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\n")
             .unwrap()
             .unwrap();
-        assert_eq!(s.attach_pull_request_roles, ["ci-pr"]);
+        assert!(!s.projects[0].pull_requests, "trusted unless told");
     }
 
     #[test]
@@ -641,8 +718,13 @@ mod tests {
             ("role arn", "[provision]\nrole-arn = \"arn:aws:iam::1:role/x\"\n", "`role-arn` must be an IAM role ARN"),
             ("region", "[provision]\nregion = \"moon 1\"\n", "`region` must be a region name like \"eu-west-1\""),
             ("alarm topic", "[provision]\nalarm-topic = \"ops\"\n", "`alarm-topic` must be an SNS topic ARN"),
+            ("pull-requests type", "[provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\npull-requests = \"yes\"\n", "cachectl.toml:4:17: project `web`: `pull-requests` must be true or false, not a string"),
+            ("secret name", "[provision]\nsigning-key-secret = \"cachectl-signing\"\n", "cachectl.toml:2:22: [provision]: `signing-key-secret` must be a Secrets Manager secret's full ARN, as `aws secretsmanager describe-secret --secret-id NAME --query ARN` prints it (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)"),
+            ("secret partial ARN", "[provision]\nsigning-key-secret = \"arn:aws:secretsmanager:eu-west-1:111122223333:secret:signing\"\n", "`signing-key-secret` must be a Secrets Manager secret's full ARN"),
+            ("secret type", "[provision]\nsigning-key-secret = [\"arn\"]\n", "`signing-key-secret` must be a string, not an array"),
             ("pr role", "[provision]\nattach-pull-request-roles = [\"ci pr\"]\n", "`attach-pull-request-roles` index 0: `ci pr` is not a valid IAM role name"),
             ("pr role also read-write", "[provision]\nattach-roles = [\"ci\"]\nattach-pull-request-roles = [\"ci\"]\n", "cachectl.toml:3:29: [provision]: `attach-pull-request-roles` role `ci` is also in `attach-roles`; list a pull-request role in one of them only"),
+            ("signing key in env", "[provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\nenvironment = { CACHECTL_SIGNING_KEY = \"pem\" }\n", "`CACHECTL_SIGNING_KEY`: the stack sets it from `signing-key-secret` in [provision], never as plain text"),
         ];
         for (name, text, want) in cases {
             let got = parse(text).expect_err(name);
@@ -681,5 +763,61 @@ mod tests {
         assert!(!valid_role_arn("arn:aws:iam::123456789012:user/x"));
         assert!(valid_region("eu-west-1"));
         assert!(!valid_region("moon 1"));
+        let secrets = [
+            (
+                "full",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ci/signing-AbC123",
+                true,
+            ),
+            (
+                "gov partition",
+                "arn:aws-us-gov:secretsmanager:us-gov-west-1:111122223333:secret:k-abcdef",
+                true,
+            ),
+            (
+                "name with dashes",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:cache-signing-key-Zz9Zz9",
+                true,
+            ),
+            (
+                "partial (no suffix)",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:signing",
+                false,
+            ),
+            (
+                "short suffix",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:signing-abc",
+                false,
+            ),
+            (
+                "only a suffix",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:-AbC123",
+                false,
+            ),
+            (
+                "wildcard",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:*-AbC123",
+                false,
+            ),
+            (
+                "short account",
+                "arn:aws:secretsmanager:eu-west-1:1111:secret:signing-AbC123",
+                false,
+            ),
+            (
+                "no region",
+                "arn:aws:secretsmanager::111122223333:secret:signing-AbC123",
+                false,
+            ),
+            (
+                "another service",
+                "arn:aws:ssm:eu-west-1:111122223333:parameter/signing-AbC123",
+                false,
+            ),
+            ("a name", "signing-AbC123", false),
+        ];
+        for (name, arn, want) in secrets {
+            assert_eq!(valid_secret_arn(arn), want, "{name}: {arn}");
+        }
     }
 }

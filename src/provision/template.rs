@@ -103,8 +103,19 @@ fn prune_buildspec(prune_args: &[String]) -> String {
     )
 }
 
+/// The signing key's secret for project `p`: none for a project that builds pull requests.
+fn signing_key_secret<'a>(p: &ProjectSettings, s: &'a ProvisionSettings) -> Option<&'a str> {
+    s.signing_key_secret.as_deref().filter(|_| !p.pull_requests)
+}
+
 fn project(p: &ProjectSettings, role: &str, s: &ProvisionSettings) -> Value {
     let mut env = store_env(s);
+    if let Some(arn) = signing_key_secret(p, s) {
+        // CodeBuild resolves it when the build starts; the plain text is never in the template.
+        env.push(
+            json!({ "Name": crate::env::SIGNING_KEY, "Type": "SECRETS_MANAGER", "Value": arn }),
+        );
+    }
     env.extend(p.environment.iter().map(|(k, v)| env_var(k, json!(v))));
     let mut source = json!({ "Type": p.source_type });
     if let Some(l) = &p.source_location {
@@ -348,7 +359,7 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
     );
 
     // The prune project, its role and logs, its schedule, and an alarm when it fails.
-    add("PruneRole", build_role(&prune, "PrunePolicy"));
+    add("PruneRole", build_role(&prune, "PrunePolicy", None));
     add(
         "PruneLogGroup",
         json!({
@@ -458,11 +469,16 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
         }),
     );
 
-    // Declared build projects.
+    // Declared build projects: pull-request ones get the pull-request policy and no signing key.
     for p in &s.projects {
         let id = logical_id_part(&p.name);
         let role = format!("BuildRole{id}");
-        add(&role, build_role(&p.name, "ReadWritePolicy"));
+        let policy = if p.pull_requests {
+            "PullRequestPolicy"
+        } else {
+            "ReadWritePolicy"
+        };
+        add(&role, build_role(&p.name, policy, signing_key_secret(p, s)));
         add(&format!("Project{id}"), project(p, &role, s));
     }
 
@@ -550,6 +566,8 @@ mod tests {
     use std::path::PathBuf;
 
     const NAMESPACE: &str = "Cachectl";
+    const SECRET: &str =
+        "arn:aws:secretsmanager:us-east-1:111122223333:secret:cachectl/signing-AbC123";
 
     fn prune() -> Vec<String> {
         ["--max-unused", "14d"].map(String::from).to_vec()
@@ -558,6 +576,19 @@ mod tests {
     /// The settings each golden template is rendered from, by file name.
     fn cases() -> Vec<(&'static str, ProvisionSettings)> {
         let d = ProvisionSettings::default;
+        // A trusted project; the pull-request case builds the same repository twice.
+        let app = ProjectSettings {
+            name: "app".into(),
+            source_type: "GITHUB".into(),
+            source_location: Some("https://github.com/example/app.git".into()),
+            buildspec: None,
+            image: None,
+            compute_type: "BUILD_GENERAL1_SMALL".into(),
+            arch: Arch::X86_64,
+            environment: vec![("NODE_ENV".into(), "test".into())],
+            description: Some("main branch builds".into()),
+            pull_requests: false,
+        };
         vec![
             ("defaults", d()),
             (
@@ -599,6 +630,7 @@ mod tests {
                             arch: Arch::Arm64,
                             environment: vec![("NODE_ENV".into(), "test".into())],
                             description: Some("the web app".into()),
+                            pull_requests: false,
                         },
                         ProjectSettings {
                             name: "nightly".into(),
@@ -610,6 +642,24 @@ mod tests {
                             arch: Arch::X86_64,
                             environment: Vec::new(),
                             description: None,
+                            pull_requests: false,
+                        },
+                    ],
+                    ..d()
+                },
+            ),
+            (
+                "pull-requests",
+                ProvisionSettings {
+                    signing_key_secret: Some(SECRET.into()),
+                    attach_pull_request_roles: vec!["ci-pull-requests".into()],
+                    projects: vec![
+                        app.clone(),
+                        ProjectSettings {
+                            name: "app-pr".into(),
+                            description: Some("pull-request builds".into()),
+                            pull_requests: true,
+                            ..app
                         },
                     ],
                     ..d()
@@ -688,10 +738,13 @@ mod tests {
     fn statements(t: &Value) -> Vec<(String, Value)> {
         let mut out = Vec::new();
         for (id, r) in t["Resources"].as_object().unwrap() {
-            let docs = [
-                r["Properties"]["PolicyDocument"].clone(),
-                r["Properties"]["Policies"][0]["PolicyDocument"].clone(),
-            ];
+            let inline = r["Properties"]["Policies"].as_array().cloned();
+            let docs = std::iter::once(r["Properties"]["PolicyDocument"].clone()).chain(
+                inline
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| p["PolicyDocument"].clone()),
+            );
             for d in docs {
                 for st in d["Statement"].as_array().cloned().unwrap_or_default() {
                     out.push((id.clone(), st));
@@ -829,6 +882,7 @@ mod tests {
                 if text.starts_with("arn:") && !text.contains("${") {
                     let given = s.kms_key.as_deref() == Some(text)
                         || s.alarm_topic.as_deref() == Some(text)
+                        || s.signing_key_secret.as_deref() == Some(text)
                         || s.read_accounts
                             .iter()
                             .chain(&s.write_accounts)
@@ -938,6 +992,14 @@ mod tests {
         assert!(spec.contains("sh /tmp/cachectl-install.sh"), "{spec}");
     }
 
+    fn case(name: &str) -> ProvisionSettings {
+        cases()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no case {name}"))
+            .1
+    }
+
     /// The actions of every Allow statement of `doc`, with the statement's resource.
     fn grants(doc: &Value) -> Vec<(String, Value)> {
         let mut out = Vec::new();
@@ -1033,5 +1095,77 @@ mod tests {
             puts,
             [json!({ "Fn::Sub": "arn:${AWS::Partition}:s3:::${CacheBucket}/cache/v1-used/*" })]
         );
+    }
+
+    /// Every place where the string `text` stands in `v`, as `/`-joined paths.
+    fn places_of(v: &Value, text: &str) -> Vec<String> {
+        let mut all = Vec::new();
+        strings(v, String::new(), &mut all);
+        all.into_iter()
+            .filter(|(_, s)| *s == text)
+            .map(|(at, _)| at)
+            .collect()
+    }
+
+    #[test]
+    fn trusted_projects_get_the_signing_key_and_pull_request_projects_never() {
+        let t = rendered(&case("pull-requests"));
+        let r = &t["Resources"];
+
+        // The trusted project: the variable from Secrets Manager, read by its own role.
+        let env = r["ProjectApp"]["Properties"]["Environment"]["EnvironmentVariables"]
+            .as_array()
+            .unwrap();
+        assert!(env.contains(
+            &json!({ "Name": "CACHECTL_SIGNING_KEY", "Type": "SECRETS_MANAGER", "Value": SECRET })
+        ));
+        let role = &r["BuildRoleApp"]["Properties"];
+        assert_eq!(
+            role["ManagedPolicyArns"],
+            json!([{ "Ref": "ReadWritePolicy" }])
+        );
+        assert_eq!(
+            role["Policies"][1],
+            json!({ "PolicyName": "signing-key", "PolicyDocument": { "Version": "2012-10-17", "Statement": [
+                { "Sid": "ReadSigningKey", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": SECRET },
+            ]}})
+        );
+
+        // The pull-request project: the pull-request policy, no key, no way to read it.
+        let role = &r["BuildRoleAppPr"]["Properties"];
+        assert_eq!(
+            role["ManagedPolicyArns"],
+            json!([{ "Ref": "PullRequestPolicy" }])
+        );
+        assert_eq!(role["Policies"].as_array().unwrap().len(), 1, "{role}");
+        assert_eq!(role["Policies"][0]["PolicyName"], "logs");
+        let env = r["ProjectAppPr"]["Properties"]["Environment"]["EnvironmentVariables"]
+            .as_array()
+            .unwrap();
+        assert!(
+            env.iter().all(|v| v["Name"] != "CACHECTL_SIGNING_KEY"),
+            "{env:?}"
+        );
+
+        // The ARN is exactly in those two places of the trusted project.
+        assert_eq!(
+            places_of(&t, SECRET),
+            [
+                "/Resources/BuildRoleApp/Properties/Policies/1/PolicyDocument/Statement/0/Resource",
+                "/Resources/ProjectApp/Properties/Environment/EnvironmentVariables/2/Value",
+            ]
+        );
+
+        // Only pull-request projects: the secret is nowhere, whatever `signing-key-secret` says.
+        let mut s = case("pull-requests");
+        s.projects.retain(|p| p.pull_requests);
+        let t = rendered(&s);
+        assert_eq!(places_of(&t, SECRET), Vec::<String>::new());
+        assert!(!to_text(&t).contains("secretsmanager:"));
+
+        // No `signing-key-secret`: no variable and no statement for anyone.
+        let t = rendered(&case("projects"));
+        assert!(!to_text(&t).contains("CACHECTL_SIGNING_KEY"));
+        assert!(!to_text(&t).contains("secretsmanager:"));
     }
 }
