@@ -47,8 +47,8 @@ pub const NOW: &str = "CACHECTL_NOW";
 /// The build's trust scope, `trusted` or an untrusted scope's name; same as `--scope`. Unset,
 /// CodeBuild's webhook variables and `[trust]` decide (docs/FORMAT.md, "Scopes").
 pub const SCOPE: &str = "CACHECTL_SCOPE";
-/// The ed25519 private key (PKCS#8 PEM text) `save` signs entries with; only trusted builds
-/// should have it. Never printed.
+/// The ed25519 private key (PKCS#8 PEM text) trusted builds sign entries with; never printed.
+/// `provision` gives it to trusted projects from Secrets Manager, never to pull-request projects.
 pub const SIGNING_KEY: &str = "CACHECTL_SIGNING_KEY";
 /// CodeBuild's webhook trigger: `pr/42`, `branch/main`, `tag/v1.2`; unset for builds not started
 /// by a webhook.

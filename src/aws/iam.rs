@@ -19,6 +19,11 @@ pub const S3_DELETE_OBJECT_VERSION: &str = "s3:DeleteObjectVersion";
 #[cfg_attr(not(feature = "provision"), allow(dead_code))]
 pub const S3_DELETE_BUCKET: &str = "s3:DeleteBucket";
 
+/// What a trusted CodeBuild project's role needs to read its signing key (`provision`'s
+/// `signing-key-secret`).
+#[cfg_attr(not(feature = "provision"), allow(dead_code))]
+pub const SECRETS_MANAGER_GET_SECRET_VALUE: &str = "secretsmanager:GetSecretValue";
+
 pub const CLOUDWATCH_PUT_METRIC_DATA: &str = "cloudwatch:PutMetricData";
 pub const CLOUDWATCH_LIST_METRICS: &str = "cloudwatch:ListMetrics";
 pub const CLOUDWATCH_GET_METRIC_DATA: &str = "cloudwatch:GetMetricData";

@@ -1,6 +1,6 @@
 //! IAM policy documents of the stack: the managed policies users attach (read-write, read-only,
-//! prune) and the roles' documents. Actions come from the same lists the fail-open hints quote
-//! (`aws::iam`).
+//! pull-request, prune) and the roles' documents. Actions come from the same lists the
+//! fail-open hints quote (`aws::iam`).
 
 use super::cfn::{sub, tags};
 use crate::aws::iam;
@@ -30,6 +30,9 @@ pub(super) struct Arns {
     pub(super) cache_objects: Value,
     /// Last-use records (docs/FORMAT.md, "Last use").
     pub(super) use_records: Value,
+    /// Every untrusted scope's entries and use records (`untrusted/<scope>/…`): all a
+    /// pull-request build may write besides the use records of trusted entries.
+    pub(super) untrusted_objects: Value,
     /// install.sh and the binaries.
     pub(super) install_objects: Value,
 }
@@ -41,6 +44,10 @@ impl Arns {
             bucket: sub(bucket),
             cache_objects: sub(&format!("{bucket}/{prefix}/*")),
             use_records: sub(&format!("{bucket}/{prefix}/v1-used/*")),
+            untrusted_objects: sub(&format!(
+                "{bucket}/{prefix}/{}/*",
+                crate::key::UNTRUSTED_DIR
+            )),
             install_objects: sub(&format!(
                 "{bucket}/{}/*",
                 crate::config::provision::INSTALL_PREFIX
@@ -120,23 +127,38 @@ pub(super) fn managed_policy(
     json!({ "Type": "AWS::IAM::ManagedPolicy", "Properties": props })
 }
 
-/// The build role of a CodeBuild project: the read-write policy and its own log group.
-pub(super) fn build_role(project: &str, policy: &str) -> Value {
+/// The build role of a CodeBuild project: the managed policy `policy` (a logical id), its own
+/// log group, and reading `secret` (the signing key), if given.
+pub(super) fn build_role(project: &str, policy: &str, secret: Option<&str>) -> Value {
+    let mut policies = vec![json!({
+        "PolicyName": "logs",
+        "PolicyDocument": document(vec![allow(
+            "BuildLogs",
+            &["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            sub(&format!(
+                "arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/codebuild/{project}:*"
+            )),
+        )]),
+    })];
+    if let Some(arn) = secret {
+        // CodeBuild reads a SECRETS_MANAGER variable with the project's role when the build
+        // starts. A secret encrypted with a customer managed KMS key also needs kms:Decrypt
+        // on that key, which this statement does not give.
+        policies.push(json!({
+            "PolicyName": "signing-key",
+            "PolicyDocument": document(vec![allow(
+                "ReadSigningKey",
+                &[iam::SECRETS_MANAGER_GET_SECRET_VALUE],
+                json!(arn),
+            )]),
+        }));
+    }
     json!({
         "Type": "AWS::IAM::Role",
         "Properties": {
             "AssumeRolePolicyDocument": assume_role("codebuild.amazonaws.com"),
             "ManagedPolicyArns": [{ "Ref": policy }],
-            "Policies": [{
-                "PolicyName": "logs",
-                "PolicyDocument": document(vec![allow(
-                    "BuildLogs",
-                    &["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                    sub(&format!(
-                        "arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/codebuild/{project}:*"
-                    )),
-                )]),
-            }],
+            "Policies": policies,
             "Tags": tags(),
         },
     })

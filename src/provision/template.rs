@@ -29,6 +29,7 @@ pub mod outputs {
     pub const BUCKET: &str = "Bucket";
     pub const READ_WRITE_POLICY: &str = "ReadWritePolicyArn";
     pub const READ_ONLY_POLICY: &str = "ReadOnlyPolicyArn";
+    pub const PULL_REQUEST_POLICY: &str = "PullRequestPolicyArn";
     pub const PRUNE_POLICY: &str = "PrunePolicyArn";
     pub const PRUNE_PROJECT: &str = "PruneProject";
     pub const DASHBOARD: &str = "Dashboard";
@@ -102,8 +103,19 @@ fn prune_buildspec(prune_args: &[String]) -> String {
     )
 }
 
+/// The signing key's secret for project `p`: none for a project that builds pull requests.
+fn signing_key_secret<'a>(p: &ProjectSettings, s: &'a ProvisionSettings) -> Option<&'a str> {
+    s.signing_key_secret.as_deref().filter(|_| !p.pull_requests)
+}
+
 fn project(p: &ProjectSettings, role: &str, s: &ProvisionSettings) -> Value {
     let mut env = store_env(s);
+    if let Some(arn) = signing_key_secret(p, s) {
+        // CodeBuild resolves it when the build starts; the plain text is never in the template.
+        env.push(
+            json!({ "Name": crate::env::SIGNING_KEY, "Type": "SECRETS_MANAGER", "Value": arn }),
+        );
+    }
     env.extend(p.environment.iter().map(|(k, v)| env_var(k, json!(v))));
     let mut source = json!({ "Type": p.source_type });
     if let Some(l) = &p.source_location {
@@ -278,22 +290,48 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
             inputs.namespace,
         ),
     );
+    // Restoring records the use of what it restored, so both restore-only policies write
+    // use records (and GenerateDataKey on SSE-KMS for them).
+    let record_use = allow("RecordUse", &[iam::S3_PUT_OBJECT], arns.use_records.clone());
     add(
         "ReadOnlyPolicy",
         managed_policy(
             PolicySpec {
                 name_suffix: "read-only",
+                // A managed policy's Description is immutable (replacing a named policy fails
+                // the update), so this text stays as deployed; the output's says what it is for.
                 description:
                     "cachectl restore only (untrusted builds): reads entries, records their use",
                 object_actions: &[iam::S3_GET_OBJECT],
-                extra: vec![allow(
-                    "RecordUse",
-                    &[iam::S3_PUT_OBJECT],
-                    arns.use_records.clone(),
-                )],
+                extra: vec![record_use.clone()],
                 bucket_actions: &[],
                 kms_actions: &[KMS_DECRYPT, KMS_GENERATE_DATA_KEY],
                 roles: &s.attach_read_only_roles,
+            },
+            inputs.settings,
+            inputs.namespace,
+        ),
+    );
+    add(
+        "PullRequestPolicy",
+        managed_policy(
+            PolicySpec {
+                name_suffix: "pull-request",
+                description:
+                    "cachectl for pull-request builds: restore, and save under untrusted/ only",
+                object_actions: &[iam::S3_GET_OBJECT],
+                extra: vec![
+                    record_use,
+                    // Every untrusted scope lives under this one prefix (src/key.rs).
+                    allow(
+                        "SaveUntrusted",
+                        &[iam::S3_PUT_OBJECT, iam::S3_ABORT_MULTIPART_UPLOAD],
+                        arns.untrusted_objects.clone(),
+                    ),
+                ],
+                bucket_actions: &[],
+                kms_actions: &[KMS_DECRYPT, KMS_GENERATE_DATA_KEY],
+                roles: &s.attach_pull_request_roles,
             },
             inputs.settings,
             inputs.namespace,
@@ -321,7 +359,7 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
     );
 
     // The prune project, its role and logs, its schedule, and an alarm when it fails.
-    add("PruneRole", build_role(&prune, "PrunePolicy"));
+    add("PruneRole", build_role(&prune, "PrunePolicy", None));
     add(
         "PruneLogGroup",
         json!({
@@ -431,11 +469,16 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
         }),
     );
 
-    // Declared build projects.
+    // Declared build projects: pull-request ones get the pull-request policy and no signing key.
     for p in &s.projects {
         let id = logical_id_part(&p.name);
         let role = format!("BuildRole{id}");
-        add(&role, build_role(&p.name, "ReadWritePolicy"));
+        let policy = if p.pull_requests {
+            "PullRequestPolicy"
+        } else {
+            "ReadWritePolicy"
+        };
+        add(&role, build_role(&p.name, policy, signing_key_secret(p, s)));
         add(&format!("Project{id}"), project(p, &role, s));
     }
 
@@ -450,7 +493,8 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
         outputs::STORE: export(outputs::STORE, sub(&format!("s3://${{{BUCKET}}}/{}", s.prefix)), "CACHECTL_STORE for builds"),
         outputs::BUCKET: export(outputs::BUCKET, json!({ "Ref": BUCKET }), "The cache bucket (CACHE_BUCKET for builds)"),
         outputs::READ_WRITE_POLICY: export(outputs::READ_WRITE_POLICY, json!({ "Ref": "ReadWritePolicy" }), "Attach to build roles that restore and save"),
-        outputs::READ_ONLY_POLICY: export(outputs::READ_ONLY_POLICY, json!({ "Ref": "ReadOnlyPolicy" }), "Attach to untrusted build roles (pull requests): restore only"),
+        outputs::READ_ONLY_POLICY: export(outputs::READ_ONLY_POLICY, json!({ "Ref": "ReadOnlyPolicy" }), "Attach to build roles that only restore (never save)"),
+        outputs::PULL_REQUEST_POLICY: export(outputs::PULL_REQUEST_POLICY, json!({ "Ref": "PullRequestPolicy" }), "Attach to pull-request build roles: restore, save under untrusted/ only"),
         outputs::PRUNE_POLICY: export(outputs::PRUNE_POLICY, json!({ "Ref": "PrunePolicy" }), "What cachectl prune and rm need"),
         outputs::PRUNE_PROJECT: export(outputs::PRUNE_PROJECT, json!(prune), "The scheduled prune project"),
         outputs::DASHBOARD: export(outputs::DASHBOARD, sub(&format!(
@@ -483,6 +527,7 @@ pub fn expected_outputs(
         (outputs::BUCKET, bucket.to_owned()),
         (outputs::READ_WRITE_POLICY, policy("read-write")),
         (outputs::READ_ONLY_POLICY, policy("read-only")),
+        (outputs::PULL_REQUEST_POLICY, policy("pull-request")),
         (outputs::PRUNE_POLICY, policy("prune")),
         (outputs::PRUNE_PROJECT, prune_project_name(&s.stack)),
         (
@@ -521,6 +566,8 @@ mod tests {
     use std::path::PathBuf;
 
     const NAMESPACE: &str = "Cachectl";
+    const SECRET: &str =
+        "arn:aws:secretsmanager:us-east-1:111122223333:secret:cachectl/signing-AbC123";
 
     fn prune() -> Vec<String> {
         ["--max-unused", "14d"].map(String::from).to_vec()
@@ -529,6 +576,19 @@ mod tests {
     /// The settings each golden template is rendered from, by file name.
     fn cases() -> Vec<(&'static str, ProvisionSettings)> {
         let d = ProvisionSettings::default;
+        // A trusted project; the pull-request case builds the same repository twice.
+        let app = ProjectSettings {
+            name: "app".into(),
+            source_type: "GITHUB".into(),
+            source_location: Some("https://github.com/example/app.git".into()),
+            buildspec: None,
+            image: None,
+            compute_type: "BUILD_GENERAL1_SMALL".into(),
+            arch: Arch::X86_64,
+            environment: vec![("NODE_ENV".into(), "test".into())],
+            description: Some("main branch builds".into()),
+            pull_requests: false,
+        };
         vec![
             ("defaults", d()),
             (
@@ -570,6 +630,7 @@ mod tests {
                             arch: Arch::Arm64,
                             environment: vec![("NODE_ENV".into(), "test".into())],
                             description: Some("the web app".into()),
+                            pull_requests: false,
                         },
                         ProjectSettings {
                             name: "nightly".into(),
@@ -581,6 +642,24 @@ mod tests {
                             arch: Arch::X86_64,
                             environment: Vec::new(),
                             description: None,
+                            pull_requests: false,
+                        },
+                    ],
+                    ..d()
+                },
+            ),
+            (
+                "pull-requests",
+                ProvisionSettings {
+                    signing_key_secret: Some(SECRET.into()),
+                    attach_pull_request_roles: vec!["ci-pull-requests".into()],
+                    projects: vec![
+                        app.clone(),
+                        ProjectSettings {
+                            name: "app-pr".into(),
+                            description: Some("pull-request builds".into()),
+                            pull_requests: true,
+                            ..app
                         },
                     ],
                     ..d()
@@ -590,7 +669,8 @@ mod tests {
                 "attach-roles",
                 ProvisionSettings {
                     attach_roles: vec!["ci-build".into()],
-                    attach_read_only_roles: vec!["ci-pull-requests".into()],
+                    attach_read_only_roles: vec!["ci-restore-only".into()],
+                    attach_pull_request_roles: vec!["ci-pull-requests".into()],
                     ..d()
                 },
             ),
@@ -658,10 +738,13 @@ mod tests {
     fn statements(t: &Value) -> Vec<(String, Value)> {
         let mut out = Vec::new();
         for (id, r) in t["Resources"].as_object().unwrap() {
-            let docs = [
-                r["Properties"]["PolicyDocument"].clone(),
-                r["Properties"]["Policies"][0]["PolicyDocument"].clone(),
-            ];
+            let inline = r["Properties"]["Policies"].as_array().cloned();
+            let docs = std::iter::once(r["Properties"]["PolicyDocument"].clone()).chain(
+                inline
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| p["PolicyDocument"].clone()),
+            );
             for d in docs {
                 for st in d["Statement"].as_array().cloned().unwrap_or_default() {
                     out.push((id.clone(), st));
@@ -781,7 +864,7 @@ mod tests {
                 .count();
             assert_eq!(
                 kms_statements,
-                if s.kms_key.is_some() { 3 } else { 0 },
+                if s.kms_key.is_some() { 4 } else { 0 },
                 "{name}"
             );
 
@@ -799,6 +882,7 @@ mod tests {
                 if text.starts_with("arn:") && !text.contains("${") {
                     let given = s.kms_key.as_deref() == Some(text)
                         || s.alarm_topic.as_deref() == Some(text)
+                        || s.signing_key_secret.as_deref() == Some(text)
                         || s.read_accounts
                             .iter()
                             .chain(&s.write_accounts)
@@ -863,6 +947,10 @@ mod tests {
         );
         assert_eq!(
             t["Resources"]["ReadOnlyPolicy"]["Properties"]["Roles"],
+            json!(["ci-restore-only"])
+        );
+        assert_eq!(
+            t["Resources"]["PullRequestPolicy"]["Properties"]["Roles"],
             json!(["ci-pull-requests"])
         );
         assert!(t["Resources"]["PrunePolicy"]["Properties"]
@@ -902,5 +990,182 @@ mod tests {
             "{spec}"
         );
         assert!(spec.contains("sh /tmp/cachectl-install.sh"), "{spec}");
+    }
+
+    fn case(name: &str) -> ProvisionSettings {
+        cases()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no case {name}"))
+            .1
+    }
+
+    /// The actions of every Allow statement of `doc`, with the statement's resource.
+    fn grants(doc: &Value) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for st in doc["Statement"].as_array().unwrap() {
+            assert_eq!(st["Effect"], "Allow", "{st}");
+            for a in st["Action"].as_array().unwrap() {
+                out.push((a.as_str().unwrap().to_owned(), st["Resource"].clone()));
+            }
+        }
+        out
+    }
+
+    /// The pull-request policy, statement by statement: read the prefix, record uses, write
+    /// under untrusted/ and nowhere else, delete nothing.
+    #[test]
+    fn the_pull_request_policy_writes_only_under_untrusted() {
+        let t = rendered(&ProvisionSettings::default());
+        let p = &t["Resources"]["PullRequestPolicy"]["Properties"];
+        assert_eq!(p["ManagedPolicyName"], "cachectl-pull-request");
+        assert!(p.get("Roles").is_none());
+        let bucket = "arn:${AWS::Partition}:s3:::${CacheBucket}";
+        assert_eq!(
+            p["PolicyDocument"],
+            json!({
+                "Version": "2012-10-17",
+                "Statement": [
+                    { "Sid": "CacheObjects", "Effect": "Allow", "Action": ["s3:GetObject"],
+                      "Resource": { "Fn::Sub": format!("{bucket}/cache/*") } },
+                    { "Sid": "RecordUse", "Effect": "Allow", "Action": ["s3:PutObject"],
+                      "Resource": { "Fn::Sub": format!("{bucket}/cache/v1-used/*") } },
+                    { "Sid": "SaveUntrusted", "Effect": "Allow",
+                      "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                      "Resource": { "Fn::Sub": format!("{bucket}/cache/untrusted/*") } },
+                    { "Sid": "ListCachePrefix", "Effect": "Allow", "Action": ["s3:ListBucket"],
+                      "Resource": { "Fn::Sub": bucket },
+                      "Condition": { "StringLike": { "s3:prefix": ["cache/*"] } } },
+                    { "Sid": "InstallCachectl", "Effect": "Allow", "Action": ["s3:GetObject"],
+                      "Resource": { "Fn::Sub": format!("{bucket}/cachectl/*") } },
+                    { "Sid": "PublishMetrics", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"],
+                      "Resource": "*",
+                      "Condition": { "StringEquals": { "cloudwatch:namespace": "Cachectl" } } },
+                ],
+            })
+        );
+
+        // Whatever the prefix and encryption: writes land under untrusted/ (or are use records
+        // of trusted entries), never under v1/, and nothing is deleted.
+        for (name, s) in cases() {
+            let t = rendered(&s);
+            let doc = &t["Resources"]["PullRequestPolicy"]["Properties"]["PolicyDocument"];
+            let untrusted = json!({ "Fn::Sub": format!("{bucket}/{}/untrusted/*", s.prefix) });
+            let used = json!({ "Fn::Sub": format!("{bucket}/{}/v1-used/*", s.prefix) });
+            let writes: Vec<(String, Value)> = grants(doc)
+                .into_iter()
+                .filter(|(a, _)| !a.starts_with("kms:"))
+                .filter(|(a, _)| {
+                    ![
+                        iam::S3_GET_OBJECT,
+                        iam::S3_LIST_BUCKET,
+                        iam::CLOUDWATCH_PUT_METRIC_DATA,
+                    ]
+                    .contains(&a.as_str())
+                })
+                .collect();
+            assert_eq!(
+                writes,
+                [
+                    (iam::S3_PUT_OBJECT.to_owned(), used),
+                    (iam::S3_PUT_OBJECT.to_owned(), untrusted.clone()),
+                    (iam::S3_ABORT_MULTIPART_UPLOAD.to_owned(), untrusted),
+                ],
+                "{name}"
+            );
+            let text = doc.to_string();
+            assert!(!text.contains("s3:Delete"), "{name}: {text}");
+            assert!(!text.contains("/v1/"), "{name}: {text}");
+        }
+        // The untrusted prefix is the one the store writes untrusted scopes to.
+        assert!(to_text(&t).contains(&format!("/cache/{}/*", crate::key::UNTRUSTED_DIR)));
+    }
+
+    /// The read-only policy still writes nothing but use records.
+    #[test]
+    fn the_read_only_policy_writes_only_use_records() {
+        let t = rendered(&ProvisionSettings::default());
+        let doc = &t["Resources"]["ReadOnlyPolicy"]["Properties"]["PolicyDocument"];
+        let puts: Vec<Value> = grants(doc)
+            .into_iter()
+            .filter(|(a, _)| a == iam::S3_PUT_OBJECT || a == iam::S3_ABORT_MULTIPART_UPLOAD)
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(
+            puts,
+            [json!({ "Fn::Sub": "arn:${AWS::Partition}:s3:::${CacheBucket}/cache/v1-used/*" })]
+        );
+    }
+
+    /// Every place where the string `text` stands in `v`, as `/`-joined paths.
+    fn places_of(v: &Value, text: &str) -> Vec<String> {
+        let mut all = Vec::new();
+        strings(v, String::new(), &mut all);
+        all.into_iter()
+            .filter(|(_, s)| *s == text)
+            .map(|(at, _)| at)
+            .collect()
+    }
+
+    #[test]
+    fn trusted_projects_get_the_signing_key_and_pull_request_projects_never() {
+        let t = rendered(&case("pull-requests"));
+        let r = &t["Resources"];
+
+        // The trusted project: the variable from Secrets Manager, read by its own role.
+        let env = r["ProjectApp"]["Properties"]["Environment"]["EnvironmentVariables"]
+            .as_array()
+            .unwrap();
+        assert!(env.contains(
+            &json!({ "Name": "CACHECTL_SIGNING_KEY", "Type": "SECRETS_MANAGER", "Value": SECRET })
+        ));
+        let role = &r["BuildRoleApp"]["Properties"];
+        assert_eq!(
+            role["ManagedPolicyArns"],
+            json!([{ "Ref": "ReadWritePolicy" }])
+        );
+        assert_eq!(
+            role["Policies"][1],
+            json!({ "PolicyName": "signing-key", "PolicyDocument": { "Version": "2012-10-17", "Statement": [
+                { "Sid": "ReadSigningKey", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": SECRET },
+            ]}})
+        );
+
+        // The pull-request project: the pull-request policy, no key, no way to read it.
+        let role = &r["BuildRoleAppPr"]["Properties"];
+        assert_eq!(
+            role["ManagedPolicyArns"],
+            json!([{ "Ref": "PullRequestPolicy" }])
+        );
+        assert_eq!(role["Policies"].as_array().unwrap().len(), 1, "{role}");
+        assert_eq!(role["Policies"][0]["PolicyName"], "logs");
+        let env = r["ProjectAppPr"]["Properties"]["Environment"]["EnvironmentVariables"]
+            .as_array()
+            .unwrap();
+        assert!(
+            env.iter().all(|v| v["Name"] != "CACHECTL_SIGNING_KEY"),
+            "{env:?}"
+        );
+
+        // The ARN is exactly in those two places of the trusted project.
+        assert_eq!(
+            places_of(&t, SECRET),
+            [
+                "/Resources/BuildRoleApp/Properties/Policies/1/PolicyDocument/Statement/0/Resource",
+                "/Resources/ProjectApp/Properties/Environment/EnvironmentVariables/2/Value",
+            ]
+        );
+
+        // Only pull-request projects: the secret is nowhere, whatever `signing-key-secret` says.
+        let mut s = case("pull-requests");
+        s.projects.retain(|p| p.pull_requests);
+        let t = rendered(&s);
+        assert_eq!(places_of(&t, SECRET), Vec::<String>::new());
+        assert!(!to_text(&t).contains("secretsmanager:"));
+
+        // No `signing-key-secret`: no variable and no statement for anyone.
+        let t = rendered(&case("projects"));
+        assert!(!to_text(&t).contains("CACHECTL_SIGNING_KEY"));
+        assert!(!to_text(&t).contains("secretsmanager:"));
     }
 }

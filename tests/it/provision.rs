@@ -7,7 +7,12 @@
 //! answer. It does not model `AWS::CodeBuild::Project`, `AWS::S3::BucketPolicy`, alarms, the
 //! bucket's public-access, ownership and lifecycle properties, rollback or drift: those are
 //! asserted on the template (src/provision/template.rs tests, cfn-lint below), and CodeBuild
-//! projects for `--check` are created directly, as the stack would create them on AWS.
+//! projects for `--check` are created directly, as the stack would create them on AWS. So a
+//! declared project's environment (its CACHECTL_STORE, CACHECTL_SIGNING_KEY from Secrets
+//! Manager) is asserted on the template only. Its build role is created with its inline
+//! policies, but without the role's `ManagedPolicyArns` (moto ignores them): which managed
+//! policy a project's role gets is asserted on the template; a managed policy's own `Roles`
+//! (`attach-*-roles`) moto does attach, and that is read back here.
 //! Read-backs use each service's own list or get call (never the tagging API, which moto does
 //! not fill for every type: a test through it could not fail).
 
@@ -124,15 +129,152 @@ fn changes(json: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The signing key's secret in the life test (never read: moto's CloudFormation does not
+/// create the projects that would read it).
+const SECRET: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:it-life/signing-AbC123";
+
+/// The life test's cachectl.toml, with `extra` in [provision]: a trusted and a pull-request
+/// project, a signing key for the trusted one, and an existing role for pull requests.
+fn life_toml(stack: &str, extra: &str) -> String {
+    format!(
+        "[provision]\nstack = \"{stack}\"\nsigning-key-secret = \"{SECRET}\"\n\
+         attach-pull-request-roles = [\"{stack}-ci-pr\"]\n{extra}\n\
+         [provision.project.{stack}-app]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"version: 0.2\"\n\n\
+         [provision.project.{stack}-pr]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"version: 0.2\"\npull-requests = true\n\n\
+         [prune]\nmax-unused = \"7d\"\n"
+    )
+}
+
+/// The statements of the default version of managed policy `arn`, as IAM holds it.
+fn managed_policy_statements(arn: &str) -> Vec<Value> {
+    let version = aws_ok("iam", "get_policy", json!({ "PolicyArn": arn }))["Policy"]
+        ["DefaultVersionId"]
+        .clone();
+    let doc = aws_ok(
+        "iam",
+        "get_policy_version",
+        json!({ "PolicyArn": arn, "VersionId": version }),
+    )["PolicyVersion"]["Document"]
+        .clone();
+    doc["Statement"]
+        .as_array()
+        .unwrap_or_else(|| panic!("policy {arn}: {doc}"))
+        .clone()
+}
+
+/// The actions of a statement, whether IAM holds one or a list.
+fn actions(st: &Value) -> Vec<String> {
+    match &st["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+        other => panic!("Action {other}"),
+    }
+}
+
+/// The build role the stack made for the declared project whose logical id part is `logical`
+/// (`ItLifeApp`): CloudFormation generates its name, so it is found by the logical id in it.
+fn build_role(stack: &str, logical: &str) -> String {
+    let roles = aws_ok("iam", "list_roles", json!({}))["Roles"].clone();
+    let found: Vec<String> = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["RoleName"].as_str().unwrap().to_owned())
+        .filter(|n| n.contains(&format!("BuildRole{logical}")) && n.starts_with(stack))
+        .collect();
+    assert_eq!(found.len(), 1, "build role {logical}: {roles}");
+    found[0].clone()
+}
+
+/// What the pull-request set-up deployed: the PullRequestPolicy writes only under untrusted/
+/// and is attached to the existing pull-request role; the pull-request project's role cannot
+/// read the signing key, the trusted project's role reads exactly that secret.
+fn assert_pull_request_setup(stack: &str, bucket: &str, policy_arn: &str) {
+    let statements = managed_policy_statements(policy_arn);
+    let resources = |action: &str| -> Vec<Value> {
+        statements
+            .iter()
+            .filter(|st| actions(st).iter().any(|a| a == action))
+            .map(|st| st["Resource"].clone())
+            .collect()
+    };
+    let untrusted = format!("arn:aws:s3:::{bucket}/cache/untrusted/*");
+    assert_eq!(
+        resources("s3:AbortMultipartUpload"),
+        [json!(untrusted)],
+        "{statements:?}"
+    );
+    assert_eq!(
+        resources("s3:PutObject"),
+        [
+            json!(format!("arn:aws:s3:::{bucket}/cache/v1-used/*")),
+            json!(untrusted)
+        ],
+        "{statements:?}"
+    );
+    assert!(
+        statements
+            .iter()
+            .flat_map(actions)
+            .all(|a| !a.starts_with("s3:Delete")),
+        "{statements:?}"
+    );
+
+    let attached = aws_ok(
+        "iam",
+        "list_attached_role_policies",
+        json!({ "RoleName": format!("{stack}-ci-pr") }),
+    );
+    assert_eq!(
+        attached["AttachedPolicies"],
+        json!([{ "PolicyName": format!("{stack}-pull-request"), "PolicyArn": policy_arn }])
+    );
+    let inline = |role: &str| -> Vec<String> {
+        aws_ok("iam", "list_role_policies", json!({ "RoleName": role }))["PolicyNames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(inline(&build_role(stack, "ItLifePr")), ["logs"]);
+    let app = build_role(stack, "ItLifeApp");
+    let mut names = inline(&app);
+    names.sort();
+    assert_eq!(names, ["logs", "signing-key"]);
+    let key = aws_ok(
+        "iam",
+        "get_role_policy",
+        json!({ "RoleName": app, "PolicyName": "signing-key" }),
+    );
+    // moto keeps an inline policy made by CloudFormation as the template's object and answers
+    // its Python repr (single quotes); IAM answers the JSON document. Neither holds a quote.
+    let doc: Value = match &key["PolicyDocument"] {
+        Value::String(text) => serde_json::from_str(&text.replace('\'', "\""))
+            .unwrap_or_else(|e| panic!("{e}: {text}")),
+        other => other.clone(),
+    };
+    assert_eq!(
+        doc["Statement"],
+        json!([{ "Sid": "ReadSigningKey", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": SECRET }]),
+        "{key}"
+    );
+}
+
 /// The whole life of a stack: plan, create, read back, install from it, cache through it,
 /// re-run unchanged, change a setting, delete keeping the bucket, delete the bucket.
 #[test]
 fn provision_creates_reads_back_updates_and_deprovisions() {
     let stack = "it-life";
     let bucket = format!("{stack}-{ACCOUNT}-{REGION}");
-    let (f, work) = setup(
-        "provision_life",
-        &format!("[provision]\nstack = \"{stack}\"\n\n[prune]\nmax-unused = \"7d\"\n"),
+    let (f, work) = setup("provision_life", &life_toml(stack, ""));
+    aws_ok(
+        "iam",
+        "create_role",
+        json!({
+            "RoleName": format!("{stack}-ci-pr"),
+            "AssumeRolePolicyDocument": json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "codebuild.amazonaws.com"}, "Action": "sts:AssumeRole"}]}).to_string(),
+        }),
     );
 
     // --dry-run: the plan, and nothing left behind.
@@ -145,8 +287,11 @@ fn provision_creates_reads_back_updates_and_deprovisions() {
         "CacheBucket",
         "ReadWritePolicy",
         "ReadOnlyPolicy",
+        "PullRequestPolicy",
         "PrunePolicy",
         "PruneRole",
+        "BuildRoleItLifeApp",
+        "BuildRoleItLifePr",
         "PruneSchedule",
         "Dashboard",
     ] {
@@ -209,6 +354,7 @@ fn provision_creates_reads_back_updates_and_deprovisions() {
         .collect();
     let mut want = vec![
         format!("{stack}-prune"),
+        format!("{stack}-pull-request"),
         format!("{stack}-read-only"),
         format!("{stack}-read-write"),
     ];
@@ -216,6 +362,12 @@ fn provision_creates_reads_back_updates_and_deprovisions() {
     got.sort();
     want.sort();
     assert_eq!(got, want);
+    let pr_policy = format!("arn:aws:iam::{ACCOUNT}:policy/{stack}-pull-request");
+    assert_eq!(
+        created["outputs"]["pull_request_policy_arn"],
+        pr_policy.as_str()
+    );
+    assert_pull_request_setup(stack, &bucket, &pr_policy);
     let rule = aws(
         "events",
         "describe_rule",
@@ -373,7 +525,7 @@ fn provision_creates_reads_back_updates_and_deprovisions() {
     // A changed setting: the plan names exactly what changes.
     write(
         &work.join("cachectl.toml"),
-        format!("[provision]\nstack = \"{stack}\"\nschedule = \"rate(2 days)\"\n\n[prune]\nmax-unused = \"7d\"\n"),
+        life_toml(stack, "schedule = \"rate(2 days)\"\n"),
     );
     let run = cachectl(&f, &work, &["provision", "--dry-run", "--json"]);
     run.assert_code(0);
@@ -624,6 +776,13 @@ fn settings_that_cannot_work_are_refused_before_any_aws_call() {
             &["provision", "--print-template"],
             1,
             "`CACHECTL_STORE`: the stack sets it to its own bucket and store",
+        ),
+        (
+            "signing key secret that is not a full ARN",
+            "[provision]\nsigning-key-secret = \"cachectl-signing\"\n",
+            &["provision", "--dry-run"],
+            1,
+            "[provision]: `signing-key-secret` must be a Secrets Manager secret's full ARN, as `aws secretsmanager describe-secret --secret-id NAME --query ARN` prints it (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)",
         ),
         (
             "binaries dir missing",

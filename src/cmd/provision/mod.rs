@@ -569,9 +569,11 @@ fn finish(
             text += &format!("  {k:<20} {v}\n");
         }
         if let (Some(store), Some(bucket)) = (outs.get(outputs::STORE), outs.get(outputs::BUCKET)) {
+            let policy = |key: &str, name: &'static str| outs.get(key).map_or(name, String::as_str);
             text += &format!(
-                "in each buildspec (and attach {} to the project's role):\n  env:\n    variables:\n      CACHE_BUCKET: {bucket}\n      CACHECTL_STORE: {store}\n",
-                outs.get(outputs::READ_WRITE_POLICY).map_or("the read-write policy", String::as_str)
+                "in each buildspec (and attach {} to the project's role, {} to a pull-request project's):\n  env:\n    variables:\n      CACHE_BUCKET: {bucket}\n      CACHECTL_STORE: {store}\n",
+                policy(outputs::READ_WRITE_POLICY, "the read-write policy"),
+                policy(outputs::PULL_REQUEST_POLICY, "the pull-request policy"),
             );
         }
         output::print(&text)?;

@@ -1,5 +1,6 @@
 //! `[provision]` and `[provision.project.NAME]`: the account set-up `cachectl provision` deploys,
-//! read strictly like the rest of the file. Pure data: the template is rendered elsewhere.
+//! read strictly like the rest of the file (the project tables in [`project`]). Pure data: the
+//! template is rendered elsewhere.
 //!
 //! ```toml
 //! [provision]
@@ -11,7 +12,9 @@
 //! read-accounts = ["111122223333"]   # other accounts that may restore
 //! write-accounts = []                # other accounts that may also save
 //! attach-roles = ["ci-build"]        # existing roles given the read-write policy
-//! attach-read-only-roles = ["ci-pr"] # existing roles given the read-only policy
+//! attach-read-only-roles = ["ci-ro"] # existing roles given the read-only policy
+//! attach-pull-request-roles = ["ci-pr"] # existing roles given the pull-request policy
+//! signing-key-secret = "arn:aws:secretsmanager:…:secret:…" # CACHECTL_SIGNING_KEY of trusted projects
 //! schedule = "rate(1 day)"           # when the prune project runs (EventBridge)
 //! log-retention-days = 30            # of the prune project's logs
 //! alarm-topic = "arn:aws:sns:…"      # told when a prune build fails
@@ -21,10 +24,16 @@
 //! source-location = "https://github.com/org/web.git"
 //! arch = "arm64"                     # or x86_64 (default)
 //! environment = { NODE_ENV = "test" }
+//! pull-requests = true               # the pull-request policy, and no signing key
 //! ```
+
+mod project;
 
 use super::source::{kind, Source};
 use super::Error;
+// Arch is read by the template, behind the `provision` feature.
+#[cfg_attr(not(feature = "provision"), allow(unused_imports))]
+pub use project::{Arch, ProjectSettings};
 
 /// The stack name when none is given.
 pub const DEFAULT_STACK: &str = "cachectl";
@@ -49,35 +58,13 @@ const KEYS: &[&str] = &[
     "write-accounts",
     "attach-roles",
     "attach-read-only-roles",
+    "attach-pull-request-roles",
+    "signing-key-secret",
     "schedule",
     "log-retention-days",
     "alarm-topic",
     "project",
 ];
-const PROJECT_KEYS: &[&str] = &[
-    "source-type",
-    "source-location",
-    "buildspec",
-    "image",
-    "compute-type",
-    "arch",
-    "environment",
-    "description",
-];
-
-/// CodeBuild's source types (AWS CodeBuild API Reference, `ProjectSource.type`).
-pub const SOURCE_TYPES: &[&str] = &[
-    "BITBUCKET",
-    "CODECOMMIT",
-    "CODEPIPELINE",
-    "GITHUB",
-    "GITHUB_ENTERPRISE",
-    "GITLAB",
-    "GITLAB_SELF_MANAGED",
-    "NO_SOURCE",
-    "S3",
-];
-
 /// The retention periods CloudWatch Logs accepts (`PutRetentionPolicy`), in days.
 pub const LOG_RETENTION_DAYS: &[u32] = &[
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
@@ -105,6 +92,10 @@ pub struct ProvisionSettings {
     /// IAM role names.
     pub attach_roles: Vec<String>,
     pub attach_read_only_roles: Vec<String>,
+    pub attach_pull_request_roles: Vec<String>,
+    /// A Secrets Manager secret's full ARN ([`valid_secret_arn`]): every declared project that
+    /// does not build pull requests gets it as `CACHECTL_SIGNING_KEY`, and its role may read it.
+    pub signing_key_secret: Option<String>,
     /// An EventBridge schedule expression, `rate(...)` or `cron(...)`.
     pub schedule: String,
     pub log_retention_days: u32,
@@ -128,56 +119,12 @@ impl Default for ProvisionSettings {
             write_accounts: Vec::new(),
             attach_roles: Vec::new(),
             attach_read_only_roles: Vec::new(),
+            attach_pull_request_roles: Vec::new(),
+            signing_key_secret: None,
             schedule: DEFAULT_SCHEDULE.to_owned(),
             log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
             alarm_topic: None,
             projects: Vec::new(),
-        }
-    }
-}
-
-/// A CodeBuild project the stack creates (`[provision.project.NAME]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectSettings {
-    pub name: String,
-    /// One of [`SOURCE_TYPES`].
-    pub source_type: String,
-    pub source_location: Option<String>,
-    /// A path in the source, or an inline buildspec; None: the source's `buildspec.yml`.
-    pub buildspec: Option<String>,
-    /// None: CodeBuild's current Amazon Linux standard image for `arch`.
-    pub image: Option<String>,
-    pub compute_type: String,
-    pub arch: Arch,
-    /// In file order.
-    pub environment: Vec<(String, String)>,
-    pub description: Option<String>,
-}
-
-/// A build machine's architecture, as CodeBuild names its environments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    X86_64,
-    Arm64,
-}
-
-// The template and commands that use these are behind the `provision` feature; the settings
-// are read either way, so a cachectl.toml works with every build.
-#[cfg_attr(not(feature = "provision"), allow(dead_code))]
-impl Arch {
-    /// CodeBuild's environment type.
-    pub fn environment_type(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "LINUX_CONTAINER",
-            Arch::Arm64 => "ARM_CONTAINER",
-        }
-    }
-
-    /// CodeBuild's curated Amazon Linux image for the architecture.
-    pub fn default_image(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "aws/codebuild/amazonlinux-x86_64-standard:5.0",
-            Arch::Arm64 => "aws/codebuild/amazonlinux-aarch64-standard:3.0",
         }
     }
 }
@@ -240,11 +187,29 @@ pub fn valid_region(s: &str) -> bool {
         && s.contains('-')
 }
 
-fn valid_project_name(s: &str) -> bool {
-    (2..=255).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+/// A Secrets Manager secret's full ARN, `arn:<partition>:secretsmanager:<region>:<account>:secret:<name>-<6 characters>`:
+/// the IAM statement names exactly this ARN, and a partial one (without the suffix Secrets
+/// Manager adds) would never match the secret.
+pub fn valid_secret_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(7, ':').collect();
+    let ["arn", partition, "secretsmanager", region, account, "secret", name] = parts.as_slice()
+    else {
+        return false;
+    };
+    let Some((base, suffix)) = name.rsplit_once('-') else {
+        return false;
+    };
+    !partition.is_empty()
+        && valid_region(region)
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !base.is_empty()
+        && name.len() <= 512
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
+        && suffix.len() == 6
+        && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 fn valid_role_name(s: &str) -> bool {
@@ -282,6 +247,15 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
                 }
             }
             Ok(out)
+        };
+        // A string `ok` accepts, else `problem`.
+        let checked = |ok: &dyn Fn(&str) -> bool, problem: &str| -> Result<String, Error> {
+            let v = string()?;
+            if ok(&v) {
+                Ok(v)
+            } else {
+                Err(invalid(problem))
+            }
         };
         let days = || -> Result<u32, Error> {
             value
@@ -328,20 +302,16 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
                 s.prefix = trimmed.to_owned();
             }
             "region" => {
-                let r = string()?;
-                if !valid_region(&r) {
-                    return Err(invalid("must be a region name like \"eu-west-1\""));
-                }
-                s.region = Some(r);
+                s.region = Some(checked(
+                    &valid_region,
+                    "must be a region name like \"eu-west-1\"",
+                )?)
             }
             "role-arn" => {
-                let r = string()?;
-                if !valid_role_arn(&r) {
-                    return Err(invalid(
-                        "must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
-                    ));
-                }
-                s.role_arn = Some(r);
+                s.role_arn = Some(checked(
+                    &valid_role_arn,
+                    "must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+                )?)
             }
             "kms-key" => {
                 let k = string()?;
@@ -360,6 +330,15 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
             "attach-roles" => s.attach_roles = strings(&valid_role_name, "IAM role name")?,
             "attach-read-only-roles" => {
                 s.attach_read_only_roles = strings(&valid_role_name, "IAM role name")?
+            }
+            "attach-pull-request-roles" => {
+                s.attach_pull_request_roles = strings(&valid_role_name, "IAM role name")?
+            }
+            "signing-key-secret" => {
+                s.signing_key_secret = Some(checked(
+                    &valid_secret_arn,
+                    "must be a Secrets Manager secret's full ARN, as `aws secretsmanager describe-secret --secret-id NAME --query ARN` prints it (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)",
+                )?)
             }
             "schedule" => {
                 let e = string()?;
@@ -398,11 +377,25 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<ProvisionSettin
                 let projects =
                     src.table(value, &path, label, "project", "[provision.project.NAME]")?;
                 for (name, v) in src.ordered(projects, &["provision", "project"]) {
-                    s.projects.push(parse_project(src, name, v)?);
+                    s.projects.push(project::parse(src, name, v)?);
                 }
             }
             _ => return Err(src.unknown_key(&path, key, label, KEYS)),
         }
+    }
+    // Attached to one role, the read-write policy would hand a pull-request build everything
+    // the pull-request policy withholds.
+    if let Some(r) = s
+        .attach_pull_request_roles
+        .iter()
+        .find(|r| s.attach_roles.contains(r))
+    {
+        return Err(src.invalid(
+            &path,
+            "attach-pull-request-roles",
+            label,
+            &format!("role `{r}` is also in `attach-roles`; list a pull-request role in one of them only"),
+        ));
     }
     // Projects become CloudFormation logical ids of letters and digits, words capitalised; two
     // names that differ only in `-`, `_` or a word's first letter's case would collide.
@@ -436,127 +429,6 @@ pub fn logical_id_part(name: &str) -> String {
                 .unwrap_or_default()
         })
         .collect()
-}
-
-fn parse_project(
-    src: &Source<'_>,
-    name: &str,
-    value: &toml::Value,
-) -> Result<ProjectSettings, Error> {
-    let path = ["provision", "project", name];
-    let label = format!("project `{name}`");
-    let table = src.table(
-        value,
-        &["provision", "project"],
-        "[provision.project]",
-        name,
-        "[provision.project.NAME]",
-    )?;
-    if !valid_project_name(name) {
-        return Err(src.invalid(
-            &["provision", "project"],
-            name,
-            "[provision.project]",
-            "is not a CodeBuild project name: 2 to 255 letters, digits, `-` and `_`, starting with a letter or digit",
-        ));
-    }
-    let mut p = ProjectSettings {
-        name: name.to_owned(),
-        source_type: String::new(),
-        source_location: None,
-        buildspec: None,
-        image: None,
-        compute_type: "BUILD_GENERAL1_SMALL".to_owned(),
-        arch: Arch::X86_64,
-        environment: Vec::new(),
-        description: None,
-    };
-    for (key, value) in src.ordered(table, &path) {
-        let invalid = |problem: &str| src.invalid(&path, key, &label, problem);
-        let string = || -> Result<String, Error> {
-            match value.as_str() {
-                Some("") => Err(invalid("must not be empty")),
-                Some(v) => Ok(v.to_owned()),
-                None => Err(invalid(&format!("must be a string, not {}", kind(value)))),
-            }
-        };
-        match key.as_str() {
-            "source-type" => {
-                let t = string()?;
-                if !SOURCE_TYPES.contains(&t.as_str()) {
-                    return Err(invalid(&format!(
-                        "is `{t}`; expected one of {}",
-                        SOURCE_TYPES.join(", ")
-                    )));
-                }
-                p.source_type = t;
-            }
-            "source-location" => p.source_location = Some(string()?),
-            "buildspec" => p.buildspec = Some(string()?),
-            "image" => p.image = Some(string()?),
-            "description" => p.description = Some(string()?),
-            "compute-type" => {
-                p.compute_type = string()?;
-                if !p.compute_type.starts_with("BUILD_") {
-                    return Err(invalid(
-                        "must be a CodeBuild compute type like \"BUILD_GENERAL1_SMALL\"",
-                    ));
-                }
-            }
-            "arch" => {
-                p.arch = match string()?.as_str() {
-                    "x86_64" | "amd64" => Arch::X86_64,
-                    "arm64" | "aarch64" | "arm" => Arch::Arm64,
-                    other => {
-                        return Err(invalid(&format!(
-                            "is `{other}`; expected \"x86_64\" or \"arm64\""
-                        )))
-                    }
-                }
-            }
-            "environment" => {
-                let env = src.table(value, &path, &label, "environment", "a table of strings")?;
-                for (k, v) in src.ordered(env, &[&path[..], &["environment"]].concat()) {
-                    let Some(v) = v.as_str() else {
-                        return Err(invalid(&format!("`{k}` must be a string, not {}", kind(v))));
-                    };
-                    if k == crate::env::STORE || k == "CACHE_BUCKET" {
-                        return Err(invalid(&format!(
-                            "`{k}`: the stack sets it to its own bucket and store"
-                        )));
-                    }
-                    if k.starts_with("CODEBUILD_") {
-                        return Err(invalid(&format!(
-                            "`{k}`: names starting with CODEBUILD_ are reserved by CodeBuild"
-                        )));
-                    }
-                    p.environment.push((k.clone(), v.to_owned()));
-                }
-            }
-            _ => return Err(src.unknown_key(&path, key, &label, PROJECT_KEYS)),
-        }
-    }
-    let missing = |what: &str| {
-        src.invalid(
-            &["provision", "project"],
-            name,
-            "[provision.project]",
-            &format!("needs {what}"),
-        )
-    };
-    if p.source_type.is_empty() {
-        return Err(missing("`source-type`"));
-    }
-    let needs_location = !matches!(p.source_type.as_str(), "NO_SOURCE" | "CODEPIPELINE");
-    if needs_location && p.source_location.is_none() {
-        return Err(missing("`source-location` for its source type"));
-    }
-    if p.source_type == "NO_SOURCE" && p.buildspec.is_none() {
-        return Err(missing(
-            "an inline `buildspec` (it has no source to read one from)",
-        ));
-    }
-    Ok(p)
 }
 
 #[cfg(test)]
@@ -595,6 +467,30 @@ mod tests {
             "file order"
         );
         assert_eq!(parse("").unwrap(), None);
+
+        let s = parse(
+            "[provision]\nattach-pull-request-roles = [\"ci-pr\"]\n\
+             signing-key-secret = \"arn:aws:secretsmanager:eu-west-1:111122223333:secret:ci/signing-AbC123\"\n\n\
+             [provision.project.web-pr]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\npull-requests = true\n\n\
+             [provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\npull-requests = false\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.attach_pull_request_roles, ["ci-pr"]);
+        assert_eq!(
+            s.signing_key_secret.as_deref(),
+            Some("arn:aws:secretsmanager:eu-west-1:111122223333:secret:ci/signing-AbC123")
+        );
+        let flags: Vec<(&str, bool)> = s
+            .projects
+            .iter()
+            .map(|p| (p.name.as_str(), p.pull_requests))
+            .collect();
+        assert_eq!(flags, [("web-pr", true), ("web", false)]);
+        let s = parse("[provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\n")
+            .unwrap()
+            .unwrap();
+        assert!(!s.projects[0].pull_requests, "trusted unless told");
     }
 
     #[test]
@@ -615,6 +511,13 @@ mod tests {
             ("role arn", "[provision]\nrole-arn = \"arn:aws:iam::1:role/x\"\n", "`role-arn` must be an IAM role ARN"),
             ("region", "[provision]\nregion = \"moon 1\"\n", "`region` must be a region name like \"eu-west-1\""),
             ("alarm topic", "[provision]\nalarm-topic = \"ops\"\n", "`alarm-topic` must be an SNS topic ARN"),
+            ("pull-requests type", "[provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\npull-requests = \"yes\"\n", "cachectl.toml:4:17: project `web`: `pull-requests` must be true or false, not a string"),
+            ("secret name", "[provision]\nsigning-key-secret = \"cachectl-signing\"\n", "cachectl.toml:2:22: [provision]: `signing-key-secret` must be a Secrets Manager secret's full ARN, as `aws secretsmanager describe-secret --secret-id NAME --query ARN` prints it (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)"),
+            ("secret partial ARN", "[provision]\nsigning-key-secret = \"arn:aws:secretsmanager:eu-west-1:111122223333:secret:signing\"\n", "`signing-key-secret` must be a Secrets Manager secret's full ARN"),
+            ("secret type", "[provision]\nsigning-key-secret = [\"arn\"]\n", "`signing-key-secret` must be a string, not an array"),
+            ("pr role", "[provision]\nattach-pull-request-roles = [\"ci pr\"]\n", "`attach-pull-request-roles` index 0: `ci pr` is not a valid IAM role name"),
+            ("pr role also read-write", "[provision]\nattach-roles = [\"ci\"]\nattach-pull-request-roles = [\"ci\"]\n", "cachectl.toml:3:29: [provision]: `attach-pull-request-roles` role `ci` is also in `attach-roles`; list a pull-request role in one of them only"),
+            ("signing key in env", "[provision.project.web]\nsource-type = \"NO_SOURCE\"\nbuildspec = \"x\"\nenvironment = { CACHECTL_SIGNING_KEY = \"pem\" }\n", "`CACHECTL_SIGNING_KEY`: the stack sets it from `signing-key-secret` in [provision], never as plain text"),
         ];
         for (name, text, want) in cases {
             let got = parse(text).expect_err(name);
@@ -653,5 +556,61 @@ mod tests {
         assert!(!valid_role_arn("arn:aws:iam::123456789012:user/x"));
         assert!(valid_region("eu-west-1"));
         assert!(!valid_region("moon 1"));
+        let secrets = [
+            (
+                "full",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ci/signing-AbC123",
+                true,
+            ),
+            (
+                "gov partition",
+                "arn:aws-us-gov:secretsmanager:us-gov-west-1:111122223333:secret:k-abcdef",
+                true,
+            ),
+            (
+                "name with dashes",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:cache-signing-key-Zz9Zz9",
+                true,
+            ),
+            (
+                "partial (no suffix)",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:signing",
+                false,
+            ),
+            (
+                "short suffix",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:signing-abc",
+                false,
+            ),
+            (
+                "only a suffix",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:-AbC123",
+                false,
+            ),
+            (
+                "wildcard",
+                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:*-AbC123",
+                false,
+            ),
+            (
+                "short account",
+                "arn:aws:secretsmanager:eu-west-1:1111:secret:signing-AbC123",
+                false,
+            ),
+            (
+                "no region",
+                "arn:aws:secretsmanager::111122223333:secret:signing-AbC123",
+                false,
+            ),
+            (
+                "another service",
+                "arn:aws:ssm:eu-west-1:111122223333:parameter/signing-AbC123",
+                false,
+            ),
+            ("a name", "signing-AbC123", false),
+        ];
+        for (name, arn, want) in secrets {
+            assert_eq!(valid_secret_arn(arn), want, "{name}: {arn}");
+        }
     }
 }
