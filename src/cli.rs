@@ -131,9 +131,11 @@ pub struct TransferArgs {
     pub strict: bool,
 
     /// The build's trust scope: `trusted`, or an untrusted scope's name (`pr-42`); by default
-    /// a CodeBuild pull-request build is untrusted and every other build trusted ([trust])
-    #[arg(long, env = env::SCOPE, value_name = "SCOPE", value_parser = Scope::parse_arg)]
-    pub scope: Option<Scope>,
+    /// a CodeBuild pull-request build is untrusted and every other build trusted ([trust]).
+    /// Empty is unset.
+    // Parsed by the command, so an empty CACHECTL_SCOPE a buildspec passes through is unset.
+    #[arg(long, env = env::SCOPE, value_name = "SCOPE")]
+    pub scope: Option<String>,
 }
 
 /// Publishing to CloudWatch, for the commands that publish.

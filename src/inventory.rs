@@ -78,13 +78,27 @@ pub struct Inventory {
 
 impl Inventory {
     pub async fn load(store: &dyn Store, key_prefix: &str) -> Result<Inventory, Error> {
-        Ok(Self::from_scan(store.scan(key_prefix).await?))
+        let scan = store.scan(key_prefix).await?;
+        Ok(Self::from_scan(scan, SystemTime::now()))
     }
 
-    pub fn from_scan(scan: Scan) -> Inventory {
+    /// Digests a scan made at `now` (the wall clock, not `CACHECTL_NOW`).
+    ///
+    /// Times a writer chose are not believed past what the store itself saw: a creation time
+    /// after the object appeared (S3 LastModified, local mtime) counts as that time, and a use
+    /// record of an hour that has not begun yet (an hour of slack for clocks) is ignored and
+    /// treated as stale. Otherwise an untrusted build could date its entries in the future
+    /// and make them outlive every rule, while trusted entries were evicted in their place.
+    pub fn from_scan(scan: Scan, now: SystemTime) -> Inventory {
         let mut newest: HashMap<EntryName, UseRecord> = HashMap::new();
         let mut stale = Vec::new();
+        // The end of the hour after this one: a record of any hour begun by then is believed.
+        let latest_believed = now + std::time::Duration::from_secs(2 * 3600);
         for u in scan.uses {
+            if u.latest() > latest_believed {
+                stale.push(u);
+                continue;
+            }
             match newest.get_mut(&u.name) {
                 Some(cur) if cur.hour >= u.hour => stale.push(u),
                 Some(cur) => stale.push(std::mem::replace(cur, u)),
@@ -102,7 +116,7 @@ impl Inventory {
                 let family = s.meta.as_ref().map(|m| m.family.clone());
                 Record {
                     inferred: created.is_none() || family.is_none(),
-                    created: created.unwrap_or(s.info.modified),
+                    created: created.map_or(s.info.modified, |c| c.min(s.info.modified)),
                     used,
                     family: family.unwrap_or_else(|| fallback_family(&s.info.name.key)),
                     paths: s.meta.map(|m| m.paths).unwrap_or_default(),
@@ -202,6 +216,37 @@ mod tests {
     }
 
     #[test]
+    fn times_in_the_future_are_not_believed() {
+        let now = t("2026-01-10T00:00:00Z");
+        let use_at = |key: &str, at: &str| UseRecord::at(name(key), t(at));
+        let scan = Scan {
+            entries: vec![
+                scanned("npm-future", Some("2099-01-01T00:00:00Z")),
+                scanned("npm-used", Some("2026-01-01T00:00:00Z")),
+            ],
+            uses: vec![
+                use_at("npm-used", "2026-01-09T00:00:00Z"),
+                // The hour after this one (clock slack) is believed; a year ahead is not.
+                use_at("npm-used", "2026-01-10T01:30:00Z"),
+                use_at("npm-future", "2099-01-01T00:00:00Z"),
+            ],
+            leftovers: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let inv = Inventory::from_scan(scan, now);
+        let future = &inv.records[0];
+        assert_eq!(
+            future.created,
+            t("2026-01-02T00:00:00Z"),
+            "created no later than the object appeared"
+        );
+        assert_eq!(future.used, None, "a use record from 2099 is ignored");
+        assert_eq!(inv.records[1].used, Some(t("2026-01-10T02:00:00Z")));
+        let stale: Vec<_> = inv.stale_uses.iter().map(|u| u.stamp()).collect();
+        assert!(stale.contains(&"2099010100".to_owned()), "{stale:?}");
+    }
+
+    #[test]
     fn newest_use_wins_and_the_rest_are_stale_or_orphaned() {
         let use_at = |key: &str, at: &str| UseRecord::at(name(key), t(at));
         let scan = Scan {
@@ -219,7 +264,7 @@ mod tests {
             leftovers: Vec::new(),
             warnings: Vec::new(),
         };
-        let inv = Inventory::from_scan(scan);
+        let inv = Inventory::from_scan(scan, t("2026-01-10T00:00:00Z"));
         let keys: Vec<_> = inv.records.iter().map(|r| r.name.key.as_str()).collect();
         assert_eq!(keys, ["npm-a", "npm-b"], "sorted by key");
         let a = &inv.records[0];

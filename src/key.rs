@@ -215,7 +215,7 @@ pub enum Scope {
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ScopeError {
-    #[error("scope `{0}` is not a scope name: use `trusted`, or 1 to {MAX_SCOPE_BYTES} letters, digits, `.`, `_` or `-` (not starting with `.`) for an untrusted scope, e.g. `pr-42`")]
+    #[error("scope `{0}` is not a scope name: use `trusted`, or 1 to {MAX_SCOPE_BYTES} letters, digits, `.`, `_` or `-` (not starting with `.`, not `trusted` in any case) for an untrusted scope, e.g. `pr-42`")]
     Invalid(String),
 }
 
@@ -236,7 +236,8 @@ impl Scope {
         let ok = !name.is_empty()
             && name.len() <= MAX_SCOPE_BYTES
             && !name.starts_with('.')
-            && name != Self::TRUSTED
+            // `Trusted` as an untrusted scope's name would read as the trusted scope in `ls`.
+            && !name.eq_ignore_ascii_case(Self::TRUSTED)
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -408,6 +409,8 @@ mod tests {
             );
         }
         assert!(Scope::untrusted("trusted").is_err());
+        assert!(Scope::parse("TRUSTED").is_err());
+        assert!(Scope::parse("Trusted").is_err());
         assert!(Scope::parse(&"x".repeat(100)).is_ok());
         let pr = Scope::Untrusted("pr-42".into());
         assert_eq!(pr.dir(), "untrusted/pr-42/");

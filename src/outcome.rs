@@ -48,6 +48,9 @@ pub struct RestoreReport {
     /// How to fix what `message` says, when cachectl knows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The entry of the exact key in the build's own scope was refused (for the state file).
+    #[serde(skip)]
+    pub refused_exact: bool,
 }
 
 /// One cache's save, as `--json` prints it (README, "Commands").
@@ -93,6 +96,7 @@ impl RestoreReport {
             store,
             message: None,
             hint: None,
+            refused_exact: false,
         }
     }
 }

@@ -23,10 +23,16 @@ const STATEMENT_TAG: &str = "cachectl entry signature v1";
 pub enum Error {
     #[error("the signing key is not an ed25519 private key in PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`)")]
     BadSigningKey,
-    #[error("public key `{0}` is not `ed25519:` followed by the base64 of 32 bytes")]
-    BadPublicKey(String),
+    /// The text is not quoted: a private key pasted where a public one belongs would be printed.
+    #[error("a public key is not `ed25519:` followed by the base64 of 32 bytes of a valid key")]
+    BadPublicKey,
     #[error("the system's random number generator failed: {0}")]
     Random(String),
+    /// A save every restore of this repository would refuse is not made.
+    #[error("[trust] require-signature is on and {} is not set: restores would refuse this entry, so it is not saved", crate::env::SIGNING_KEY)]
+    NoSigningKey,
+    #[error("the signing key's public key {0} is not in [trust] public-keys: restores would refuse this entry, so it is not saved")]
+    KeyNotListed(String),
 }
 
 impl crate::error::Hint for Error {
@@ -36,11 +42,19 @@ impl crate::error::Hint for Error {
                 "set {} to the whole file `cachectl keygen --out FILE` wrote, BEGIN and END lines included",
                 crate::env::SIGNING_KEY
             )),
-            Error::BadPublicKey(_) => Some(
+            Error::BadPublicKey => Some(
                 "copy the last line `cachectl keygen` printed (`ed25519:` and 44 base64 characters)"
                     .into(),
             ),
             Error::Random(_) => None,
+            Error::NoSigningKey => Some(format!(
+                "give this trusted build {} (a SECRETS_MANAGER variable), or turn require-signature off",
+                crate::env::SIGNING_KEY
+            )),
+            Error::KeyNotListed(_) => Some(
+                "add that public key to [trust] public-keys (keep the old one listed while rotating)"
+                    .into(),
+            ),
         }
     }
 }
@@ -64,11 +78,16 @@ impl SigningKey {
             .map_err(|_| Error::BadSigningKey)
     }
 
-    /// The key as PKCS#8 PEM, for the key file; wiped from memory when dropped.
+    /// The key as PKCS#8 PEM, for the key file; wiped from memory when dropped. Version 1
+    /// (RFC 8410: the private key alone), what `openssl genpkey` writes and every reader takes;
+    /// version 2's attached public key is refused by OpenSSL 3.0.
     pub fn to_pem(&self) -> Result<zeroize::Zeroizing<String>, Error> {
-        self.0
-            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-            .map_err(|_| Error::BadSigningKey)
+        ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.0.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|_| Error::BadSigningKey)
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -97,7 +116,7 @@ pub struct PublicKey(ed25519_dalek::VerifyingKey);
 impl PublicKey {
     /// `ed25519:<base64>` (standard alphabet, padded: 44 characters).
     pub fn parse(s: &str) -> Result<PublicKey, Error> {
-        let bad = || Error::BadPublicKey(s.to_owned());
+        let bad = || Error::BadPublicKey;
         let b64 = s.strip_prefix(PUBLIC_KEY_PREFIX).ok_or_else(bad)?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
@@ -106,10 +125,12 @@ impl PublicKey {
         Self::from_bytes(&bytes).ok_or_else(bad)
     }
 
-    /// `None` when the bytes are not a point on the curve.
+    /// `None` when the bytes are not a point on the curve, or a weak (small-order) point no
+    /// honest key is and no strict verification accepts.
     pub fn from_bytes(bytes: &[u8; 32]) -> Option<PublicKey> {
         ed25519_dalek::VerifyingKey::from_bytes(bytes)
             .ok()
+            .filter(|k| !k.is_weak())
             .map(PublicKey)
     }
 
@@ -241,6 +262,8 @@ mod tests {
     fn keys_round_trip_through_their_text_forms() {
         let k = SigningKey::generate().unwrap();
         let pem = k.to_pem().unwrap();
+        // PKCS#8 v1 of an ed25519 key: 48 bytes of DER, base64 `MC4CAQAw…` (RFC 8410).
+        assert!(pem[28..].starts_with("MC4CAQAw"), "{}", pem.as_str());
         assert!(
             pem.starts_with("-----BEGIN PRIVATE KEY-----\n"),
             "{}",
@@ -260,12 +283,19 @@ mod tests {
         let e = SigningKey::from_pem(secret).unwrap_err();
         assert_eq!(e, Error::BadSigningKey);
         assert!(!e.to_string().contains("TOPSECRET"));
-        for bad in ["", "ed25519:", "ed25519:AAAA", "rsa:AAAA", "ed25519:!!!"] {
-            assert_eq!(
-                PublicKey::parse(bad),
-                Err(Error::BadPublicKey(bad.into())),
-                "{bad}"
-            );
+        // The identity point (small order): a key no signature verifies under.
+        let weak = format!("ed25519:AQ{}=", "A".repeat(41));
+        for bad in [
+            "",
+            "ed25519:",
+            "ed25519:AAAA",
+            "rsa:AAAA",
+            "ed25519:!!!",
+            &weak,
+            secret,
+        ] {
+            assert_eq!(PublicKey::parse(bad), Err(Error::BadPublicKey), "{bad}");
         }
+        assert!(!Error::BadPublicKey.to_string().contains("TOPSECRET"));
     }
 }

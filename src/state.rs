@@ -16,6 +16,10 @@ pub struct Recorded {
     pub outcome: RestoreOutcome,
     /// The normalized path set, so a save with other paths does not trust this record.
     pub paths: Vec<String>,
+    /// The restore refused the entry of the exact key in the build's own scope (damaged, or
+    /// not trusted): a save of that key replaces it instead of skipping an existing key.
+    #[serde(default)]
+    pub refused_exact: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -85,6 +89,7 @@ mod tests {
             matched_key: Some(k.into()),
             outcome: RestoreOutcome::Hit,
             paths: vec!["node_modules".into()],
+            refused_exact: false,
         };
         record(&p, BTreeMap::from([("npm".to_owned(), rec("a"))])).unwrap();
         record(&p, BTreeMap::from([("pip".to_owned(), rec("b"))])).unwrap();

@@ -48,7 +48,7 @@ impl crate::error::Hint for Error {
                     .into(),
             ),
             Error::Untrusted(_) => Some(format!(
-                "nothing was restored; a trusted build with {} set saves a signed entry, and [trust] public-keys lists the keys restores accept",
+                "a trusted build with {} set (its public key in [trust] public-keys) saves a signed entry in its place; `cachectl rm KEY` drops this one",
                 crate::env::SIGNING_KEY
             )),
             Error::Write { .. } => Some("check free space and permissions where the cache is restored".into()),

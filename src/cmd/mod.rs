@@ -178,6 +178,7 @@ fn aborted_uploads(n: usize) -> String {
 
 /// Commands that never touch the network, run without the async runtime.
 pub fn run_offline(cli: &Cli) -> Option<Result<ExitStatus, Error>> {
+    set_verbosity(&cli.global);
     match &cli.command {
         Command::HashFiles(args) => Some(hash_files::run(&cli.global, args)),
         Command::Keys(args) => Some(keys::run(&cli.global, args)),
@@ -221,14 +222,27 @@ fn set_verbosity(g: &GlobalArgs) {
 
 /// The build's scope and what decided it: `--scope`/`CACHECTL_SCOPE`, else CodeBuild's webhook
 /// variables judged by `[trust]`.
-fn build_scope(trust: &TrustSettings, args: &TransferArgs) -> (Scope, String) {
+///
+/// Errors: [`Error::Usage`] for a scope that is not one.
+fn build_scope(trust: &TrustSettings, args: &TransferArgs) -> Result<(Scope, String), Error> {
     let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
-    trust.scope_of(&BuildEnv {
-        explicit: args.scope.clone(),
+    let explicit = match args.scope.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(Scope::parse(s).map_err(|e| {
+            Error::usage(
+                format!("--scope / {}: {e}", env::SCOPE),
+                Some(
+                    "leave it unset to let CodeBuild's webhook variables and [trust] decide".into(),
+                ),
+            )
+        })?),
+        None => None,
+    };
+    Ok(trust.scope_of(&BuildEnv {
+        explicit,
         webhook_trigger: var(crate::env::CODEBUILD_WEBHOOK_TRIGGER),
         webhook_event: var(crate::env::CODEBUILD_WEBHOOK_EVENT),
         source_version: var(crate::env::CODEBUILD_SOURCE_VERSION),
-    })
+    }))
 }
 
 /// `--concurrency` and `--part-size-mib` as the pipeline takes them.

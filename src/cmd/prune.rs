@@ -206,8 +206,7 @@ fn why(r: &Record, reason: Reason, rules: &Rules, as_of: SystemTime) -> String {
             compact(rules.max_age.unwrap_or_default())
         ),
         Reason::MaxAgeUntrusted => format!(
-            "untrusted scope {}, created {} ago, over max-age-untrusted {}",
-            r.name.scope,
+            "created {} ago, over max-age-untrusted {}",
             ago(r.created),
             compact(rules.max_age_untrusted.unwrap_or_default())
         ),
@@ -287,8 +286,13 @@ impl Outcome<'_> {
             match err {
                 Some(e) => output::error(&format!("delete {}", rec.name.key), e),
                 None if each => say(&format!(
-                    "{verb} {} [{}] {}: {}",
+                    "{verb} {}{} [{}] {}: {}",
                     rec.name.key,
+                    if rec.name.scope.is_trusted() {
+                        String::new()
+                    } else {
+                        format!(" (scope {})", rec.name.scope)
+                    },
                     rec.paths_label(),
                     human_bytes(rec.size),
                     why(rec, reason, self.rules, self.as_of)

@@ -46,7 +46,7 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
     } else {
         super::start_metrics(&args.metrics, plan.metrics.as_ref())
     };
-    let (scope, why) = super::build_scope(&plan.trust, &args.transfer);
+    let (scope, why) = super::build_scope(&plan.trust, &args.transfer)?;
     let trust = Arc::new(Trust {
         // An untrusted build starts from its own scope's entries, then the trusted ones; a
         // trusted build never looks at an untrusted scope.
@@ -132,6 +132,7 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
                     matched_key: r.matched_key.clone(),
                     outcome: r.outcome,
                     paths: job.paths.paths().to_vec(),
+                    refused_exact: r.refused_exact,
                 };
                 (job.name.clone(), rec)
             })
@@ -253,6 +254,7 @@ async fn restore_one(
         Err(e) => {
             let mut failed = failed_report(job, &e, report.store, trust);
             failed.seconds = report.seconds;
+            failed.refused_exact = report.refused_exact;
             failed
         }
     }
@@ -343,7 +345,14 @@ async fn restore(
                 report.outcome = outcome;
                 return Ok(());
             }
-            Err(e @ transfer::Error::BadEntry { .. }) => refused = Some(e),
+            Err(e @ transfer::Error::BadEntry { .. }) => {
+                // The build's own save may replace it (a trusted build with the key heals a
+                // planted or damaged entry; see save's `refused_exact`).
+                if outcome == RestoreOutcome::Hit && entry.name.scope == trust.scope {
+                    report.refused_exact = true;
+                }
+                refused = Some(e);
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -33,10 +33,12 @@ pub async fn run(g: &GlobalArgs, args: SaveArgs) -> Result<ExitStatus, Error> {
     })
     .await?;
     let metrics = super::start_metrics(&args.metrics, plan.metrics.as_ref());
-    let (scope, why) = super::build_scope(&plan.trust, &args.transfer);
+    let (scope, why) = super::build_scope(&plan.trust, &args.transfer)?;
     let trust = Trust {
         signer: signer(&scope, &why),
         untrusted_save: plan.trust.untrusted_save,
+        signed_here: plan.trust.signed_scopes(&scope).contains(&scope),
+        public_keys: plan.trust.public_keys.clone(),
         scope,
         why,
     };
@@ -97,6 +99,10 @@ struct Trust {
     /// The key from `CACHECTL_SIGNING_KEY` (a trusted build's), or why it cannot be used.
     signer: Result<Option<Arc<SigningKey>>, crate::sign::Error>,
     untrusted_save: bool,
+    /// `[trust] require-signature` covers this build's own scope, and the keys it accepts:
+    /// an entry restores would refuse is not saved.
+    signed_here: bool,
+    public_keys: Vec<crate::sign::PublicKey>,
 }
 
 /// The signing key a trusted build signs with. An untrusted build never signs: a key given to
@@ -175,6 +181,13 @@ async fn save_one(
             trust.why
         ));
         Ok(())
+    } else if !trust.scope.is_trusted() && trust.signed_here {
+        report.outcome = SaveOutcome::Skipped;
+        report.reason = Some(format!(
+            "untrusted build ({}): [trust] require-signature = \"all\" wants its entries signed and untrusted builds never sign, so its restores would refuse them",
+            trust.why
+        ));
+        Ok(())
     } else if let Err(why) = policy_allows(when) {
         report.outcome = SaveOutcome::Skipped;
         report.reason = Some(why);
@@ -187,7 +200,10 @@ async fn save_one(
         report.reason = Some("unchanged: this build restored the same key (exact hit)".into());
         Ok(())
     } else {
-        save(store, &job, trust, args, &mut report).await
+        // The restore refused what is stored under this key: replace it rather than skip an
+        // existing key (a trusted build with the signing key heals a planted entry this way).
+        let replace = restored.is_some_and(|r| r.refused_exact && r.key == job.key.as_str());
+        save(store, &job, trust, args, replace, &mut report).await
     };
     report.seconds = started.elapsed().as_secs_f64();
     let name = &job.name;
@@ -219,10 +235,20 @@ async fn save(
     job: &Job,
     trust: &Trust,
     args: &SaveArgs,
+    replace: bool,
     report: &mut SaveReport,
 ) -> Result<(), Error> {
     let set = &job.paths;
     let signer = trust.signer.clone()?;
+    if trust.signed_here {
+        match &signer {
+            None => return Err(crate::sign::Error::NoSigningKey.into()),
+            Some(k) if !trust.public_keys.contains(&k.public_key()) => {
+                return Err(crate::sign::Error::KeyNotListed(k.public_key().to_string()).into())
+            }
+            Some(_) => {}
+        }
+    }
     if !trust.scope.is_trusted() && !args.overwrite {
         // Restores in this scope fall back to the trusted entry: a copy here adds nothing.
         let trusted = EntryName::new(&Scope::Trusted, set, &job.key);
@@ -255,7 +281,7 @@ async fn save(
     let base = super::transfer_options(&args.transfer);
     let opts = transfer::Options {
         level: args.level.or(job.level).unwrap_or(base.level),
-        overwrite: args.overwrite,
+        overwrite: args.overwrite || replace,
         ..base
     };
     let progress = Progress::new(format!("save {}", job.name), 0);
@@ -294,6 +320,9 @@ async fn save(
         SaveResult::Created(packed) => {
             report.outcome = SaveOutcome::Saved;
             report.signed = signs;
+            if replace && !args.overwrite {
+                report.reason = Some("replaced the entry this build's restore refused".into());
+            }
             report.bytes = packed.bytes;
             packed
         }

@@ -104,9 +104,13 @@ pub(super) fn parse(src: &Source<'_>, t: &toml::Table) -> Result<TrustSettings, 
                         kind(value)
                     ))
                 })?;
+                // Which entry, never its text: a private key pasted here must not be printed.
                 s.public_keys = list
                     .iter()
-                    .map(|k| PublicKey::parse(k).map_err(|e| invalid(&e.to_string())))
+                    .enumerate()
+                    .map(|(i, k)| {
+                        PublicKey::parse(k).map_err(|e| invalid(&format!("entry {}: {e}", i + 1)))
+                    })
                     .collect::<Result<_, _>>()?;
             }
             "require-signature" => {

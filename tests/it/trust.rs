@@ -21,6 +21,9 @@ for_each_store!(
     entries_signed_by_either_of_two_keys_restore,
     the_signing_key_never_appears_in_any_output,
     rm_and_prune_handle_scopes,
+    a_save_restores_would_refuse_is_not_made,
+    a_trusted_save_replaces_the_exact_entry_its_restore_refused,
+    entries_dated_in_the_future_do_not_outlive_prune,
 );
 
 /// A CodeBuild build started by a pull-request webhook (`pr/N`).
@@ -127,6 +130,14 @@ fn keygen(f: &Fixture, name: &str) -> (String, String) {
     run.assert_code(0);
     let public = run.stdout.lines().last().unwrap().to_owned();
     (fs::read_to_string(&out).unwrap(), public)
+}
+
+/// `cachectl prune --json --max-age-untrusted MAX_AGE --as-of AS_OF` on the fixture's store.
+fn prune_untrusted(f: &Fixture, max_age: &str, as_of: &str) -> Run {
+    f.cachectl()
+        .args(["prune", "--json", "--store", &f.store])
+        .args(["--max-age-untrusted", max_age, "--as-of", as_of])
+        .run()
 }
 
 fn str_of<'a>(json: &'a Value, field: &str) -> &'a str {
@@ -327,11 +338,14 @@ fn planted_entries_are_refused_and_the_fallback_is_restored(f: Fixture) {
         &repo,
         &format!("[trust]\npublic-keys = [\"{main_public}\"]\nrequire-signature = true\n"),
     );
+    // The attackers' saves run where no [trust] stops them.
+    let attacker = f.dir("attacker");
     let signed = |key: &str, tag: &str, with: Option<&str>| {
-        let deps = repo.join("deps");
+        let cwd = if tag == "evil" { &attacker } else { &repo };
+        let deps = cwd.join("deps");
         let _ = fs::remove_dir_all(&deps);
         small_tree(&deps, tag);
-        let mut cmd = f.save(key, &repo);
+        let mut cmd = f.save(key, cwd);
         cmd.paths(["deps"]);
         if let Some(k) = with {
             cmd.env("CACHECTL_SIGNING_KEY", k);
@@ -632,19 +646,7 @@ fn rm_and_prune_handle_scopes(f: Fixture) {
     assert!(header.starts_with("KEY    SCOPE"), "{}", table.context());
 
     // Untrusted entries older than max-age-untrusted go; the trusted one, as old, stays.
-    let run = f
-        .cachectl()
-        .args([
-            "prune",
-            "--json",
-            "--store",
-            &f.store,
-            "--max-age-untrusted",
-            "5d",
-            "--as-of",
-            &at(10),
-        ])
-        .run();
+    let run = prune_untrusted(&f, "5d", &at(10));
     run.assert_code(0);
     let json = run.json();
     assert_eq!(
@@ -716,6 +718,33 @@ fn keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites() {
     json.assert_code(0);
     let value = json.json();
     assert_ne!(value["public_key"].as_str(), Some(public), "two keys alike");
+
+    // The private key pasted where a public key belongs: the error names the entry, and
+    // quotes nothing of it.
+    let repo = f.dir("repo");
+    config(
+        &repo,
+        &format!("[trust]\npublic-keys = [\"{public}\", \"\"\"{text}\"\"\"]\n"),
+    );
+    let run = f
+        .cachectl()
+        .cwd(&repo)
+        .args([
+            "restore",
+            "--store",
+            "/nonexistent",
+            "--key",
+            "k",
+            "--path",
+            "deps",
+        ])
+        .run();
+    run.assert_code(1);
+    run.assert_stderr_has("`public-keys` entry 2: a public key is not");
+    let body: Vec<&str> = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    for line in body {
+        assert!(!run.stderr.contains(line), "{}", run.context());
+    }
 }
 
 #[test]
@@ -761,5 +790,132 @@ fn a_signed_entry_verifies_by_hand_as_the_format_says() {
         format::decompress(before_footer),
         format::decompress(archive),
         "the frame adds nothing to the tar stream"
+    );
+}
+
+fn a_save_restores_would_refuse_is_not_made(f: Fixture) {
+    let (key, public) = keygen(&f, "main.pem");
+    let (other, other_public) = keygen(&f, "other.pem");
+    let repo = f.dir("repo");
+    config(
+        &repo,
+        &format!("[trust]\npublic-keys = [\"{public}\"]\nrequire-signature = true\n"),
+    );
+    small_tree(&repo.join("deps"), "x");
+    // No key: nothing saved, and the key stays free for a build that has it.
+    let run = f.save("npm-1", &repo).paths(["deps"]).run();
+    let json = run.expect(0, "error");
+    assert_eq!(
+        str_of(&json, "reason"),
+        "[trust] require-signature is on and CACHECTL_SIGNING_KEY is not set: restores would refuse this entry, so it is not saved"
+    );
+    // A key whose public half is not listed: the same.
+    let run = f
+        .save("npm-1", &repo)
+        .env("CACHECTL_SIGNING_KEY", &other)
+        .paths(["deps"])
+        .run();
+    let json = run.expect(0, "error");
+    assert_eq!(
+        str_of(&json, "reason"),
+        format!("the signing key's public key {other_public} is not in [trust] public-keys: restores would refuse this entry, so it is not saved")
+    );
+    assert!(object_names(&f).is_empty(), "{:?}", object_names(&f));
+    f.save("npm-1", &repo)
+        .env("CACHECTL_SIGNING_KEY", &key)
+        .paths(["deps"])
+        .run()
+        .expect(0, "saved");
+    // "all": a pull request's build never signs, so it does not save what its restores refuse.
+    config(
+        &repo,
+        &format!("[trust]\npublic-keys = [\"{public}\"]\nrequire-signature = \"all\"\n"),
+    );
+    let run = pr(&mut f.save("npm-2", &repo), 3).paths(["deps"]).run();
+    let json = run.expect(0, "skipped");
+    assert!(
+        str_of(&json, "reason").contains("require-signature = \"all\" wants its entries signed"),
+        "{}",
+        run.context()
+    );
+    // An empty CACHECTL_SCOPE is unset, not an error.
+    let run = f
+        .restore("npm-1", &f.dir("empty-scope"))
+        .env("CACHECTL_SCOPE", "")
+        .paths(["deps"])
+        .run();
+    assert_eq!(str_of(&run.expect(0, "hit"), "scope"), "trusted");
+}
+
+fn a_trusted_save_replaces_the_exact_entry_its_restore_refused(f: Fixture) {
+    let (key, public) = keygen(&f, "main.pem");
+    // Planted by a writer without the key (or saved before signatures were required).
+    let evil = f.dir("evil");
+    small_tree(&evil.join("deps"), "evil");
+    f.save("npm-1", &evil)
+        .paths(["deps"])
+        .run()
+        .expect(0, "saved");
+
+    let settings = format!(
+        "[cache.deps]\nkey = \"npm-1\"\npaths = [\"deps\"]\n\n[trust]\npublic-keys = [\"{public}\"]\nrequire-signature = true\n"
+    );
+    let build = f.dir("build");
+    config(&build, &settings);
+    let step = |command: &str| {
+        let mut cmd = f.cachectl();
+        cmd.cwd(&build)
+            .args([command, "--json", "--store", &f.store])
+            .env("CODEBUILD_BUILD_ID", "web:1")
+            .env("CACHECTL_SIGNING_KEY", &key);
+        push(&mut cmd, "main").run()
+    };
+    step("restore").expect(0, "error");
+    assert!(!build.join("deps").exists(), "nothing was restored");
+    small_tree(&build.join("deps"), "good");
+    let json = step("save").expect(0, "saved");
+    assert_eq!(
+        (str_of(&json, "reason"), &json["signed"]),
+        (
+            "replaced the entry this build's restore refused",
+            &Value::Bool(true)
+        )
+    );
+    let next = f.dir("next");
+    config(&next, &settings);
+    f.cachectl()
+        .cwd(&next)
+        .args(["restore", "--json", "--store", &f.store])
+        .run()
+        .expect(0, "hit");
+    assert_eq!(read(&next.join("deps/a.txt")), "good a\n");
+}
+
+fn entries_dated_in_the_future_do_not_outlive_prune(f: Fixture) {
+    let repo = f.dir("repo");
+    small_tree(&repo.join("deps"), "x");
+    // A pull request's build sets the clock cachectl records creation and use with.
+    pr(&mut f.save("npm-pr", &repo), 9)
+        .env("CACHECTL_NOW", "2099-01-01T00:00:00Z")
+        .paths(["deps"])
+        .run()
+        .expect(0, "saved");
+    pr(&mut f.restore("npm-pr", &f.dir("dst")), 9)
+        .env("CACHECTL_NOW", "2099-01-01T00:00:00Z")
+        .paths(["deps"])
+        .run()
+        .expect(0, "hit");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(10 * 86400);
+    let run = prune_untrusted(
+        &f,
+        "5d",
+        &humantime::format_rfc3339_seconds(later).to_string(),
+    );
+    run.assert_code(0);
+    assert_eq!(
+        run.json()["deleted_by_reason"]["max-age-untrusted"],
+        1,
+        "{}",
+        run.context()
     );
 }
