@@ -48,7 +48,7 @@ impl crate::error::Hint for Error {
                     .into(),
             ),
             Error::Untrusted(_) => Some(format!(
-                "a trusted build with {} set (its public key in [trust] public-keys) saves a signed entry in its place; `cachectl rm KEY` drops this one",
+                "a trusted build with {} set (its public key in [trust] public-keys) saves a signed entry in its place (a plain --key save needs --overwrite); `cachectl rm KEY` drops this one",
                 crate::env::SIGNING_KEY
             )),
             Error::Write { .. } => Some("check free space and permissions where the cache is restored".into()),

@@ -226,7 +226,12 @@ fn set_verbosity(g: &GlobalArgs) {
 /// Errors: [`Error::Usage`] for a scope that is not one.
 fn build_scope(trust: &TrustSettings, args: &TransferArgs) -> Result<(Scope, String), Error> {
     let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
-    let explicit = match args.scope.as_deref().filter(|s| !s.is_empty()) {
+    let explicit = match args
+        .scope
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         Some(s) => Some(Scope::parse(s).map_err(|e| {
             Error::usage(
                 format!("--scope / {}: {e}", env::SCOPE),
