@@ -185,7 +185,7 @@ fn scan_dir(root: &Path, key_prefix: &str) -> Result<Scan, Error> {
     Ok(scan)
 }
 
-/// The entries and use records of one scope, whose `v1/` and `v1-used/` are in `dir`.
+/// The entries and use records of one scope, whose `v1/` and `v1-used/` are in `root`.
 fn scan_scope(root: &Path, scope: &Scope, key_prefix: &str, scan: &mut Scan) -> Result<(), Error> {
     for (pathset, ty) in read_dir_names(&root.join(FORMAT_DIR))? {
         if ty.is_dir() && is_pathset(&pathset) {
