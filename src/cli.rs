@@ -35,6 +35,9 @@ pub enum Command {
     HashFiles(HashFilesArgs),
     /// Print each configured cache's resolved key, restore keys and paths (why did it miss?).
     Keys(KeysArgs),
+    /// Run the install step a cache replaces (`-- npm ci`), unless this build's restore of it was
+    /// an exact hit; time it for `stats`' time saved. Exits as the command did.
+    Run(RunArgs),
     /// Read restore outcomes back from CloudWatch: hit / partial / miss rates and time saved.
     Stats(StatsArgs),
     /// Delete entries by age, last use and total size, never one a build may be using
@@ -57,6 +60,33 @@ pub enum Command {
     /// Remove the trees restores replaced (`.cachectl-trash-*`), in the background.
     #[command(hide = true)]
     RemoveTrash(RemoveTrashArgs),
+}
+
+impl Command {
+    /// Whether the command handles SIGINT/SIGTERM itself (`run` passes them on to its child)
+    /// instead of `main` stopping it.
+    pub fn forwards_signals(&self) -> bool {
+        matches!(self, Command::Run(_))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The cache whose restore decides (`[cache.NAME]`, or the key's family for a plain --key)
+    #[arg(long, value_name = "NAME")]
+    pub cache: String,
+
+    /// Run the command even after an exact hit (a step the cache only speeds up, such as
+    /// `cargo build` with a restored target/); it is still timed
+    #[arg(long)]
+    pub always: bool,
+
+    /// The command and its arguments, after `--`
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Args)]

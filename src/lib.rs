@@ -27,6 +27,7 @@ pub mod sign;
 pub mod signal;
 mod state;
 pub mod store;
+mod subprocess;
 mod time;
 pub mod timings;
 pub mod transfer;

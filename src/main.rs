@@ -24,6 +24,9 @@ fn main() -> ExitCode {
             .build()
         {
             Ok(runtime) => runtime.block_on(async move {
+                if cli.command.forwards_signals() {
+                    return cmd::run(cli).await;
+                }
                 let mut command = Box::pin(cmd::run(cli));
                 tokio::select! {
                     result = &mut command => result,

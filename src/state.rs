@@ -22,9 +22,28 @@ pub struct Recorded {
     pub refused_exact: bool,
 }
 
+/// What the last `cachectl run` of one cache in this build did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The restore outcome it went by (`None`: no restore of the cache was recorded).
+    pub restore: Option<RestoreOutcome>,
+    /// False when an exact hit let it skip the command.
+    pub ran: bool,
+    /// Wall-clock seconds the command took (0 when skipped).
+    pub seconds: f64,
+    /// The command's exit code, or `None` when a signal ended it (or it was skipped).
+    pub exit_code: Option<i32>,
+    /// `InstallSeconds` went to CloudWatch, or never will (skipped, failed, metrics off):
+    /// when false, the next save publishes it.
+    pub published: bool,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
     pub caches: BTreeMap<String, Recorded>,
+    /// `cachectl run`s, by cache name.
+    #[serde(default)]
+    pub runs: BTreeMap<String, Run>,
 }
 
 /// `$CACHECTL_STATE_DIR` (or the temp dir) / `cachectl-state-<build>.json`, where `<build>` is
@@ -62,11 +81,20 @@ pub fn load(path: &Path) -> State {
 /// Merges `updates` into the file (temp file + rename, so a reader never sees half a file),
 /// creating its directory (`CACHECTL_STATE_DIR` may name one that does not exist yet).
 pub fn record(path: &Path, updates: BTreeMap<String, Recorded>) -> std::io::Result<()> {
+    update(path, |state| state.caches.extend(updates))
+}
+
+/// Merges `runs` into the file, as [`record`] does restores.
+pub fn record_runs(path: &Path, runs: BTreeMap<String, Run>) -> std::io::Result<()> {
+    update(path, |state| state.runs.extend(runs))
+}
+
+fn update(path: &Path, change: impl FnOnce(&mut State)) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let mut state = load(path);
-    state.caches.extend(updates);
+    change(&mut state);
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(
         &tmp,
@@ -96,6 +124,18 @@ mod tests {
         let s = load(&p);
         assert_eq!(s.caches.len(), 2);
         assert_eq!(s.caches["npm"], rec("a"));
+        let run = Run {
+            restore: Some(RestoreOutcome::Miss),
+            ran: true,
+            seconds: 41.5,
+            exit_code: Some(0),
+            published: false,
+        };
+        record_runs(&p, BTreeMap::from([("npm".to_owned(), run.clone())])).unwrap();
+        let s = load(&p);
+        assert_eq!((s.caches.len(), &s.runs["npm"]), (2, &run));
+        std::fs::write(&p, r#"{"caches": {}}"#).unwrap();
+        assert!(load(&p).runs.is_empty(), "a file from before runs loads");
         std::fs::write(&p, "not json").unwrap();
         assert!(load(&p).caches.is_empty());
     }

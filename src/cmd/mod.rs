@@ -14,6 +14,7 @@ mod provision;
 mod prune;
 mod restore;
 mod rm;
+mod run;
 mod save;
 mod stats;
 
@@ -37,6 +38,9 @@ pub enum ExitStatus {
     /// Exit 1: done, but not all the user asked for happened, and each failure was reported
     /// as it happened (`--strict` store trouble, `--fail-on-miss`, failed deletions).
     Failure,
+    /// The exit code of the command `cachectl run` ran (or a shell's code for one it could not
+    /// start: 126, 127).
+    Command(u8),
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -44,6 +48,7 @@ impl From<ExitStatus> for ExitCode {
         ExitCode::from(match s {
             ExitStatus::Success => code::OK,
             ExitStatus::Failure => code::FAILED,
+            ExitStatus::Command(code) => code,
         })
     }
 }
@@ -195,6 +200,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, Error> {
     match cli.command {
         Command::Save(args) => save::run(&g, args).await,
         Command::Restore(args) => restore::run(&g, args).await,
+        Command::Run(args) => run::run(&g, args).await,
         Command::Stats(args) => stats::run(&g, args).await,
         Command::Prune(args) => prune::run(&g, args).await,
         Command::Ls(args) => ls::run(&g, args).await,
@@ -276,15 +282,17 @@ fn start_metrics(args: &MetricsArgs, configured: Option<&config::MetricsConfig>)
 }
 
 /// Publishes one PutMetricData for the whole command; a failure is a warning inside CodeBuild
-/// (where users expect metrics) and silent elsewhere, never a failed command.
-async fn finish_metrics(metrics: Metrics, events: &[metrics::Event]) {
-    if let Published::NotSent {
-        reason,
-        hint,
-        warn: true,
-    } = metrics.publish(events).await
-    {
-        output::warn("CloudWatch metrics not published", &reason, hint.as_deref());
+/// (where users expect metrics) and silent elsewhere, never a failed command. False when the
+/// datums were meant to go and did not (a later command may try again).
+async fn finish_metrics(metrics: Metrics, events: &[metrics::Event]) -> bool {
+    match metrics.publish(events).await {
+        Published::NotSent { reason, hint, warn } => {
+            if warn {
+                output::warn("CloudWatch metrics not published", &reason, hint.as_deref());
+            }
+            false
+        }
+        Published::Sent { .. } | Published::Disabled | Published::NothingToSend => true,
     }
 }
 

@@ -15,6 +15,7 @@ use crate::store::{EntryMeta, Store};
 use crate::transfer::{self, SaveRequest, SaveResult};
 use crate::units::{human_bytes, rate, thousands};
 use crate::{metrics, output, state, timings};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -67,7 +68,7 @@ pub async fn run(g: &GlobalArgs, args: SaveArgs) -> Result<ExitStatus, Error> {
     ) {
         output::diagnostic(&line);
     }
-    let events: Vec<_> = plan
+    let mut events: Vec<_> = plan
         .jobs
         .iter()
         .zip(&reports)
@@ -78,7 +79,32 @@ pub async fn run(g: &GlobalArgs, args: SaveArgs) -> Result<ExitStatus, Error> {
             bytes: r.bytes,
         })
         .collect();
-    super::finish_metrics(metrics, &events).await;
+    // Install times `cachectl run` could not publish (CloudWatch unreachable then) go now.
+    let pending: BTreeMap<String, state::Run> = recorded
+        .runs
+        .iter()
+        .filter(|(_, run)| !run.published && run.ran && run.exit_code == Some(0))
+        .map(|(name, run)| (name.clone(), run.clone()))
+        .collect();
+    events.extend(pending.iter().map(|(name, run)| metrics::Event::Install {
+        cache: name.clone(),
+        restore: run.restore,
+        seconds: run.seconds,
+    }));
+    if super::finish_metrics(metrics, &events).await && !pending.is_empty() {
+        let runs = pending
+            .into_iter()
+            .map(|(name, run)| {
+                let published = state::Run {
+                    published: true,
+                    ..run
+                };
+                (name, published)
+            })
+            .collect();
+        let path = state::path(&super::anchors().0);
+        let _ = super::blocking(move || state::record_runs(&path, runs)).await;
+    }
     if g.json {
         let worst = SaveOutcome::worst(reports.iter().map(|r| r.outcome));
         output::reports(&reports, worst.as_str())?;

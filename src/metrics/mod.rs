@@ -6,8 +6,11 @@
 //! project, or `local`). A restore sends `CacheHit`, `CachePartialHit`, `CacheMiss` and
 //! `CacheError` (exactly one of them 1, the others 0, so their sums count restores and their
 //! averages are rates), plus `RestoreSeconds` and `BytesDownloaded`. A save sends
-//! `SaveSeconds` and `BytesUploaded`, never an outcome metric. A prune sends `PrunedEntries`,
-//! `PrunedBytes`, `StoreEntries` and `StoreBytes` with the one dimension `Store`.
+//! `SaveSeconds` and `BytesUploaded`, never an outcome metric. A `cachectl run` whose command
+//! succeeded sends `InstallSeconds` with a third dimension, `RestoreOutcome`: `hit`, `partial`
+//! or `miss` (a restore error or no restore counts as `miss`: the command started with nothing
+//! restored). A prune sends `PrunedEntries`, `PrunedBytes`, `StoreEntries` and `StoreBytes`
+//! with the one dimension `Store`.
 
 mod publish;
 pub mod query;
@@ -29,6 +32,8 @@ pub const RESTORE_SECONDS: &str = "RestoreSeconds";
 pub const BYTES_DOWNLOADED: &str = "BytesDownloaded";
 pub const SAVE_SECONDS: &str = "SaveSeconds";
 pub const BYTES_UPLOADED: &str = "BytesUploaded";
+/// Seconds a command run by `cachectl run` took (the install a hit skips).
+pub const INSTALL_SECONDS: &str = "InstallSeconds";
 pub const PRUNED_ENTRIES: &str = "PrunedEntries";
 pub const PRUNED_BYTES: &str = "PrunedBytes";
 pub const STORE_ENTRIES: &str = "StoreEntries";
@@ -39,6 +44,13 @@ pub const OUTCOME_METRICS: [&str; 4] = [CACHE_HIT, CACHE_PARTIAL_HIT, CACHE_MISS
 
 pub const CACHE_DIMENSION: &str = "CacheName";
 pub const PROJECT_DIMENSION: &str = "ProjectName";
+/// `InstallSeconds`' third dimension: what the restore before the command did.
+pub const OUTCOME_DIMENSION: &str = "RestoreOutcome";
+/// The values of [`OUTCOME_DIMENSION`]: the command found the exact tree, an older one, or
+/// nothing.
+pub const INSTALL_HIT: &str = "hit";
+pub const INSTALL_PARTIAL: &str = "partial";
+pub const INSTALL_MISS: &str = "miss";
 /// Prune's one dimension: the store (`s3://bucket/prefix/` or the directory).
 pub const STORE_DIMENSION: &str = "Store";
 /// ProjectName outside CodeBuild.
@@ -63,6 +75,12 @@ pub enum Event {
         cache: String,
         seconds: f64,
         bytes: u64,
+    },
+    /// A command `cachectl run` ran to success after the restore `restore` (`None`: none).
+    Install {
+        cache: String,
+        restore: Option<RestoreOutcome>,
+        seconds: f64,
     },
     /// What one prune deleted, and the store after it.
     Prune {
@@ -103,7 +121,17 @@ fn metric_value(v: f64) -> f64 {
     }
 }
 
-/// Every datum of `events`, in order: six per restore, two per save.
+/// The `RestoreOutcome` value an install is published under: nothing restored (a miss, a
+/// store error, no restore at all) is a cold start.
+pub fn install_outcome(restore: Option<RestoreOutcome>) -> &'static str {
+    match restore {
+        Some(RestoreOutcome::Hit) => INSTALL_HIT,
+        Some(RestoreOutcome::Partial) => INSTALL_PARTIAL,
+        Some(RestoreOutcome::Miss | RestoreOutcome::Error) | None => INSTALL_MISS,
+    }
+}
+
+/// Every datum of `events`, in order: six per restore, two per save, one per install.
 pub fn datums(events: &[Event], project: &str) -> Vec<MetricDatum> {
     let project = dimension_value(project);
     let mut out = Vec::with_capacity(events.len() * 6);
@@ -117,6 +145,20 @@ pub fn datums(events: &[Event], project: &str) -> Vec<MetricDatum> {
                 Dimension::builder()
                     .name(PROJECT_DIMENSION)
                     .value(&project)
+                    .build(),
+            ],
+            Event::Install { cache, restore, .. } => vec![
+                Dimension::builder()
+                    .name(CACHE_DIMENSION)
+                    .value(dimension_value(cache))
+                    .build(),
+                Dimension::builder()
+                    .name(PROJECT_DIMENSION)
+                    .value(&project)
+                    .build(),
+                Dimension::builder()
+                    .name(OUTCOME_DIMENSION)
+                    .value(install_outcome(*restore))
                     .build(),
             ],
             Event::Prune { store, .. } => vec![Dimension::builder()
@@ -150,6 +192,9 @@ pub fn datums(events: &[Event], project: &str) -> Vec<MetricDatum> {
             Event::Save { seconds, bytes, .. } => {
                 out.push(datum(SAVE_SECONDS, *seconds, StandardUnit::Seconds));
                 out.push(datum(BYTES_UPLOADED, *bytes as f64, StandardUnit::Bytes));
+            }
+            Event::Install { seconds, .. } => {
+                out.push(datum(INSTALL_SECONDS, *seconds, StandardUnit::Seconds));
             }
             Event::Prune {
                 entries,
@@ -275,6 +320,44 @@ mod tests {
         assert_eq!(out[0].unit(), Some(&StandardUnit::Seconds));
         assert_eq!(out[1].value(), Some(99.0));
         assert_eq!(out[1].unit(), Some(&StandardUnit::Bytes));
+    }
+
+    #[test]
+    fn installs_carry_the_restore_outcome_as_a_third_dimension() {
+        let cases = [
+            ("hit", Some(RestoreOutcome::Hit), "hit"),
+            ("partial", Some(RestoreOutcome::Partial), "partial"),
+            ("miss", Some(RestoreOutcome::Miss), "miss"),
+            (
+                "store error is a cold start",
+                Some(RestoreOutcome::Error),
+                "miss",
+            ),
+            ("no restore is a cold start", None, "miss"),
+        ];
+        for (name, restore, want) in cases {
+            let out = datums(
+                &[Event::Install {
+                    cache: "npm".into(),
+                    restore,
+                    seconds: 41.25,
+                }],
+                "web-app",
+            );
+            assert_eq!(out.len(), 1, "case {name}");
+            assert_eq!(out[0].metric_name(), Some(INSTALL_SECONDS), "case {name}");
+            assert_eq!(out[0].value(), Some(41.25), "case {name}");
+            assert_eq!(out[0].unit(), Some(&StandardUnit::Seconds), "case {name}");
+            assert_eq!(
+                dims(&out[0]),
+                [
+                    (CACHE_DIMENSION, "npm"),
+                    (PROJECT_DIMENSION, "web-app"),
+                    (OUTCOME_DIMENSION, want)
+                ],
+                "case {name}"
+            );
+        }
     }
 
     #[test]
