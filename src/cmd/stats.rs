@@ -1,13 +1,11 @@
-//! `cachectl stats`: restore outcomes and timings read back from CloudWatch
-//! ([`crate::metrics::query`]), as a table per (cache, project) or one JSON object.
-//!
-//! Time saved is not measured: the metrics hold how long restores and saves took, not how long
-//! the install step takes without a cache. The report gives cachectl's own cost and the formula
-//! `saved ≈ (hit + partial) × T − restore seconds − save seconds` for a cold install of T seconds.
+//! `cachectl stats`: restore outcomes, timings and time saved read back from CloudWatch
+//! ([`crate::metrics::query`], [`crate::metrics::saved`]), as tables per (cache, project) or
+//! one JSON object.
 
 use super::{Error, ExitStatus};
 use crate::cli::{GlobalArgs, StatsArgs};
-use crate::metrics::query::{self, Field, Sums};
+use crate::metrics::query::{self, Field, PairMetrics};
+use crate::metrics::saved::{self, Activity, Distribution, Installs, TimeSaved};
 use crate::output::{self, Align};
 use crate::units::rfc3339;
 use serde::Serialize;
@@ -37,6 +35,13 @@ pub struct Row {
     pub save_seconds: f64,
     pub mean_save_seconds: Option<f64>,
     pub bytes_uploaded: u64,
+    /// Install times `cachectl run` measured, by restore outcome; null on the total (medians
+    /// of different caches' installs mean nothing together).
+    pub installs: Option<Installs>,
+    pub time_saved: TimeSaved,
+    /// Restores × median cold install, for the total's share.
+    #[serde(skip)]
+    without_cache_seconds: f64,
 }
 
 fn count(v: f64) -> u64 {
@@ -52,7 +57,8 @@ fn ratio(part: f64, whole: u64) -> Option<f64> {
 }
 
 impl Row {
-    fn new(cache: Option<String>, project: Option<String>, s: &Sums) -> Row {
+    fn new(cache: Option<String>, project: Option<String>, m: &PairMetrics) -> Row {
+        let s = &m.sums;
         let mut row = Row {
             cache,
             project,
@@ -68,6 +74,22 @@ impl Row {
             ..Row::default()
         };
         row.derive();
+        let installs = Installs {
+            cold: Distribution::of(&m.installs.miss),
+            warm: Distribution::of(&m.installs.partial),
+            hot: Distribution::of(&m.installs.hit),
+        };
+        let activity = Activity {
+            hits: row.hit,
+            partials: row.partial,
+            restores: row.restores,
+            restore_seconds: row.restore_seconds,
+            save_seconds: row.save_seconds,
+        };
+        let name = row.cache.as_deref().unwrap_or("?");
+        row.time_saved = saved::estimate(name, &activity, &installs);
+        row.without_cache_seconds = saved::without_cache(&activity, &installs);
+        row.installs = Some(installs);
         row
     }
 
@@ -96,6 +118,11 @@ impl Row {
             t.bytes_uploaded += r.bytes_uploaded;
         }
         t.derive();
+        let parts: Vec<(TimeSaved, f64)> = rows
+            .iter()
+            .map(|r| (r.time_saved.clone(), r.without_cache_seconds))
+            .collect();
+        t.time_saved = saved::total(&parts);
         t
     }
 }
@@ -114,24 +141,12 @@ pub struct Report {
     /// One row per (cache, project), sorted.
     pub caches: Vec<Row>,
     pub total: Row,
+    /// The total's time saved (the same object as `total.time_saved`), and how it is reckoned.
     pub time_saved: TimeSaved,
-}
-
-#[derive(Debug, Serialize)]
-pub struct TimeSaved {
-    /// Always null: the metrics cannot tell it (see `note`).
-    pub seconds: Option<f64>,
-    /// Restores that skipped some or all of the install: hit + partial.
-    pub cached_restores: u64,
-    /// cachectl's own time: restore seconds + save seconds.
-    pub cost_seconds: f64,
     pub formula: &'static str,
-    pub note: &'static str,
 }
 
-const FORMULA: &str =
-    "(hit + partial) * T - restore_seconds - save_seconds, T = seconds of a cold install";
-const NOTE: &str = "not measured: these metrics record how long restores and saves took, not how long the install step takes without a cache";
+const FORMULA: &str = "hit * (cold - hot) + partial * (cold - warm) - restore_seconds - save_seconds; cold, warm, hot = median InstallSeconds after a miss, a partial hit, an exact hit (0 when skipped)";
 
 pub async fn run(g: &GlobalArgs, args: StatsArgs) -> Result<ExitStatus, Error> {
     let report = collect(&args).await?;
@@ -153,7 +168,7 @@ async fn collect(args: &StatsArgs) -> Result<Report, Error> {
     .await?;
     let caches: Vec<Row> = sums
         .into_iter()
-        .map(|((cache, project), s)| Row::new(Some(cache), Some(project), &s))
+        .map(|((cache, project), m)| Row::new(Some(cache), Some(project), &m))
         .collect();
     let total = Row::total(&caches);
     Ok(Report {
@@ -163,13 +178,8 @@ async fn collect(args: &StatsArgs) -> Result<Report, Error> {
         end: rfc3339(window.end),
         cache: args.cache.clone(),
         project: args.project.clone(),
-        time_saved: TimeSaved {
-            seconds: None,
-            cached_restores: total.hit + total.partial,
-            cost_seconds: total.restore_seconds + total.save_seconds,
-            formula: FORMULA,
-            note: NOTE,
-        },
+        time_saved: total.time_saved.clone(),
+        formula: FORMULA,
         caches,
         total,
     })
@@ -245,17 +255,100 @@ fn render(report: &Report) -> String {
     let mut align = vec![Align::Right; table[0].len()];
     align[..2].fill(Align::Left);
     out.push_str(&output::table(&table, &align));
-    let t = &report.total;
     let _ = writeln!(
         out,
         "\nRESTORE S and SAVE S are mean seconds per restore and per save; restores = hit + partial + miss + error."
     );
+    out.push('\n');
+    out.push_str(&render_saved(report));
+    out
+}
+
+/// `median / p90 (n)` seconds of a kind of install, `-` without any.
+fn distribution(d: &Distribution) -> String {
+    match (d.median_seconds, d.p90_seconds) {
+        (Some(median), Some(p90)) => format!("{median:.1} / {p90:.1} ({})", d.installs),
+        _ => "-".into(),
+    }
+}
+
+fn minutes(t: &TimeSaved) -> String {
+    t.minutes.map_or_else(|| "?".into(), |m| format!("{m:.1}"))
+}
+
+/// The time-saved table: install times by restore outcome, minutes saved and their share,
+/// then why any number is missing.
+fn render_saved(report: &Report) -> String {
+    let mut out = String::new();
+    let header: Vec<String> = [
+        "CACHE",
+        "PROJECT",
+        "COLD S",
+        "WARM S",
+        "HOT S",
+        "SAVED MIN",
+        "SHARE",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut table = vec![header];
+    let mut notes = Vec::new();
+    for row in &report.caches {
+        let label = format!(
+            "{} {}",
+            row.cache.as_deref().unwrap_or_default(),
+            row.project.as_deref().unwrap_or_default()
+        );
+        let installs = row.installs.clone().unwrap_or_default();
+        table.push(vec![
+            row.cache.clone().unwrap_or_default(),
+            row.project.clone().unwrap_or_default(),
+            distribution(&installs.cold),
+            distribution(&installs.warm),
+            distribution(&installs.hot),
+            minutes(&row.time_saved),
+            percent(row.time_saved.share),
+        ]);
+        notes.extend(row.time_saved.notes.iter().map(|n| format!("{label}: {n}")));
+    }
+    let t = &report.total.time_saved;
+    if report.caches.len() > 1 {
+        table.push(vec![
+            "total".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            minutes(t),
+            percent(t.share),
+        ]);
+    }
+    let mut align = vec![Align::Right; table[0].len()];
+    align[..2].fill(Align::Left);
+    out.push_str(&output::table(&table, &align));
     let _ = writeln!(
         out,
-        "Time saved: {NOTE}.\nWith a cold install of T seconds, saved ≈ (hit + partial) × T − restore − save seconds = {} × T − {:.1} s.",
-        t.hit + t.partial,
-        t.restore_seconds + t.save_seconds
+        "\nCOLD, WARM and HOT S are median / p90 seconds (installs timed) of `cachectl run` after a miss, a partial hit and an exact hit."
     );
+    let _ = writeln!(
+        out,
+        "Time saved = hits × (cold − hot) + partial hits × (cold − warm) − restore − save seconds; SHARE is of restores × cold."
+    );
+    match t.minutes {
+        Some(m) => {
+            let _ = writeln!(
+                out,
+                "Time saved: {m:.1} minutes ({} of the install time these builds would have spent without the cache).",
+                percent(t.share)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Time saved: not known yet (see below).");
+        }
+    }
+    for note in notes.iter().chain(&t.notes) {
+        let _ = writeln!(out, "note: {note}");
+    }
     out
 }
 
@@ -265,8 +358,11 @@ mod tests {
 
     const DAY: u64 = 86_400;
 
-    fn sums(values: [f64; 9]) -> Sums {
-        Sums(values)
+    fn sums(values: [f64; 9]) -> PairMetrics {
+        PairMetrics {
+            sums: query::Sums(values),
+            installs: query::Installs::default(),
+        }
     }
 
     #[test]
@@ -284,7 +380,7 @@ mod tests {
         assert_eq!(a.error_rate, Some(0.0));
         assert_eq!(a.mean_restore_seconds, Some(2.0));
         assert_eq!(a.mean_save_seconds, Some(3.0));
-        let empty = Row::new(None, None, &Sums::default());
+        let empty = Row::new(None, None, &PairMetrics::default());
         assert_eq!(empty.restores, 0);
         assert_eq!(empty.hit_rate, None);
         assert_eq!(empty.mean_restore_seconds, None);
@@ -322,14 +418,9 @@ mod tests {
             cache: None,
             project: None,
             total: Row::total(&rows),
+            time_saved: Row::total(&rows).time_saved,
+            formula: FORMULA,
             caches: rows,
-            time_saved: TimeSaved {
-                seconds: None,
-                cached_restores: 116,
-                cost_seconds: 652.0,
-                formula: FORMULA,
-                note: NOTE,
-            },
         };
         let text = render(&report);
         let lines: Vec<&str> = text.lines().collect();
@@ -340,6 +431,56 @@ mod tests {
                 "npm             web-app       120   96 (80%)  12 (10%)  10 (8%)  2 (2%)        4.2     10     9.8",
                 "cargo-registry  api            10    8 (80%)    0 (0%)  2 (20%)  0 (0%)        3.0      2    10.0",
                 "total                         130  104 (80%)   12 (9%)  12 (9%)  2 (2%)        4.1     12     9.8",
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn time_saved_table() {
+        let mut npm = sums([10.0, 3.0, 3.0, 0.0, 25.0, 0.0, 15.0, 6.0, 0.0]);
+        npm.installs = query::Installs {
+            miss: vec![(30.0, 1), (40.0, 1), (50.0, 1)],
+            partial: vec![(10.0, 1), (12.0, 1), (14.0, 1)],
+            hit: vec![],
+        };
+        let mut cargo = sums([4.0, 0.0, 2.0, 0.0, 8.0, 0.0, 4.0, 2.0, 0.0]);
+        cargo.installs.miss = vec![(300.0, 2)];
+        let rows = vec![
+            Row::new(Some("npm".into()), Some("web".into()), &npm),
+            Row::new(Some("cargo".into()), Some("api".into()), &cargo),
+        ];
+        let total = Row::total(&rows);
+        let report = Report {
+            namespace: "Cachectl".into(),
+            since_seconds: 7 * DAY,
+            start: "2026-11-19T15:00:00Z".into(),
+            end: "2026-11-26T15:01:00Z".into(),
+            cache: None,
+            project: None,
+            time_saved: total.time_saved.clone(),
+            total,
+            formula: FORMULA,
+            caches: rows,
+        };
+        // npm: 10 × 40 + 3 × (40 − 12) − (25 + 15) = 444 s = 7.4 min of 16 × 40 = 640 s.
+        assert_eq!(report.caches[0].time_saved.seconds, Some(444.0));
+        assert_eq!(report.time_saved.seconds, Some(444.0));
+        let text = render_saved(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "CACHE  PROJECT             COLD S           WARM S  HOT S  SAVED MIN  SHARE",
+                "npm    web        40.0 / 50.0 (3)  12.0 / 14.0 (3)      -        7.4    69%",
+                "cargo  api      300.0 / 300.0 (2)                -      -          ?      -",
+                "total                                                            7.4    69%",
+                "",
+                "COLD, WARM and HOT S are median / p90 seconds (installs timed) of `cachectl run` after a miss, a partial hit and an exact hit.",
+                "Time saved = hits × (cold − hot) + partial hits × (cold − warm) − restore − save seconds; SHARE is of restores × cold.",
+                "Time saved: 7.4 minutes (69% of the install time these builds would have spent without the cache).",
+                "note: cargo api: too few misses to know the cold install: 2 timed, 3 needed",
+                "note: 1 of 2 caches left out: their cold install is not known",
             ],
             "{text}"
         );

@@ -14,6 +14,7 @@
 
 mod publish;
 pub mod query;
+pub mod saved;
 
 pub use publish::{Metrics, Published, PUBLISH_BUDGET};
 

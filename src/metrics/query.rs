@@ -4,6 +4,13 @@
 //! sums each metric over the window, one period covering all of it. Restores are the sum of
 //! the four outcome metrics (each restore sends exactly one 1); saves are the sample count of
 //! `SaveSeconds`.
+//!
+//! `InstallSeconds` is read per restore outcome as samples, not sums, for `stats`' medians:
+//! the average and count of each period with data, at the finest period CloudWatch keeps for
+//! data that old (a minute, 5 minutes past 15 days, an hour past 63). Each build's install is
+//! its own sample unless two installs of one cache, project and outcome end in the same period;
+//! GetMetricData's percentile statistics would be the alternative, but they are estimates and
+//! cannot merge periods or outcomes.
 
 use super as metrics;
 use crate::aws::{self, iam, CallError, Kind, Service};
@@ -12,7 +19,7 @@ use aws_sdk_cloudwatch::types::{
     Dimension, DimensionFilter, Metric, MetricDataQuery, MetricStat, StatusCode,
 };
 use aws_sdk_cloudwatch::Client;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 const DAY: u64 = 86_400;
@@ -51,6 +58,36 @@ const QUERIES: [(&str, &str, Field); 9] = [
     (metrics::BYTES_UPLOADED, "Sum", Field::BytesUploaded),
 ];
 
+/// The `RestoreOutcome` values `InstallSeconds` is read for, in [`Installs`] order.
+const INSTALL_OUTCOMES: [&str; 3] = [
+    metrics::INSTALL_HIT,
+    metrics::INSTALL_PARTIAL,
+    metrics::INSTALL_MISS,
+];
+
+/// The two statistics read per period of `InstallSeconds`.
+const SAMPLE_STATS: [&str; 2] = ["Average", "SampleCount"];
+
+/// `InstallSeconds` of one (cache, project) by restore outcome: `(seconds, count)` per period
+/// with data, `count` installs that averaged `seconds`, in time order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Installs {
+    pub hit: Vec<(f64, u64)>,
+    pub partial: Vec<(f64, u64)>,
+    pub miss: Vec<(f64, u64)>,
+}
+
+impl Installs {
+    fn by_outcome(&mut self, outcome: usize) -> Option<&mut Vec<(f64, u64)>> {
+        match outcome {
+            0 => Some(&mut self.hit),
+            1 => Some(&mut self.partial),
+            2 => Some(&mut self.miss),
+            _ => None,
+        }
+    }
+}
+
 /// Sums over the window for one (cache, project), indexed by [`Field`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Sums(pub [f64; QUERIES.len()]);
@@ -70,6 +107,8 @@ pub struct Window {
     /// `since`, clamped to a minute .. CloudWatch's retention.
     pub since: Duration,
     period_secs: i32,
+    /// The finest period CloudWatch keeps for the window's oldest data.
+    unit_secs: i32,
 }
 
 impl Window {
@@ -93,12 +132,20 @@ impl Window {
             end,
             since,
             period_secs: i32::try_from(period).unwrap_or(i32::MAX / 3600 * 3600),
+            unit_secs: unit as i32,
         }
     }
 }
 
+/// One (cache, project) pair's metrics over the window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PairMetrics {
+    pub sums: Sums,
+    pub installs: Installs,
+}
+
 /// Every (cache, project) pair with cachectl metrics in `namespace` (narrowed to `cache` and
-/// `project` when given), sorted, with its sums over the last `since`; and the window read.
+/// `project` when given), sorted, with its metrics over the last `since`; and the window read.
 ///
 /// Errors: a ListMetrics or GetMetricData call that failed, as [`CallError`] (its hint names
 /// the IAM action).
@@ -107,7 +154,7 @@ pub async fn read(
     cache: Option<&str>,
     project: Option<&str>,
     since: Duration,
-) -> Result<(Window, Vec<((String, String), Sums)>), CallError> {
+) -> Result<(Window, Vec<((String, String), PairMetrics)>), CallError> {
     let client = Client::new(&aws::sdk_config().await);
     let window = Window::new(SystemTime::now(), since);
     let pairs = pairs(&client, namespace, cache, project).await?;
@@ -143,7 +190,9 @@ async fn pairs(
             source: aws::Error::from_sdk(Service::CloudWatch, iam::CLOUDWATCH_LIST_METRICS, &e),
         })?;
         for metric in page.metrics() {
-            if !QUERIES.iter().any(|q| Some(q.0) == metric.metric_name()) {
+            let ours = QUERIES.iter().any(|q| Some(q.0) == metric.metric_name())
+                || metric.metric_name() == Some(metrics::INSTALL_SECONDS);
+            if !ours {
                 continue;
             }
             if let Some(pair) = pair_of(metric.dimensions()) {
@@ -154,9 +203,13 @@ async fn pairs(
     Ok(found.into_iter().collect())
 }
 
-/// (CacheName, ProjectName) when those are exactly the dimensions.
+/// (CacheName, ProjectName) when those are exactly the dimensions, or those and
+/// RestoreOutcome (`InstallSeconds`).
 fn pair_of(dims: &[Dimension]) -> Option<(String, String)> {
-    if dims.len() != 2 {
+    let with_outcome = dims
+        .iter()
+        .any(|d| d.name() == Some(metrics::OUTCOME_DIMENSION));
+    if dims.len() != 2 + usize::from(with_outcome) {
         return None;
     }
     let value = |name: &str| {
@@ -181,47 +234,103 @@ fn parse_query_id(id: &str) -> Option<(usize, usize)> {
     Some((pair.parse().ok()?, query.parse().ok()?))
 }
 
+/// Sample query ids are `s<pair>_<outcome>_<stat>`, indices into [`INSTALL_OUTCOMES`] and
+/// [`SAMPLE_STATS`].
+fn sample_id(pair: usize, outcome: usize, stat: usize) -> String {
+    format!("s{pair}_{outcome}_{stat}")
+}
+
+fn parse_sample_id(id: &str) -> Option<(usize, usize, usize)> {
+    let mut parts = id.strip_prefix('s')?.split('_');
+    let pair = parts.next()?.parse().ok()?;
+    let outcome = parts.next()?.parse().ok()?;
+    let stat = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((pair, outcome, stat))
+}
+
+/// A metric of one (cache, project), with `extra` dimensions after those two.
+fn metric(
+    namespace: &str,
+    name: &str,
+    (cache, project): &(String, String),
+    extra: Option<(&str, &str)>,
+) -> Metric {
+    let mut dims = vec![
+        Dimension::builder()
+            .name(metrics::CACHE_DIMENSION)
+            .value(cache)
+            .build(),
+        Dimension::builder()
+            .name(metrics::PROJECT_DIMENSION)
+            .value(project)
+            .build(),
+    ];
+    if let Some((name, value)) = extra {
+        dims.push(Dimension::builder().name(name).value(value).build());
+    }
+    Metric::builder()
+        .namespace(namespace)
+        .metric_name(name)
+        .set_dimensions(Some(dims))
+        .build()
+}
+
+fn query(id: String, metric: Metric, period: i32, stat: &str) -> MetricDataQuery {
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(metric)
+                .period(period)
+                .stat(stat)
+                .build(),
+        )
+        .return_data(true)
+        .build()
+}
+
+/// One series' periods: start (epoch seconds) → [average, count] as they arrive.
+type Periods = BTreeMap<i64, [Option<f64>; 2]>;
+
+/// Pairs each period's average with its count, in time order.
+fn samples(points: &Periods) -> Vec<(f64, u64)> {
+    points
+        .values()
+        .filter_map(|[average, count]| {
+            let (average, count) = ((*average)?, (*count)?);
+            let count = if count.is_finite() && count >= 0.5 {
+                count.round() as u64
+            } else {
+                return None;
+            };
+            Some((average, count))
+        })
+        .collect()
+}
+
 async fn fetch(
     client: &Client,
     namespace: &str,
     pairs: &[(String, String)],
     window: &Window,
-) -> Result<Vec<Sums>, CallError> {
-    let mut sums = vec![Sums::default(); pairs.len()];
-    let mut queries = Vec::with_capacity(pairs.len() * QUERIES.len());
-    for (p, (cache, project)) in pairs.iter().enumerate() {
-        for (q, (metric, stat, _)) in QUERIES.iter().enumerate() {
-            let metric = Metric::builder()
-                .namespace(namespace)
-                .metric_name(*metric)
-                .dimensions(
-                    Dimension::builder()
-                        .name(metrics::CACHE_DIMENSION)
-                        .value(cache)
-                        .build(),
-                )
-                .dimensions(
-                    Dimension::builder()
-                        .name(metrics::PROJECT_DIMENSION)
-                        .value(project)
-                        .build(),
-                )
-                .build();
-            queries.push(
-                MetricDataQuery::builder()
-                    .id(query_id(p, q))
-                    .metric_stat(
-                        MetricStat::builder()
-                            .metric(metric)
-                            .period(window.period_secs)
-                            .stat(*stat)
-                            .build(),
-                    )
-                    .return_data(true)
-                    .build(),
-            );
+) -> Result<Vec<PairMetrics>, CallError> {
+    let mut out = vec![PairMetrics::default(); pairs.len()];
+    let mut queries = Vec::with_capacity(pairs.len() * (QUERIES.len() + 6));
+    for (p, pair) in pairs.iter().enumerate() {
+        for (q, (name, stat, _)) in QUERIES.iter().enumerate() {
+            let m = metric(namespace, name, pair, None);
+            queries.push(query(query_id(p, q), m, window.period_secs, stat));
+        }
+        for (o, outcome) in INSTALL_OUTCOMES.iter().enumerate() {
+            for (st, stat) in SAMPLE_STATS.iter().enumerate() {
+                let extra = Some((metrics::OUTCOME_DIMENSION, *outcome));
+                let m = metric(namespace, metrics::INSTALL_SECONDS, pair, extra);
+                queries.push(query(sample_id(p, o, st), m, window.unit_secs, stat));
+            }
         }
     }
+    // Per (pair, outcome): each period's [average, count], keyed by its start (epoch seconds).
+    let mut points: BTreeMap<(usize, usize), Periods> = BTreeMap::new();
     const GET: &str = iam::CLOUDWATCH_GET_METRIC_DATA;
     let failed = |source| CallError {
         what: format!("read metrics from CloudWatch namespace `{namespace}`"),
@@ -254,18 +363,31 @@ async fn fetch(
                         message,
                     )));
                 }
-                let Some((p, q)) = result.id().and_then(parse_query_id) else {
-                    continue;
-                };
-                if let Some(s) = sums.get_mut(p) {
-                    if q < QUERIES.len() {
-                        s.0[q] += result.values().iter().sum::<f64>();
+                let id = result.id().unwrap_or_default();
+                if let Some((p, q)) = parse_query_id(id) {
+                    if let Some(m) = out.get_mut(p) {
+                        if q < QUERIES.len() {
+                            m.sums.0[q] += result.values().iter().sum::<f64>();
+                        }
+                    }
+                } else if let Some((p, o, st)) = parse_sample_id(id) {
+                    if p >= pairs.len() || o >= INSTALL_OUTCOMES.len() || st >= SAMPLE_STATS.len() {
+                        continue;
+                    }
+                    let series = points.entry((p, o)).or_default();
+                    for (t, v) in result.timestamps().iter().zip(result.values()) {
+                        series.entry(t.secs()).or_default()[st] = Some(*v);
                     }
                 }
             }
         }
     }
-    Ok(sums)
+    for ((p, o), series) in points {
+        if let Some(list) = out[p].installs.by_outcome(o) {
+            *list = samples(&series);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -317,9 +439,28 @@ mod tests {
             let id = query_id(p, q);
             assert!(id.starts_with(|c: char| c.is_ascii_lowercase()));
             assert_eq!(parse_query_id(&id), Some((p, q)));
+            assert_eq!(parse_sample_id(&id), None);
+        }
+        for (p, o, st) in [(0, 0, 0), (12, 2, 1)] {
+            let id = sample_id(p, o, st);
+            assert_eq!(parse_sample_id(&id), Some((p, o, st)));
+            assert_eq!(parse_query_id(&id), None);
         }
         assert_eq!(parse_query_id("x1_2"), None);
         assert_eq!(parse_query_id("q1"), None);
+        assert_eq!(parse_sample_id("s1_2_3_4"), None);
+    }
+
+    #[test]
+    fn samples_pair_averages_with_counts() {
+        let points = BTreeMap::from([
+            (120, [Some(40.0), Some(1.0)]),
+            (60, [Some(30.5), Some(2.0)]),
+            // A count without its average (a page cut between them) is not a sample.
+            (180, [None, Some(1.0)]),
+            (240, [Some(10.0), Some(0.0)]),
+        ]);
+        assert_eq!(samples(&points), [(30.5, 2), (40.0, 1)]);
     }
 
     #[test]
@@ -344,6 +485,25 @@ mod tests {
             (
                 "other pair",
                 vec![dim("CacheName", "c"), dim("Other", "p")],
+                None,
+            ),
+            (
+                "install seconds' restore outcome",
+                vec![
+                    dim("CacheName", "c"),
+                    dim("ProjectName", "p"),
+                    dim("RestoreOutcome", "miss"),
+                ],
+                Some(("c".to_owned(), "p".to_owned())),
+            ),
+            (
+                "restore outcome and a fourth",
+                vec![
+                    dim("CacheName", "c"),
+                    dim("ProjectName", "p"),
+                    dim("RestoreOutcome", "miss"),
+                    dim("X", "x"),
+                ],
                 None,
             ),
         ];

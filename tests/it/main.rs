@@ -21,6 +21,7 @@ mod placement;
 #[cfg(feature = "provision")]
 mod provision;
 mod prune;
+mod run;
 mod s3_errors;
 mod store;
 mod store_layout;

@@ -246,13 +246,142 @@ fn stats_reads_back_counts_and_rates() {
         (Some(8), Some(3))
     );
     assert_close(&total["hit_rate"], 3.0 / 8.0, "total hit_rate");
+    // No install was timed (`cachectl run`), so time saved is not known, and the report says
+    // why instead of guessing; cachectl's own cost is known.
     let saved = &report["time_saved"];
-    assert!(
-        saved["seconds"].is_null(),
-        "time saved is not measurable\n{report:#}"
-    );
-    assert_eq!(saved["cached_restores"], 4);
+    assert!(saved["seconds"].is_null(), "{report:#}");
     assert_close(&saved["cost_seconds"], 11.0 + 2.0 + 11.0, "cost_seconds");
+    assert_eq!(
+        saved["notes"],
+        serde_json::json!(["2 of 2 caches left out: their cold install is not known"]),
+        "{report:#}"
+    );
+    assert_eq!(
+        npm["time_saved"]["notes"],
+        serde_json::json!([
+            "no install of cache readback-npm was timed: run it with `cachectl run --cache readback-npm -- ...`"
+        ]),
+        "{report:#}"
+    );
+}
+
+/// `InstallSeconds` as `cachectl run` sends it, `minutes_ago` minutes before now (each install
+/// in a minute of its own, as builds are).
+fn install(
+    cache: &str,
+    project: &str,
+    outcome: &str,
+    seconds: f64,
+    minutes_ago: u64,
+) -> MetricDatum {
+    let at = std::time::SystemTime::now() - Duration::from_secs(60 * minutes_ago);
+    MetricDatum::builder()
+        .metric_name("InstallSeconds")
+        .value(seconds)
+        .unit(StandardUnit::Seconds)
+        .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from(at))
+        .dimensions(Dimension::builder().name("CacheName").value(cache).build())
+        .dimensions(
+            Dimension::builder()
+                .name("ProjectName")
+                .value(project)
+                .build(),
+        )
+        .dimensions(
+            Dimension::builder()
+                .name("RestoreOutcome")
+                .value(outcome)
+                .build(),
+        )
+        .build()
+}
+
+#[test]
+fn stats_time_saved_from_planted_install_seconds() {
+    let ns = "it-stats-time-saved";
+    let cache = "saved-npm";
+    let mut datums = Vec::new();
+    // 10 exact hits of 2 s, 3 partial hits of 1 s, 3 misses of 0.5 s: 24.5 restore seconds.
+    for _ in 0..10 {
+        datums.extend(restore(cache, "web", RestoreOutcome::Hit, 2.0, 10.0));
+    }
+    for _ in 0..3 {
+        datums.extend(restore(cache, "web", RestoreOutcome::Partial, 1.0, 10.0));
+        datums.extend(restore(cache, "web", RestoreOutcome::Miss, 0.5, 0.0));
+    }
+    // Two saves of 5 s.
+    datums.extend(save(cache, "web", 5.0, 100.0));
+    datums.extend(save(cache, "web", 5.0, 100.0));
+    // Cold installs 30, 50, 40 s; warm 14, 10, 12 s; none on exact hits (run skipped them).
+    for (i, s) in [30.0, 50.0, 40.0].into_iter().enumerate() {
+        datums.push(install(cache, "web", "miss", s, 2 + i as u64));
+    }
+    for (i, s) in [14.0, 10.0, 12.0].into_iter().enumerate() {
+        datums.push(install(cache, "web", "partial", s, 10 + i as u64));
+    }
+    // Another project with two timed misses only: too few to know its cold install.
+    datums.extend(restore(cache, "api", RestoreOutcome::Hit, 1.0, 10.0));
+    datums.push(install(cache, "api", "miss", 100.0, 3));
+    datums.push(install(cache, "api", "miss", 120.0, 5));
+    put(ns, datums);
+
+    let report = stats_json(ns, &["--cache", cache]);
+    let web = report["caches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["project"] == "web")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    let installs = &web["installs"];
+    assert_eq!(installs["cold"]["installs"], 3, "{report:#}");
+    assert_close(&installs["cold"]["median_seconds"], 40.0, "cold median");
+    assert_close(&installs["cold"]["p90_seconds"], 50.0, "cold p90");
+    assert_close(&installs["cold"]["seconds"], 120.0, "cold total");
+    assert_eq!(installs["warm"]["installs"], 3, "{report:#}");
+    assert_close(&installs["warm"]["median_seconds"], 12.0, "warm median");
+    assert_close(&installs["warm"]["p90_seconds"], 14.0, "warm p90");
+    assert_eq!(installs["hot"]["installs"], 0, "{report:#}");
+    let saved = &web["time_saved"];
+    // 10 × (40 − 0) + 3 × (40 − 12) − (24.5 + 10) = 400 + 84 − 34.5 = 449.5 s.
+    assert_close(&saved["exact_hits_seconds"], 400.0, "exact hits");
+    assert_close(&saved["partial_hits_seconds"], 84.0, "partial hits");
+    assert_close(&saved["cost_seconds"], 34.5, "cost");
+    assert_close(&saved["seconds"], 449.5, "saved");
+    assert_close(&saved["minutes"], 449.5 / 60.0, "saved minutes");
+    // Of 16 restores × 40 s cold = 640 s the builds would have spent.
+    assert_close(&saved["share"], 449.5 / 640.0, "share");
+    assert_eq!(saved["notes"], serde_json::json!([]), "{report:#}");
+
+    let api = report["caches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["project"] == "api")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert!(api["time_saved"]["seconds"].is_null(), "{report:#}");
+    assert_eq!(
+        api["time_saved"]["notes"],
+        serde_json::json!(["too few misses to know the cold install: 2 timed, 3 needed"]),
+        "{report:#}"
+    );
+    // The total counts the known pair and names the other.
+    assert_close(&report["time_saved"]["seconds"], 449.5, "total saved");
+    assert_close(&report["time_saved"]["share"], 449.5 / 640.0, "total share");
+    assert_eq!(
+        report["time_saved"]["notes"],
+        serde_json::json!(["1 of 2 caches left out: their cold install is not known"]),
+        "{report:#}"
+    );
+
+    let table = stats(ns, &["--cache", cache]);
+    table.assert_code(0);
+    assert!(
+        table
+            .stdout
+            .contains("Time saved: 7.5 minutes (70% of the install time these builds would have spent without the cache)."),
+        "{}",
+        table.context()
+    );
 }
 
 #[test]
@@ -376,7 +505,7 @@ fn stats_table_is_aligned() {
         assert_eq!(line.chars().count(), width, "ragged table\n{}", run.stdout);
     }
     assert!(
-        run.stdout.contains("Time saved: not measured"),
+        run.stdout.contains("Time saved: not known yet"),
         "{}",
         run.context()
     );
@@ -625,5 +754,164 @@ fn bridge_cbor_round_trip() {
     assert_eq!(
         cbor::decode(&bytes).unwrap(),
         serde_json::json!({"Timestamps": [1795702109.0], "Values": [2.0]})
+    );
+}
+
+/// A project with one configured cache `name`, its builds sharing a state directory, metrics
+/// on and aimed at `endpoint` (CloudWatch only: the store is local).
+fn run_project(name: &str) -> (Fixture, std::path::PathBuf) {
+    let f = Fixture::new(crate::support::StoreKind::Local, name);
+    let src = f.dir("src");
+    crate::support::write(&src.join("deps.lock"), "v1\n");
+    crate::support::write(
+        &src.join("cachectl.toml"),
+        format!("[cache.{name}]\nkey = \"{name}-{{{{ hashFiles 'deps.lock' }}}}\"\npaths = [\"deps\"]\n"),
+    );
+    (f, src)
+}
+
+fn in_build(
+    f: &Fixture,
+    src: &std::path::Path,
+    build: &str,
+    ns: &str,
+    endpoint: &str,
+) -> crate::support::Cachectl {
+    let mut cmd = f.cachectl();
+    cmd.cwd(src)
+        .env_remove("CACHECTL_NO_METRICS")
+        .env("CACHECTL_METRICS_NAMESPACE", ns)
+        .env("AWS_ENDPOINT_URL_CLOUDWATCH", endpoint)
+        .env("CACHECTL_STORE", &f.store)
+        .env("CACHECTL_STATE_DIR", f.root().join("state"))
+        .env("CODEBUILD_BUILD_ID", format!("run-metrics:{build}"));
+    cmd
+}
+
+#[test]
+fn run_publishes_install_seconds_that_stats_reads_back() {
+    let ns = "it-run-install-seconds";
+    let cache = "run-published";
+    let (f, src) = run_project(cache);
+    // Build 1: a miss, the install runs (0.3 s) and publishes; a failing command publishes
+    // nothing (its time is not an install's).
+    in_build(&f, &src, "b1", ns, bridge())
+        .args(["restore"])
+        .run()
+        .assert_code(0);
+    let run = in_build(&f, &src, "b1", ns, bridge())
+        .args([
+            "run",
+            "--cache",
+            cache,
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.3; mkdir -p deps; echo x > deps/x",
+        ])
+        .run();
+    run.assert_code(0);
+    assert!(!run.stderr.contains("warning"), "{}", run.context());
+    in_build(&f, &src, "b1", ns, bridge())
+        .args(["run", "--cache", cache, "--", "sh", "-c", "exit 3"])
+        .run()
+        .assert_code(3);
+    in_build(&f, &src, "b1", ns, bridge())
+        .args(["save"])
+        .run()
+        .assert_code(0);
+    // Build 2: an exact hit, `--always` runs the step anyway: a hot install.
+    in_build(&f, &src, "b2", ns, bridge())
+        .args(["restore"])
+        .run()
+        .assert_code(0);
+    in_build(&f, &src, "b2", ns, bridge())
+        .args(["run", "--cache", cache, "--always", "--", "sleep", "0.1"])
+        .run()
+        .assert_code(0);
+
+    let report = stats_json(ns, &["--cache", cache]);
+    let row = row(&report, cache);
+    assert_eq!(row["project"], "run-metrics", "{report:#}");
+    let installs = &row["installs"];
+    assert_eq!(
+        (
+            installs["cold"]["installs"].as_u64(),
+            installs["warm"]["installs"].as_u64(),
+            installs["hot"]["installs"].as_u64()
+        ),
+        (Some(1), Some(0), Some(1)),
+        "{report:#}"
+    );
+    let cold = installs["cold"]["median_seconds"].as_f64().unwrap();
+    let hot = installs["hot"]["median_seconds"].as_f64().unwrap();
+    assert!((0.3..30.0).contains(&cold), "cold {cold}\n{report:#}");
+    assert!((0.1..30.0).contains(&hot), "hot {hot}\n{report:#}");
+    // What the state recorded is what was published.
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(f.root().join("state/cachectl-state-run-metrics_b2.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_close(
+        &installs["hot"]["seconds"],
+        state["runs"][cache]["seconds"].as_f64().unwrap(),
+        "hot seconds",
+    );
+    assert_eq!(state["runs"][cache]["published"], true, "{state:#}");
+}
+
+#[test]
+fn save_publishes_the_install_seconds_run_could_not() {
+    let ns = "it-run-pending-install";
+    let cache = "run-pending";
+    let (f, src) = run_project(cache);
+    // CloudWatch unreachable while the install runs (inside CodeBuild: a warning, exit 0).
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let run = in_build(&f, &src, "b1", ns, &dead)
+        .args(["run", "--cache", cache, "--", "sh", "-c", "sleep 0.2"])
+        .run();
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("warning: CloudWatch metrics not published"),
+        "{}",
+        run.context()
+    );
+    let state_file = f.root().join("state/cachectl-state-run-metrics_b1.json");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    assert_eq!(state["runs"][cache]["published"], false, "{state:#}");
+    let seconds = state["runs"][cache]["seconds"].as_f64().unwrap();
+    // The save, with CloudWatch back, sends it.
+    std::fs::create_dir_all(src.join("deps")).unwrap();
+    in_build(&f, &src, "b1", ns, bridge())
+        .args(["save"])
+        .run()
+        .assert_code(0);
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    assert_eq!(state["runs"][cache]["published"], true, "{state:#}");
+    let report = stats_json(ns, &["--cache", cache]);
+    let cold = &row(&report, cache)["installs"]["cold"];
+    assert_eq!(cold["installs"], 1, "{report:#}");
+    assert_close(
+        &cold["seconds"],
+        seconds,
+        "the recorded seconds, published by save",
+    );
+    // A second save does not send it again.
+    in_build(&f, &src, "b1", ns, bridge())
+        .args(["save"])
+        .run()
+        .assert_code(0);
+    let report = stats_json(ns, &["--cache", cache]);
+    assert_eq!(
+        row(&report, cache)["installs"]["cold"]["installs"],
+        1,
+        "{report:#}"
     );
 }

@@ -258,6 +258,7 @@ impl Running {
         Run {
             cmdline: self.cmdline,
             code: status.code(),
+            signal: std::os::unix::process::ExitStatusExt::signal(&status),
             stdout: self.stdout.join().unwrap(),
             stderr: self.stderr.join().unwrap(),
             elapsed: self.started.elapsed(),
@@ -290,6 +291,8 @@ pub struct Run {
     pub cmdline: String,
     /// None when killed by a signal.
     pub code: Option<i32>,
+    /// The signal that killed it.
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
@@ -454,6 +457,7 @@ pub fn exec_with_timeout(cmd: &mut Command, cmdline: String, timeout: Duration) 
     Run {
         cmdline,
         code: status.code(),
+        signal: std::os::unix::process::ExitStatusExt::signal(&status),
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
         elapsed: started.elapsed(),
