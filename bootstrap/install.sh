@@ -27,10 +27,11 @@
 #
 # The cache layer must never break a build. On any failure it prints one line starting
 # `cachectl install: WARNING:` and exits 0. If no working cachectl is on PATH afterwards, it also
-# writes a stand-in <dir>/cachectl that prints a warning and exits 0 whatever it is asked, so the
-# later `cachectl restore` / `cachectl save` lines of the buildspec do nothing instead of failing
-# with "command not found". With CACHECTL_STRICT=1 it prints `cachectl install: ERROR:` and
-# exits 1 instead, writing no stand-in.
+# writes a stand-in <dir>/cachectl that prints a warning and exits 0, so the later
+# `cachectl restore` / `cachectl save` lines of the buildspec do nothing instead of failing with
+# "command not found"; only `cachectl run ... -- COMMAND` runs COMMAND (as after a miss), since
+# skipping an install step would break the build. With CACHECTL_STRICT=1 it prints
+# `cachectl install: ERROR:` and exits 1 instead, writing no stand-in.
 set -u
 
 me="cachectl install"
@@ -75,15 +76,26 @@ mk_tmp() {
   (true >"$f") 2>/dev/null && printf '%s\n' "$f"
 }
 
-# The stand-in: warns on stderr, prints nothing on stdout (so `--json` readers see no outcome), exits 0.
+# The stand-in: warns on stderr, prints nothing on stdout (so `--json` readers see no outcome), exits
+# 0; `run ... -- COMMAND` execs COMMAND, so its output and exit status are the command's.
 write_shim() {
   mkdir -p "$dir" 2>/dev/null || return 1
   shim=$(mk_tmp shim) || return 1
   if cat >"$shim" <<'EOF' && chmod 755 "$shim" && mv -f "$shim" "$dest"; then
 #!/bin/sh
 # cachectl-install-shim: written by cachectl's bootstrap/install.sh because the real cachectl
-# could not be installed. It only warns and exits 0, so the build goes on without caching.
+# could not be installed. It only warns and exits 0, so the build goes on without caching, but
+# `cachectl run ... -- COMMAND` runs COMMAND (as after a miss): skipping it would break the build.
 # Run install.sh again (or delete this file) once the cache layer is back.
+if [ "${1:-}" = run ]; then
+  while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = -- ] && break; done
+  if [ $# -eq 0 ]; then
+    printf 'cachectl: error: "cachectl run" needs a command after --\n' >&2
+    exit 2
+  fi
+  printf 'cachectl: WARNING: cachectl is not installed (its install step failed, see the install phase log), so "cachectl run" runs "%s" without it; the build continues WITHOUT caching\n' "$*" >&2
+  exec "$@"
+fi
 printf 'cachectl: WARNING: cachectl is not installed (its install step failed, see the install phase log), so "cachectl %s" did nothing; the build continues WITHOUT caching\n' "$*" >&2
 exit 0
 EOF
@@ -105,7 +117,7 @@ fail() {
     'cachectl '*) what="keeping the $have already at $found" ;;
     *)
       if write_shim; then
-        what="no cachectl is installed, only a stand-in $dest that prints a warning, so the cachectl commands of later phases do nothing"
+        what="no cachectl is installed, only a stand-in $dest that prints a warning, so the cachectl commands of later phases do nothing (cachectl run still runs its command)"
       else
         what="could not write a stand-in to $dest either, so later cachectl commands will fail with 'command not found'"
       fi

@@ -7,7 +7,7 @@
 //!
 //! The buildspecs are parsed by PyYAML (and their embedded cachectl.toml by Python's tomllib) in
 //! the tests' venv, checked for the phases and commands they need, their commands checked with
-//! `sh -n`, and their install step and skip-on-exact-hit logic run with fakes on PATH.
+//! `sh -n`, and their install step and `cachectl run` steps run with fakes on PATH.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -254,12 +254,13 @@ fn assert_no_warning(run: &Run) {
 }
 
 /// The installed `cachectl` is the stand-in: marked, and it warns, prints nothing on stdout and
-/// exits 0 for anything, `restore --json` included.
+/// exits 0 for anything, `restore --json` included, but runs the command of `cachectl run`.
 fn assert_stand_in(sandbox: &Sandbox) {
     let text = fs::read_to_string(sandbox.installed()).unwrap_or_else(|e| {
         panic!("no stand-in at {}: {e}", sandbox.installed().display());
     });
     assert!(text.contains("cachectl-install-shim"), "{text}");
+    assert_stand_in_runs_commands(sandbox, "install.sh's stand-in");
     for args in [
         &["restore", "--json"][..],
         &["save"],
@@ -274,6 +275,60 @@ fn assert_stand_in(sandbox: &Sandbox) {
                 && run.stderr.contains("not installed")
                 && run.stderr.contains(args[0]),
             "{}",
+            run.context()
+        );
+    }
+}
+
+/// The stand-in's `cachectl run [options] -- COMMAND...` runs COMMAND, with its arguments as
+/// given, its stdout, and its exit status: skipping an install step would break the build.
+/// Without a command it is a usage error (2), as for the real cachectl.
+fn assert_stand_in_runs_commands(sandbox: &Sandbox, what: &str) {
+    let cases: [(&str, &[&str], Option<i32>, &str); 4] = [
+        (
+            "exit status",
+            &[
+                "run",
+                "--cache",
+                "npm",
+                "--",
+                "sh",
+                "-c",
+                "echo out; exit 42",
+            ],
+            Some(42),
+            "out\n",
+        ),
+        (
+            "--always, arguments kept",
+            &[
+                "run", "--cache", "npm", "--always", "--", "printf", "[%s]", "a b", "", "--",
+            ],
+            Some(0),
+            "[a b][][--]",
+        ),
+        ("no command", &["run", "--cache", "npm"], Some(2), ""),
+        (
+            "empty command",
+            &["run", "--cache", "npm", "--"],
+            Some(2),
+            "",
+        ),
+    ];
+    for (case, args, code, stdout) in cases {
+        let run = sandbox.run_installed(args);
+        assert_eq!(
+            (run.code, run.stdout.as_str()),
+            (code, stdout),
+            "{what}, {case}\n{}",
+            run.context()
+        );
+        if code == Some(2) {
+            continue;
+        }
+        assert!(
+            run.stderr.starts_with("cachectl: WARNING:") && run.stderr.contains("not installed"),
+            "{what}, {case}: it warns that cachectl is missing\n{}",
             run.context()
         );
     }
@@ -950,6 +1005,7 @@ fn buildspec_install_steps_never_fail_the_build() {
             );
             assert!(r.stderr.contains("WARNING"), "{name}\n{}", r.context());
         }
+        assert_stand_in_runs_commands(&s, &format!("{name}'s stand-in"));
         // ...unless a cachectl is already on PATH.
         let kept = fs::read(s.installed()).unwrap();
         run_step(&s, "0", "no install.sh, cachectl on PATH").assert_code(0);
@@ -974,30 +1030,71 @@ fn buildspec_install_steps_never_fail_the_build() {
     }
 }
 
-/// Fakes for the build tools that the skip-on-hit buildspecs call, each logging to tmp/calls.log;
-/// `cachectl ... --json` prints $FAKE_JSON.
+/// Each buildspec's `cachectl run` steps: (buildspec, command, the call it makes, as the fake
+/// tools log it).
+const RUN_STEPS: &[(&str, &str, &str)] = &[
+    (
+        "go.yml",
+        "cachectl run --cache gomod -- go mod download",
+        "go mod download",
+    ),
+    (
+        "java-gradle.yml",
+        "cachectl run --cache gradle --always -- ./gradlew build",
+        "gradlew build",
+    ),
+    (
+        "java-maven.yml",
+        "cachectl run --cache maven --always -- mvn --batch-mode --no-transfer-progress verify",
+        "mvn --batch-mode --no-transfer-progress verify",
+    ),
+    (
+        "node-npm.yml",
+        "cachectl run --cache npm -- npm ci",
+        "npm ci",
+    ),
+    (
+        "python-pip.yml",
+        "cachectl run --cache venv -- sh -c 'rm -rf ~/.venvs/app && python -m venv ~/.venvs/app && ~/.venvs/app/bin/pip install -r requirements.txt'",
+        "pip install -r requirements.txt",
+    ),
+    (
+        "python-uv.yml",
+        "cachectl run --cache uv --always -- uv sync --frozen",
+        "uv sync --frozen",
+    ),
+    (
+        "rust.yml",
+        "cachectl run --cache cargo -- cargo fetch --locked",
+        "cargo fetch --locked",
+    ),
+    (
+        "rust.yml",
+        "cachectl run --cache target --always -- cargo build --locked --all-targets",
+        "cargo build --locked --all-targets",
+    ),
+];
+
+/// Fakes for the build tools the buildspecs' `cachectl run` steps call, each logging its
+/// command line to tmp/calls.log (`./gradlew` in src/, the rest on PATH).
 fn fake_build_tools(s: &Sandbox) {
     let log = s.path("tmp/calls.log");
     let log = log.display();
-    let fake = |tool: &str, body: &str| {
+    let fake = |path: PathBuf, tool: &str, body: &str| {
         write_script(
-            &s.path(&format!("fake/{tool}")),
+            &path,
             &format!("#!/bin/sh\nprintf '%s\\n' \"{tool} $*\" >>'{log}'\n{body}\n"),
         );
     };
-    fake(
-        "cachectl",
-        "case \" $* \" in *' --json '*) printf '%s\\n' \"$FAKE_JSON\" ;; esac",
-    );
-    fake("node", "echo v20.11.1");
-    fake("npm", "true");
+    for tool in ["node", "npm", "go", "mvn", "uv", "cargo"] {
+        fake(s.path(&format!("fake/{tool}")), tool, "");
+    }
+    fake(s.path("src/gradlew"), "gradlew", "");
     // `python -m venv DIR` makes DIR/bin/pip, which logs as `pip`.
     let pip = s.path("tmp/pip");
-    write_script(
-        &pip,
-        &format!("#!/bin/sh\nprintf '%s\\n' \"pip $*\" >>'{log}'\n"),
-    );
+    fake(pip.clone(), "pip", "");
     fake(
+        s.path("fake/python"),
         "python",
         &format!(
             "case \"$1\" in\n  -c) echo /usr/bin/python3 3.12.1 ;;\n  \
@@ -1008,65 +1105,73 @@ fn fake_build_tools(s: &Sandbox) {
     );
 }
 
+/// The install steps a cache replaces or speeds up go through `cachectl run`, which reads the
+/// restore's outcome itself: no buildspec greps restore's JSON line any more.
 #[test]
-fn only_an_exact_hit_skips_the_install_step() {
-    let skippers: Vec<&str> = buildspec::all()
-        .iter()
-        .filter(|(_, spec)| {
-            commands(spec, "build")
-                .iter()
-                .any(|c| c.contains(r#""outcome" *: *"hit""#))
-        })
-        .map(|(name, _)| name.as_str())
-        .collect();
-    assert_eq!(skippers, ["node-npm.yml", "python-pip.yml"]);
-
-    let hit = r#"{"outcome":"hit","key":"k-1","matched_key":"k-1","bytes":1,"files":1,"unpacked_bytes":1,"seconds":0.1,"store":"s3://b"}"#;
-    let spaced_hit = r#"{"outcome": "hit", "key": "k-1", "matched_key": "k-1"}"#;
-    let partial = r#"{"outcome":"partial","key":"k-2","matched_key":"k-1","bytes":1,"files":1,"unpacked_bytes":1,"seconds":0.1,"store":"s3://b"}"#;
-    let miss = r#"{"outcome":"miss","key":"k-2","matched_key":null,"bytes":0,"files":0,"unpacked_bytes":0,"seconds":0.1,"store":"s3://b"}"#;
-    let error = r#"{"outcome":"error","key":"k-2","matched_key":null,"bytes":0,"files":0,"unpacked_bytes":0,"seconds":0.1,"store":"s3://b","message":"timeout"}"#;
-    // The stand-in prints nothing on stdout.
-    let cases = [
-        ("hit", hit, false),
-        ("spaced hit", spaced_hit, false),
-        ("partial", partial, true),
-        ("miss", miss, true),
-        ("error", error, true),
-        ("stand-in", "", true),
-    ];
-    for name in skippers {
-        let spec = &buildspec::all()[name];
-        let install = commands(spec, "build")
-            .into_iter()
-            .find(|c| c.contains(r#""outcome" *: *"hit""#))
-            .unwrap();
-        for (case, json, expect_install) in cases {
-            let s = Sandbox::new();
-            fake_build_tools(&s);
-            // pre_build, then the build phase's install step, each command its own shell.
-            let mut steps = commands(spec, "pre_build");
-            steps.push(install.clone());
-            for step in steps {
-                let mut cmd = s.sh(&["-c", &localize(&step, &s)], &[("FAKE_JSON", json)]);
-                exec(&mut cmd, format!("{name} ({case}): {step}")).assert_code(0);
+fn install_steps_go_through_cachectl_run() {
+    for (name, spec) in buildspec::all() {
+        for phase in ["pre_build", "build", "post_build"] {
+            for command in commands(spec, phase) {
+                assert!(
+                    !command.contains("\"outcome\"") && !command.contains("--json >"),
+                    "{name} {phase}: `cachectl run --cache NAME -- COMMAND` decides now:\n{command}"
+                );
             }
-            let calls = fs::read_to_string(s.path("tmp/calls.log")).unwrap();
-            let installed = calls
-                .lines()
-                .any(|l| l == "npm ci" || l.starts_with("pip install"));
-            assert_eq!(
-                installed, expect_install,
-                "{name}, restore outcome {case}: install step ran = {installed}; calls:\n{calls}"
-            );
-            assert!(calls.contains("cachectl restore"), "{name}: {calls}");
         }
+    }
+    let runs: Vec<(String, String)> = buildspec::all()
+        .iter()
+        .flat_map(|(name, spec)| {
+            commands(spec, "build")
+                .into_iter()
+                .filter(|c| c.contains("cachectl run"))
+                .map(move |c| (name.clone(), c))
+        })
+        .collect();
+    let want: Vec<(String, String)> = RUN_STEPS
+        .iter()
+        .map(|(name, command, _)| ((*name).to_owned(), (*command).to_owned()))
+        .collect();
+    assert_eq!(runs, want, "the buildspecs' `cachectl run` steps");
+}
+
+/// With the buildspec's own stand-in (the bucket is empty), every `cachectl run` step runs its
+/// command, as a build with no cache must.
+#[test]
+fn the_stand_in_runs_every_cachectl_run_step() {
+    for (name, command, call) in RUN_STEPS {
+        let spec = &buildspec::all()[*name];
+        let s = Sandbox::new();
+        s.fake_aws();
+        let bin = s.path("bin").display().to_string();
+        let env = [
+            ("CACHE_BUCKET", "cachectl-it-empty"),
+            ("CACHECTL_STRICT", "0"),
+            ("CACHECTL_INSTALL_DIR", bin.as_str()),
+        ];
+        let mut install = s.sh(&["-c", &localize(&install_step(spec), &s)], &env);
+        exec(&mut install, format!("{name} install step (no install.sh)")).assert_code(0);
+        fake_build_tools(&s);
+        let mut cmd = s.sh(&["-c", command], &[]);
+        let run = exec(&mut cmd, format!("{name}: {command}"));
+        run.assert_code(0);
+        assert!(
+            run.stderr.contains("cachectl: WARNING: not installed"),
+            "{name}: the stand-in warns\n{}",
+            run.context()
+        );
+        let calls = fs::read_to_string(s.path("tmp/calls.log")).unwrap_or_default();
+        assert!(
+            calls.lines().any(|l| l == *call),
+            "{name}: `{command}` with the stand-in must run `{call}`; calls:\n{calls}"
+        );
     }
 }
 
 /// node-npm.yml's pre_build, build and post_build with the real cachectl (local store) and a
 /// fake node/npm, as three CodeBuild builds in fresh containers: a miss runs `npm ci` and saves,
 /// the next build is an exact hit that skips it, a changed lockfile is a partial hit that runs it.
+/// What restore and `cachectl run` did is read from the restore -> save state file.
 #[test]
 fn node_npm_skips_npm_ci_on_the_next_build_with_the_real_cachectl() {
     let s = Sandbox::new();
@@ -1117,33 +1222,47 @@ fn node_npm_skips_npm_ci_on_the_next_build_with_the_real_cachectl() {
                 exec(&mut cmd, format!("build {n} {phase}: {step}")).assert_code(0);
             }
         }
-        let json = fs::read_to_string(tmp.join("cachectl-npm.json")).unwrap();
-        let json: Value = serde_json::from_str(json.trim())
-            .unwrap_or_else(|e| panic!("build {n}: restore --json wrote {json:?}: {e}"));
+        // In TMPDIR, named by the build id (`:` becomes `_`).
+        let state = tmp.join(format!("cachectl-state-node-npm_build-{n}.json"));
+        let text = fs::read_to_string(&state).unwrap_or_else(|e| {
+            panic!("build {n}: {}: {e}; {:?}", state.display(), list_dir(&tmp))
+        });
+        let state: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("build {n}: the state file holds {text:?}: {e}"));
         assert!(
             src.join("node_modules/left-pad/index.js").is_file(),
             "build {n}: no node_modules"
         );
-        (json, fs::read_to_string(&log).unwrap_or_default())
+        (state, fs::read_to_string(&log).unwrap_or_default())
     };
 
-    let (first, calls) = build(1, "lock v1\n");
-    assert_eq!(first["outcome"], "miss", "{first}");
-    assert!(calls.contains("npm ci"), "build 1: {calls}");
-    assert!(calls.contains("npm test"), "build 1: {calls}");
-
-    let (second, calls) = build(2, "lock v1\n");
-    assert_eq!(second["outcome"], "hit", "{second}");
-    assert!(
-        !calls.contains("npm ci"),
-        "build 2 ran npm ci after an exact hit: {calls}"
-    );
-    assert!(calls.contains("npm test"), "build 2: {calls}");
-
-    let (third, calls) = build(3, "lock v2\n");
-    assert_eq!(third["outcome"], "partial", "{third}");
-    assert!(
-        calls.contains("npm ci"),
-        "build 3 skipped npm ci after a partial hit: {calls}"
-    );
+    // (build, lockfile, restore outcome, whether `npm ci` ran)
+    let builds = [
+        (1, "lock v1\n", "miss", true),
+        (2, "lock v1\n", "hit", false),
+        (3, "lock v2\n", "partial", true),
+    ];
+    for (n, lockfile, outcome, ran) in builds {
+        let (state, calls) = build(n, lockfile);
+        assert_eq!(
+            (
+                &state["caches"]["npm"]["outcome"],
+                &state["runs"]["npm"]["restore"],
+                &state["runs"]["npm"]["ran"],
+            ),
+            (
+                &Value::from(outcome),
+                &Value::from(outcome),
+                &Value::from(ran)
+            ),
+            "build {n}: restore outcome, and what `cachectl run` did: {state:#}"
+        );
+        let npm: Vec<&str> = calls.lines().collect();
+        let want = if ran {
+            vec!["npm ci", "npm test"]
+        } else {
+            vec!["npm test"]
+        };
+        assert_eq!(npm, want, "build {n} ({outcome}): npm calls");
+    }
 }

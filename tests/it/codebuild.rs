@@ -8,15 +8,19 @@
 //! passes through a recorder, so "uploads nothing" is checked request by request) and publishes
 //! its metrics to moto's CloudWatch through the bridge in `support::cloudwatch`.
 //!
-//! 1. lockfile v1: restore misses, `npm ci` runs, save uploads `v1/<pathset>/<key 1>`;
-//! 2. lockfile v1: exact hit, `npm ci` is skipped (tests pass on the restored node_modules),
-//!    save is skipped as unchanged and sends no write request; the bucket is untouched;
+//! 1. lockfile v1: restore misses, `cachectl run` runs `npm ci`, save uploads
+//!    `v1/<pathset>/<key 1>`;
+//! 2. lockfile v1: exact hit, `cachectl run` skips `npm ci` (tests pass on the restored
+//!    node_modules), save is skipped as unchanged and sends no write request; the bucket is
+//!    untouched;
 //! 3. lockfile v2 (a dependency added): partial hit on key 1, `npm ci` runs, a new key is saved;
-//! 4. lockfile v3, `npm test` fails: CodeBuild ends the build phase and runs post_build with
+//! 4. lockfile v3 (another dependency), `npm test` fails: partial hit on key 3, `npm ci` runs
+//!    (and succeeds), then CodeBuild ends the build phase and runs post_build with
 //!    CODEBUILD_BUILD_SUCCEEDING=0; save is skipped by the default policy, the bucket untouched.
 //!
 //! Then CloudWatch must hold exactly that: 4 restores (1 hit, 2 partial, 1 miss), 2 saves, the
-//! bytes moved, under ProjectName = the project and CacheName = the buildspec's cache.
+//! bytes moved, and 3 `npm ci` times (`InstallSeconds`: RestoreOutcome miss once, partial
+//! twice, hit never), under ProjectName = the project and CacheName = the buildspec's cache.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -31,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::buildspec::{self, commands, repo};
 use crate::support::cloudwatch::{self, RUNTIME};
@@ -42,8 +46,10 @@ use crate::support::{moto, tempdir, write, Fixture, Run};
 const PROJECT: &str = "it-codebuild-node-npm";
 const NAMESPACE: &str = "it-codebuild-e2e";
 const BUILDSPEC: &str = "node-npm.yml";
-/// What the build phase prints instead of running `npm ci` after an exact hit.
-const SKIPPED_NPM_CI: &str = "skipping npm ci";
+/// What `cachectl run` prints instead of running `npm ci` after an exact hit, up to the key.
+const SKIPPED_NPM_CI: &str = "run: skipping `npm ci`: cache npm restored its exact key (";
+/// The install step of the build phase.
+const NPM_CI: &str = "cachectl run --cache npm -- npm ci";
 /// Per command; `npm ci` of three tiny packages takes seconds.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -336,8 +342,12 @@ struct Build {
     steps: Vec<Step>,
     /// CODEBUILD_BUILD_SUCCEEDING after the build phase.
     succeeded: bool,
-    /// The line restore --json left in /tmp/cachectl-npm.json.
+    /// What restore recorded for the cache in the build's restore -> save state file
+    /// (`key`, `matched_key`, `outcome`, `paths`).
     restore: Value,
+    /// What `cachectl run` recorded there (`restore`, `ran`, `seconds`, `exit_code`,
+    /// `published`).
+    run: Value,
     seconds: f64,
 }
 
@@ -390,6 +400,24 @@ impl Build {
             .filter(|s| s.run.cmdline.contains("cachectl "))
             .flat_map(|s| s.run.stderr.lines().map(str::to_owned))
             .filter(|l| l.to_lowercase().contains("warning") || l.contains("error:"))
+            .collect()
+    }
+
+    /// The `run: …` lines `cachectl run` printed in the build phase's install step (its other
+    /// stderr lines are npm's).
+    fn run_lines(&self) -> Vec<String> {
+        let steps: Vec<&Step> = self
+            .phase("build")
+            .into_iter()
+            .filter(|s| s.run.cmdline == NPM_CI)
+            .collect();
+        assert_eq!(steps.len(), 1, "{}", self.transcript());
+        steps[0]
+            .run
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("run: "))
+            .map(str::to_owned)
             .collect()
     }
 
@@ -584,8 +612,19 @@ impl World {
                 break;
             }
         }
-        let json_path = tmp.join("cachectl-npm.json");
-        let text = fs::read_to_string(&json_path).unwrap_or_default();
+        // The state file is in the build's temp dir (no CACHECTL_STATE_DIR), named by its id.
+        let state_name: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let state_path = tmp.join(format!("cachectl-state-{state_name}.json"));
+        let text = fs::read_to_string(&state_path).unwrap_or_default();
         let mut build = Build {
             n,
             id,
@@ -593,15 +632,27 @@ impl World {
             steps,
             succeeded: succeeding,
             restore: Value::Null,
+            run: Value::Null,
             seconds: started.elapsed().as_secs_f64(),
         };
-        build.restore = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        let state: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
             panic!(
-                "build {n}: {} holds {text:?}, not restore's JSON line ({e})\n{}",
-                json_path.display(),
+                "build {n}: {} holds {text:?}, not the restore -> save state ({e}); {} holds {:?}\n{}",
+                state_path.display(),
+                tmp.display(),
+                crate::support::list_dir(&tmp),
                 build.transcript()
             )
         });
+        let (cache, _) = self.cache();
+        build.restore = state["caches"][&cache].clone();
+        build.run = state["runs"][&cache].clone();
+        assert!(
+            build.restore.is_object() && build.run.is_object(),
+            "build {n}: no restore or no run of {cache} in {}: {state:#}\n{}",
+            state_path.display(),
+            build.transcript()
+        );
         eprintln!(
             "[codebuild] build {n} ({fixture}): restore {}, {}, {:.1} s",
             build.restore["outcome"],
@@ -619,6 +670,33 @@ impl World {
 /// Runs `cmd` to completion (killed after TIMEOUT, which fails the test).
 fn exec(cmd: &mut Command, cmdline: String) -> Run {
     crate::support::cmd::exec_with_timeout(cmd, cmdline, TIMEOUT)
+}
+
+/// `cachectl run` ran `npm ci` after a restore with outcome `outcome`: it printed why
+/// (`reason`) and how long `npm ci` took, and recorded that in the state file, published.
+fn assert_ran_npm_ci(b: &Build, outcome: &str, reason: &str) {
+    let ctx = b.transcript();
+    let seconds = b.run["seconds"].as_f64().unwrap_or(-1.0);
+    assert!(
+        seconds > 0.0,
+        "build {}: npm ci took {seconds} s\n{ctx}",
+        b.n
+    );
+    assert_eq!(
+        b.run_lines(),
+        [
+            format!("run: {reason}: running `npm ci`"),
+            format!("run: `npm ci` took {seconds:.1} s (exit 0)"),
+        ],
+        "build {}: what `cachectl run` printed\n{ctx}",
+        b.n
+    );
+    assert_eq!(
+        b.run,
+        json!({"restore": outcome, "ran": true, "seconds": seconds, "exit_code": 0, "published": true}),
+        "build {}: the run, as the state file records it\n{ctx}",
+        b.n
+    );
 }
 
 // --- CloudWatch, read back ----------------------------------------------------------------------
@@ -671,12 +749,29 @@ fn metric_data(
     since: SystemTime,
     queries: &[(&str, &str)],
 ) -> BTreeMap<String, f64> {
+    let dims = [("CacheName", cache), ("ProjectName", PROJECT)];
+    metric_values(client, &dims, since, queries)
+        .into_iter()
+        .map(|(k, values)| (k, values.iter().sum::<f64>()))
+        .collect()
+}
+
+/// GetMetricData over the whole test in one period: the values of `stat` of each metric with
+/// exactly the dimensions `dims` (moto matches all of them), none when no datum has them.
+fn metric_values(
+    client: &aws_sdk_cloudwatch::Client,
+    dims: &[(&str, &str)],
+    since: SystemTime,
+    queries: &[(&str, &str)],
+) -> BTreeMap<String, Vec<f64>> {
     let start = since - Duration::from_secs(120);
     let end = SystemTime::now() + Duration::from_secs(120);
     let span = end.duration_since(start).unwrap().as_secs();
     let period = i32::try_from(span.div_ceil(60) * 60).unwrap();
-    let dims = [("CacheName", cache), ("ProjectName", PROJECT)]
-        .map(|(n, v)| Dimension::builder().name(n).value(v).build());
+    let dims: Vec<Dimension> = dims
+        .iter()
+        .map(|(n, v)| Dimension::builder().name(*n).value(*v).build())
+        .collect();
     let mut request = client
         .get_metric_data()
         .start_time(start.into())
@@ -691,7 +786,7 @@ fn metric_data(
                             Metric::builder()
                                 .namespace(NAMESPACE)
                                 .metric_name(*metric)
-                                .set_dimensions(Some(dims.to_vec()))
+                                .set_dimensions(Some(dims.clone()))
                                 .build(),
                         )
                         .period(period)
@@ -711,10 +806,7 @@ fn metric_data(
     for result in out.metric_data_results() {
         let i: usize = result.id().unwrap()[1..].parse().unwrap();
         let (metric, stat) = queries[i];
-        values.insert(
-            format!("{metric} {stat}"),
-            result.values().iter().sum::<f64>(),
-        );
+        values.insert(format!("{metric} {stat}"), result.values().to_vec());
     }
     values
 }
@@ -741,14 +833,21 @@ fn node_npm_buildspec_four_builds_against_moto() {
         .map(|p| p.as_str().unwrap().to_owned())
         .collect();
     let pathset = pathset_digest(&paths);
-    let restore_cmd = commands(&world.spec, "pre_build")
-        .into_iter()
-        .find(|c| c.starts_with("cachectl restore"))
-        .expect("pre_build restores");
     assert!(
-        restore_cmd.contains(&format!("--cache {cache}")),
-        "{restore_cmd}"
+        commands(&world.spec, "pre_build")
+            .iter()
+            .any(|c| c.starts_with("cachectl restore")),
+        "pre_build restores"
     );
+    assert_eq!(
+        commands(&world.spec, "build")
+            .iter()
+            .filter(|c| c.as_str() == NPM_CI)
+            .count(),
+        1,
+        "the build phase's install step is `{NPM_CI}`"
+    );
+    assert_eq!(cache, "npm", "the cache NPM_CI and SKIPPED_NPM_CI name");
     assert!(snapshot(&s3, &world.bucket).is_empty());
     let object = |key: &str| format!("v1/{pathset}/{key}");
 
@@ -766,6 +865,7 @@ fn node_npm_buildspec_four_builds_against_moto() {
         "build 1 must run npm ci\n{ctx}"
     );
     assert!(build_out.contains("all tests passed"), "{ctx}");
+    assert_ran_npm_ci(&b1, "miss", &format!("cache npm missed ({key1})"));
     let line = b1.save_line(&cache);
     assert!(
         line.starts_with(&format!("saved {key1} ")),
@@ -799,6 +899,16 @@ fn node_npm_buildspec_four_builds_against_moto() {
     assert!(
         build_out.contains(SKIPPED_NPM_CI) && !build_out.contains("added "),
         "build 2 must skip npm ci after an exact hit\n{ctx}"
+    );
+    assert_eq!(
+        b2.run_lines(),
+        [format!("{SKIPPED_NPM_CI}{key1})")],
+        "build 2: `cachectl run` prints only why it skipped npm ci\n{ctx}"
+    );
+    assert_eq!(
+        b2.run,
+        json!({"restore": "hit", "ran": false, "seconds": 0.0, "exit_code": null, "published": true}),
+        "build 2: the skipped run, as the state file records it\n{ctx}"
     );
     assert!(
         build_out.contains("ok is-number@7.0.0") && build_out.contains("all tests passed"),
@@ -837,6 +947,11 @@ fn node_npm_buildspec_four_builds_against_moto() {
         build_out.contains("ok ms@2.1.3") && build_out.contains("all tests passed"),
         "{ctx}"
     );
+    assert_ran_npm_ci(
+        &b3,
+        "partial",
+        &format!("partial hit on cache npm (restored {key1}, not {key3})"),
+    );
     let line = b3.save_line(&cache);
     assert!(
         line.starts_with(&format!("saved {key3} ")),
@@ -872,6 +987,12 @@ fn node_npm_buildspec_four_builds_against_moto() {
     assert!(
         b4.output_of_phase("build").contains("added "),
         "build 4 runs npm ci\n{ctx}"
+    );
+    // npm ci succeeded (the tests failed after it), so its time counts.
+    assert_ran_npm_ci(
+        &b4,
+        "partial",
+        &format!("partial hit on cache npm (restored {key3}, not {key4})"),
     );
     let line = b4.save_line(&cache);
     assert!(
@@ -929,15 +1050,15 @@ fn node_npm_buildspec_four_builds_against_moto() {
     );
 
     // --- CloudWatch ---
+    // A restore downloads the whole object it matched (key 1 in builds 2-3, key 3 in build 4).
+    let size = |key: &str| u64::try_from(after3[&object(key)].0).unwrap();
     let restored_bytes: u64 = builds
         .iter()
-        .map(|b| b.restore["bytes"].as_u64().unwrap())
+        .filter_map(|b| b.restore["matched_key"].as_str())
+        .map(size)
         .sum();
-    assert!(restored_bytes > 0);
-    let uploaded_bytes: u64 = [&key1, &key3]
-        .iter()
-        .map(|k| u64::try_from(after3[&object(k)].0).unwrap())
-        .sum();
+    assert_eq!(restored_bytes, 2 * size(&key1) + size(&key3));
+    let uploaded_bytes = size(&key1) + size(&key3);
 
     let client = cloudwatch::client();
     let listed = list_metrics(&client);
@@ -955,14 +1076,34 @@ fn node_npm_buildspec_four_builds_against_moto() {
             "CacheHit",
             "CacheMiss",
             "CachePartialHit",
+            "InstallSeconds",
             "RestoreSeconds",
             "SaveSeconds",
         ]),
         "metrics in {NAMESPACE}: {listed:#?}"
     );
+    // InstallSeconds has a third dimension, the outcome of the restore before `npm ci`.
+    let mut install_outcomes = BTreeSet::new();
     for (name, d) in &listed {
-        assert_eq!(d, &dims, "dimensions of {name}: {listed:#?}");
+        if name == "InstallSeconds" {
+            let outcome = d
+                .iter()
+                .find(|(k, _)| k == "RestoreOutcome")
+                .map_or("(none)", |(_, v)| v.as_str());
+            let mut want = dims.clone();
+            want.push(("RestoreOutcome".to_owned(), outcome.to_owned()));
+            assert_eq!(d, &want, "dimensions of {name}: {listed:#?}");
+            install_outcomes.insert(outcome);
+        } else {
+            assert_eq!(d, &dims, "dimensions of {name}: {listed:#?}");
+        }
     }
+    assert_eq!(
+        install_outcomes,
+        BTreeSet::from(["miss", "partial"]),
+        "InstallSeconds' RestoreOutcome values: npm ci ran after a miss and partial hits, never \
+         after the exact hit (build 2 skipped it): {listed:#?}"
+    );
 
     let queries = [
         ("CacheHit", "Sum"),
@@ -999,6 +1140,44 @@ fn node_npm_buildspec_four_builds_against_moto() {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     assert_eq!(got, want, "GetMetricData for {cache}/{PROJECT}");
+
+    // InstallSeconds: one datum per `npm ci` that ran and succeeded, its seconds as `cachectl
+    // run` recorded them, under the outcome of the restore before it. Build 1 missed, builds 3
+    // and 4 were partial hits (build 4's npm ci succeeded; its tests failed after it); build 2
+    // skipped npm ci, so nothing is under `hit`.
+    let seconds = |b: &Build| b.run["seconds"].as_f64().unwrap();
+    let (t1, t3, t4) = (seconds(&b1), seconds(&b3), seconds(&b4));
+    let install_stats = ["SampleCount", "Minimum", "Maximum", "Sum"];
+    // Per outcome, those statistics; one period, so one value each, or none without data.
+    let installs = [
+        ("miss", vec![1.0, t1, t1, t1]),
+        ("partial", vec![2.0, t3.min(t4), t3.max(t4), t3 + t4]),
+        ("hit", vec![]),
+    ];
+    let queries: Vec<(&str, &str)> = install_stats
+        .iter()
+        .map(|s| ("InstallSeconds", *s))
+        .collect();
+    for (outcome, values) in installs {
+        let dims = [
+            ("CacheName", cache.as_str()),
+            ("ProjectName", PROJECT),
+            ("RestoreOutcome", outcome),
+        ];
+        let got = metric_values(&client, &dims, since, &queries);
+        let want: BTreeMap<String, Vec<f64>> = install_stats
+            .iter()
+            .enumerate()
+            .map(|(i, stat)| {
+                let value = values.get(i).map(|v| vec![*v]).unwrap_or_default();
+                (format!("InstallSeconds {stat}"), value)
+            })
+            .collect();
+        assert_eq!(
+            got, want,
+            "InstallSeconds for {cache}/{PROJECT}, RestoreOutcome={outcome}"
+        );
+    }
 
     // And as `cachectl stats` reports it, through the same endpoint variable as the builds.
     let f = Fixture::bare();
