@@ -132,36 +132,39 @@ pub fn install_outcome(restore: Option<RestoreOutcome>) -> &'static str {
     }
 }
 
+/// CacheName and ProjectName.
+fn cache_dimensions(cache: &str, project: &str) -> Vec<Dimension> {
+    vec![
+        Dimension::builder()
+            .name(CACHE_DIMENSION)
+            .value(dimension_value(cache))
+            .build(),
+        Dimension::builder()
+            .name(PROJECT_DIMENSION)
+            .value(project)
+            .build(),
+    ]
+}
+
 /// Every datum of `events`, in order: six per restore, two per save, one per install.
 pub fn datums(events: &[Event], project: &str) -> Vec<MetricDatum> {
     let project = dimension_value(project);
     let mut out = Vec::with_capacity(events.len() * 6);
     for event in events {
         let dimensions = match event {
-            Event::Restore { cache, .. } | Event::Save { cache, .. } => vec![
-                Dimension::builder()
-                    .name(CACHE_DIMENSION)
-                    .value(dimension_value(cache))
-                    .build(),
-                Dimension::builder()
-                    .name(PROJECT_DIMENSION)
-                    .value(&project)
-                    .build(),
-            ],
-            Event::Install { cache, restore, .. } => vec![
-                Dimension::builder()
-                    .name(CACHE_DIMENSION)
-                    .value(dimension_value(cache))
-                    .build(),
-                Dimension::builder()
-                    .name(PROJECT_DIMENSION)
-                    .value(&project)
-                    .build(),
-                Dimension::builder()
-                    .name(OUTCOME_DIMENSION)
-                    .value(install_outcome(*restore))
-                    .build(),
-            ],
+            Event::Restore { cache, .. } | Event::Save { cache, .. } => {
+                cache_dimensions(cache, &project)
+            }
+            Event::Install { cache, restore, .. } => {
+                let mut dims = cache_dimensions(cache, &project);
+                dims.push(
+                    Dimension::builder()
+                        .name(OUTCOME_DIMENSION)
+                        .value(install_outcome(*restore))
+                        .build(),
+                );
+                dims
+            }
             Event::Prune { store, .. } => vec![Dimension::builder()
                 .name(STORE_DIMENSION)
                 .value(dimension_value(store))

@@ -1,9 +1,10 @@
-//! The CloudWatch dashboard of the stack: restore outcomes, timings, bytes and prune results,
-//! as metric search expressions over the metrics `metrics.rs` names.
+//! The CloudWatch dashboard of the stack: restore outcomes, timings, bytes, install times and
+//! prune results, as metric search expressions over the metrics `metrics.rs` names.
 
 use serde_json::{json, Value};
 
-/// One dashboard widget: a metric search over `dims`, one line per dimension value.
+/// One dashboard widget: a metric search over `dims`, one line per dimension value, at hourly
+/// points.
 fn widget(
     title: &str,
     namespace: &str,
@@ -13,13 +14,26 @@ fn widget(
     y: u32,
     x: u32,
 ) -> Value {
+    search_widget(title, namespace, dims, metrics, stat, 3600, (y, x))
+}
+
+/// [`widget`] with the period (seconds) of its points.
+fn search_widget(
+    title: &str,
+    namespace: &str,
+    dims: &str,
+    metrics: &[&str],
+    stat: &str,
+    period: u32,
+    (y, x): (u32, u32),
+) -> Value {
     let series: Vec<Value> = metrics
         .iter()
         .enumerate()
         .map(|(i, m)| {
             json!([{
                 // The namespace in double quotes: one with spaces or `/` is still one name.
-                "expression": format!("SEARCH('{{\"{namespace}\",{dims}}} MetricName=\"{m}\"', '{stat}', 3600)"),
+                "expression": format!("SEARCH('{{\"{namespace}\",{dims}}} MetricName=\"{m}\"', '{stat}', {period})"),
                 "id": format!("m{i}"),
                 "label": m,
             }])
@@ -29,7 +43,7 @@ fn widget(
         "type": "metric", "x": x, "y": y, "width": 12, "height": 6,
         "properties": {
             "title": title, "region": "${AWS::Region}", "view": "timeSeries",
-            "stacked": false, "metrics": series, "period": 3600,
+            "stacked": false, "metrics": series, "period": period,
         },
     })
 }
@@ -85,6 +99,33 @@ pub fn body(namespace: &str) -> String {
             12,
             0,
         ),
+        // Time saved, per cache and project: its inputs, day by day. The figure itself is
+        // `cachectl stats`' (median cold install × exact hits − cachectl's own seconds): a
+        // dashboard's metric math cannot pair one search's series with another's by dimension.
+        search_widget(
+            "Install seconds (median per day): cold, warm and hot installs per cache and project",
+            namespace,
+            &format!("{per_cache},{}", m::OUTCOME_DIMENSION),
+            &[m::INSTALL_SECONDS],
+            "p50",
+            86_400,
+            (12, 12),
+        ),
+        search_widget(
+            "Installs skipped per day: exact hits per cache and project",
+            namespace,
+            &per_cache,
+            &[m::CACHE_HIT],
+            "Sum",
+            86_400,
+            (18, 0),
+        ),
+        json!({
+            "type": "text", "x": 12, "y": 18, "width": 12, "height": 6,
+            "properties": {
+                "markdown": "## Time saved\nEach exact hit skips a cold install; a partial hit shortens it to a warm one. Per cache and project, with medians over the window:\n\n`saved = hits × (cold − hot) + partial hits × (cold − warm) − restore − save seconds`\n\nRun `cachectl stats --since 30d` for the minutes saved and their share. Install seconds come from `cachectl run --cache NAME -- <install command>` in the buildspec.",
+            },
+        }),
     ];
     serde_json::to_string(&json!({ "widgets": widgets })).expect("a JSON value serialises")
 }
