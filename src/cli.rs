@@ -4,7 +4,7 @@
 
 use crate::config::When;
 use crate::key::{CacheKey, Scope};
-use crate::units::{parse_duration, parse_positive_duration, parse_size, parse_time};
+use crate::units::{parse_day, parse_duration, parse_positive_duration, parse_size, parse_time};
 use crate::{env, metrics};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -291,6 +291,16 @@ pub struct StatsArgs {
     /// CloudWatch namespace the metrics were published to
     #[arg(long, env = env::METRICS_NAMESPACE, default_value = metrics::NAMESPACE)]
     pub namespace: String,
+
+    /// Instead of the report: publish each project's time saved on one UTC day as
+    /// `TimeSavedSeconds`, which the dashboard graphs (the scheduled prune project does, daily;
+    /// publishing a day again changes nothing)
+    #[arg(long, conflicts_with_all = ["since", "cache", "project"])]
+    pub publish: bool,
+
+    /// The UTC day `--publish` reckons, e.g. 2026-11-29 [default: yesterday]
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "publish", value_parser = parse_day)]
+    pub day: Option<SystemTime>,
 }
 
 #[derive(Debug, Args)]

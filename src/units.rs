@@ -138,9 +138,43 @@ pub fn parse_time(s: &str) -> Result<SystemTime, String> {
         .ok_or_else(|| format!("`{s}` is not an RFC 3339 time like 2026-11-26T12:00:00Z"))
 }
 
+/// A UTC day `YYYY-MM-DD`, as the time it starts.
+///
+/// Errors: a one-line message naming the text and an example.
+pub fn parse_day(s: &str) -> Result<SystemTime, String> {
+    let s = s.trim();
+    let well_formed = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    well_formed
+        .then(|| parse_rfc3339(&format!("{s}T00:00:00Z")))
+        .flatten()
+        .ok_or_else(|| format!("`{s}` is not a day like 2026-11-29"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days() {
+        let start = parse_day("2026-11-29").unwrap();
+        assert_eq!(rfc3339(start), "2026-11-29T00:00:00Z");
+        for bad in [
+            "2026-11-31",
+            "2026-1-29",
+            "29-11-2026",
+            "2026-11-29T00:00:00Z",
+            "",
+        ] {
+            assert!(parse_day(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn formatting() {

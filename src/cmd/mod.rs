@@ -94,6 +94,12 @@ pub enum Error {
     #[cfg(feature = "provision")]
     #[error(transparent)]
     Provision(#[from] crate::provision::Error),
+    /// Metrics a command exists to publish did not reach CloudWatch (`stats --publish`).
+    #[error("{reason}")]
+    NotPublished {
+        reason: String,
+        hint: Option<String>,
+    },
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     /// Stopped by a signal (its exit code, 130 or 143) after aborting `aborted` open uploads.
@@ -124,6 +130,7 @@ impl Error {
             | Error::Sign(_)
             | Error::Write { .. }
             | Error::Aws(_)
+            | Error::NotPublished { .. }
             | Error::Stdout(_) => code::FAILED,
             // The stack could not be planned or applied, or is in a state nothing starts from.
             #[cfg(feature = "provision")]
@@ -157,6 +164,7 @@ impl Hint for Error {
             Error::Sign(e) => e.hint(),
             Error::Write { .. } => Some("check the directory exists and is writable".into()),
             Error::Aws(e) => e.hint(),
+            Error::NotPublished { hint, .. } => hint.clone(),
             #[cfg(feature = "provision")]
             Error::Provision(e) => e.hint(),
             Error::Runtime(_) => Some("the machine may be out of threads or memory".into()),

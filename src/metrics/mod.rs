@@ -9,7 +9,10 @@
 //! `SaveSeconds` and `BytesUploaded`, never an outcome metric. A `cachectl run` whose command
 //! succeeded sends `InstallSeconds` with a third dimension, `RestoreOutcome`: `hit`, `partial`
 //! or `miss` (a restore error or no restore counts as `miss`: the command started with nothing
-//! restored). A prune sends `PrunedEntries`, `PrunedBytes`, `StoreEntries` and `StoreBytes`
+//! restored). `cachectl stats --publish` sends `TimeSavedSeconds` with the one dimension
+//! `ProjectName`: a project's time saved on one UTC day, stamped at that day's noon, for the
+//! dashboard (which reads each day's maximum, so publishing a day again changes nothing). A
+//! prune sends `PrunedEntries`, `PrunedBytes`, `StoreEntries` and `StoreBytes`
 //! with the one dimension `Store`.
 
 mod publish;
@@ -35,6 +38,9 @@ pub const SAVE_SECONDS: &str = "SaveSeconds";
 pub const BYTES_UPLOADED: &str = "BytesUploaded";
 /// Seconds a command run by `cachectl run` took (the install a hit skips).
 pub const INSTALL_SECONDS: &str = "InstallSeconds";
+/// A project's time saved on one UTC day (`cachectl stats --publish`); negative when the cache
+/// cost more than it saved.
+pub const TIME_SAVED_SECONDS: &str = "TimeSavedSeconds";
 pub const PRUNED_ENTRIES: &str = "PrunedEntries";
 pub const PRUNED_BYTES: &str = "PrunedBytes";
 pub const STORE_ENTRIES: &str = "StoreEntries";
@@ -82,6 +88,12 @@ pub enum Event {
         cache: String,
         restore: Option<RestoreOutcome>,
         seconds: f64,
+    },
+    /// A project's time saved over one UTC day, stamped `at`.
+    TimeSaved {
+        project: String,
+        seconds: f64,
+        at: std::time::SystemTime,
     },
     /// What one prune deleted, and the store after it.
     Prune {
@@ -165,6 +177,10 @@ pub fn datums(events: &[Event], project: &str) -> Vec<MetricDatum> {
                 );
                 dims
             }
+            Event::TimeSaved { project, .. } => vec![Dimension::builder()
+                .name(PROJECT_DIMENSION)
+                .value(dimension_value(project))
+                .build()],
             Event::Prune { store, .. } => vec![Dimension::builder()
                 .name(STORE_DIMENSION)
                 .value(dimension_value(store))
@@ -199,6 +215,19 @@ pub fn datums(events: &[Event], project: &str) -> Vec<MetricDatum> {
             }
             Event::Install { seconds, .. } => {
                 out.push(datum(INSTALL_SECONDS, *seconds, StandardUnit::Seconds));
+            }
+            Event::TimeSaved { seconds, at, .. } => {
+                // A cost is worth seeing: negative seconds stay negative.
+                let value = if seconds.is_finite() { *seconds } else { 0.0 };
+                out.push(
+                    MetricDatum::builder()
+                        .metric_name(TIME_SAVED_SECONDS)
+                        .value(value)
+                        .unit(StandardUnit::Seconds)
+                        .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from(*at))
+                        .set_dimensions(Some(dimensions))
+                        .build(),
+                );
             }
             Event::Prune {
                 entries,
@@ -359,6 +388,42 @@ mod tests {
                     (PROJECT_DIMENSION, "web-app"),
                     (OUTCOME_DIMENSION, want)
                 ],
+                "case {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn time_saved_is_per_project_at_its_day_and_may_be_negative() {
+        let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        for (name, seconds, want) in [
+            ("saved", 312.5, 312.5),
+            ("cost", -40.0, -40.0),
+            ("NaN", f64::NAN, 0.0),
+        ] {
+            let out = datums(
+                &[Event::TimeSaved {
+                    project: "web-app".into(),
+                    seconds,
+                    at,
+                }],
+                "cachectl-prune",
+            );
+            assert_eq!(out.len(), 1, "case {name}");
+            assert_eq!(
+                out[0].metric_name(),
+                Some(TIME_SAVED_SECONDS),
+                "case {name}"
+            );
+            assert_eq!(out[0].value(), Some(want), "case {name}");
+            assert_eq!(
+                dims(&out[0]),
+                [(PROJECT_DIMENSION, "web-app")],
+                "case {name}"
+            );
+            assert_eq!(
+                out[0].timestamp().map(|t| t.secs()),
+                Some(1_700_000_000),
                 "case {name}"
             );
         }

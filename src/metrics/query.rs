@@ -112,25 +112,33 @@ pub struct Window {
 }
 
 impl Window {
-    /// One period spans the whole window, in the unit CloudWatch demands for data that old
-    /// (a minute up to 15 days back, 5 minutes up to 63, an hour beyond).
+    /// The last `since` (a minute .. CloudWatch's retention), up to a minute after now.
     fn new(now: SystemTime, since: Duration) -> Window {
         let since = since.clamp(Duration::from_secs(60), RETENTION);
         let start = now.checked_sub(since).unwrap_or(SystemTime::UNIX_EPOCH);
-        let end = now + END_SLACK;
-        let unit = if since > Duration::from_secs(63 * DAY) {
+        Window {
+            since,
+            ..Window::between(now, start, now + END_SLACK)
+        }
+    }
+
+    /// `start` .. `end`. One period spans the whole window, in the unit CloudWatch demands for
+    /// data as old as `start` (a minute up to 15 days back, 5 minutes up to 63, an hour beyond).
+    fn between(now: SystemTime, start: SystemTime, end: SystemTime) -> Window {
+        let age = now.duration_since(start).unwrap_or_default();
+        let unit = if age > Duration::from_secs(63 * DAY) {
             3600
-        } else if since > Duration::from_secs(15 * DAY) {
+        } else if age > Duration::from_secs(15 * DAY) {
             300
         } else {
             60
         };
-        let span = (since + END_SLACK).as_secs();
-        let period = span.div_ceil(unit) * unit;
+        let span = end.duration_since(start).unwrap_or_default();
+        let period = span.as_secs().max(1).div_ceil(unit) * unit;
         Window {
             start,
             end,
-            since,
+            since: span,
             period_secs: i32::try_from(period).unwrap_or(i32::MAX / 3600 * 3600),
             unit_secs: unit as i32,
         }
@@ -160,6 +168,21 @@ pub async fn read(
     let pairs = pairs(&client, namespace, cache, project).await?;
     let sums = fetch(&client, namespace, &pairs, &window).await?;
     Ok((window, pairs.into_iter().zip(sums).collect()))
+}
+
+/// [`read`] over `start` .. `end` instead of the last `since`, for every pair.
+///
+/// Errors: as [`read`].
+pub async fn read_between(
+    namespace: &str,
+    start: SystemTime,
+    end: SystemTime,
+) -> Result<Vec<((String, String), PairMetrics)>, CallError> {
+    let client = Client::new(&aws::sdk_config().await);
+    let window = Window::between(SystemTime::now(), start, end);
+    let pairs = pairs(&client, namespace, None, None).await?;
+    let sums = fetch(&client, namespace, &pairs, &window).await?;
+    Ok(pairs.into_iter().zip(sums).collect())
 }
 
 /// The (cache, project) pairs with any cachectl metric in `namespace`, sorted.
@@ -430,6 +453,35 @@ mod tests {
                 "case {name}: one period covers the window"
             );
             assert_eq!(w.end, now + END_SLACK, "case {name}");
+        }
+    }
+
+    #[test]
+    fn windows_between_two_times() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let day = Duration::from_secs(DAY);
+        let cases: &[(&str, Duration, Duration, i32, i32)] = &[
+            // (name, start back, length, period secs, unit secs)
+            ("yesterday", 2 * day, day, DAY as i32, 60),
+            ("a day 20 days back", 20 * day, day, DAY as i32, 300),
+            (
+                "thirty days to yesterday",
+                31 * day,
+                30 * day,
+                30 * DAY as i32,
+                300,
+            ),
+            ("a day 90 days back", 90 * day, day, DAY as i32, 3600),
+        ];
+        for (name, back, length, period, unit) in cases {
+            let start = now - *back;
+            let w = Window::between(now, start, start + *length);
+            assert_eq!(
+                (w.period_secs, w.unit_secs),
+                (*period, *unit),
+                "case {name}"
+            );
+            assert_eq!(w.since, *length, "case {name}");
         }
     }
 

@@ -99,9 +99,19 @@ pub fn body(namespace: &str) -> String {
             12,
             0,
         ),
-        // Time saved, per cache and project: its inputs, day by day. The figure itself is
-        // `cachectl stats`' (median cold install × exact hits − cachectl's own seconds): a
-        // dashboard's metric math cannot pair one search's series with another's by dimension.
+        // Time saved per project and day, as the prune project's `cachectl stats --publish`
+        // reckons it (metric math cannot pair one search's series with another's by
+        // dimension). The daily maximum: a day published twice counts once.
+        search_widget(
+            "Time saved per project and day (seconds; negative: the cache cost more than it saved)",
+            namespace,
+            m::PROJECT_DIMENSION,
+            &[m::TIME_SAVED_SECONDS],
+            "Maximum",
+            86_400,
+            (24, 0),
+        ),
+        // And its inputs, day by day.
         search_widget(
             "Install seconds (median per day): cold, warm and hot installs per cache and project",
             namespace,
@@ -123,7 +133,7 @@ pub fn body(namespace: &str) -> String {
         json!({
             "type": "text", "x": 12, "y": 18, "width": 12, "height": 6,
             "properties": {
-                "markdown": "## Time saved\nEach exact hit skips a cold install; a partial hit shortens it to a warm one. Per cache and project, with medians over the window:\n\n`saved = hits × (cold − hot) + partial hits × (cold − warm) − restore − save seconds`\n\nRun `cachectl stats --since 30d` for the minutes saved and their share. Install seconds come from `cachectl run --cache NAME -- <install command>` in the buildspec.",
+                "markdown": "## Time saved\nEach exact hit skips a cold install; a partial hit shortens it to a warm one. Per cache and project:\n\n`saved = hits × (cold − hot) + partial hits × (cold − warm) − restore − save seconds`\n\nwith cold, warm and hot the median install seconds. The scheduled prune project publishes each day's figure per project (`cachectl stats --publish`, medians over 30 days); `cachectl stats --since 30d` gives minutes and shares for any window. Install seconds come from `cachectl run --cache NAME -- <install command>` in the buildspec.",
             },
         }),
     ];

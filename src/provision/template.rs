@@ -82,7 +82,8 @@ fn store_env(s: &ProvisionSettings) -> Vec<Value> {
     ]
 }
 
-/// The prune project's buildspec: install cachectl from the bucket, run the `[prune]` policy.
+/// The prune project's buildspec: install cachectl from the bucket, run the `[prune]` policy,
+/// then publish yesterday's time saved per project for the dashboard.
 /// A scheduled job nobody watches is strict: a cache-layer problem fails its build, which the
 /// alarm reports.
 fn prune_buildspec(prune_args: &[String]) -> String {
@@ -99,7 +100,8 @@ fn prune_buildspec(prune_args: &[String]) -> String {
          \x20     - sh /tmp/cachectl-install.sh\n\
          \x20 build:\n\
          \x20   commands:\n\
-         \x20     - cachectl prune{args}\n"
+         \x20     - cachectl prune{args}\n\
+         \x20     - cachectl stats --publish\n"
     )
 }
 
@@ -348,7 +350,9 @@ pub fn render(inputs: &Inputs<'_>) -> Value {
                     iam::S3_DELETE_OBJECT,
                     iam::S3_ABORT_MULTIPART_UPLOAD,
                 ],
-                extra: Vec::new(),
+                // `stats --publish` reads the builds' metrics back (neither action takes a
+                // resource).
+                extra: vec![allow("ReadMetrics", iam::READ_METRICS, json!("*"))],
                 bucket_actions: &[iam::S3_LIST_BUCKET_MULTIPART_UPLOADS],
                 kms_actions: &[KMS_DECRYPT],
                 roles: &[],
@@ -980,14 +984,27 @@ mod tests {
     }
 
     #[test]
-    fn the_prune_project_runs_the_prune_settings() {
+    fn the_prune_project_runs_the_prune_settings_then_publishes_time_saved() {
         let t = rendered(&ProvisionSettings::default());
         let spec = t["Resources"][PRUNE_PROJECT]["Properties"]["Source"]["BuildSpec"]
             .as_str()
             .unwrap();
         assert!(
-            spec.ends_with("      - cachectl prune '--max-unused' '14d'\n"),
+            spec.ends_with(
+                "      - cachectl prune '--max-unused' '14d'\n      - cachectl stats --publish\n"
+            ),
             "{spec}"
+        );
+        let statements = t["Resources"]["PrunePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap();
+        let read = statements
+            .iter()
+            .find(|s| s["Sid"] == "ReadMetrics")
+            .unwrap_or_else(|| panic!("{statements:#?}"));
+        assert_eq!(
+            read["Action"],
+            json!(["cloudwatch:ListMetrics", "cloudwatch:GetMetricData"])
         );
         assert!(spec.contains("sh /tmp/cachectl-install.sh"), "{spec}");
     }

@@ -915,3 +915,145 @@ fn save_publishes_the_install_seconds_run_could_not() {
         "{report:#}"
     );
 }
+
+/// `datums` stamped `at`.
+fn stamped(datums: Vec<MetricDatum>, at: std::time::SystemTime) -> Vec<MetricDatum> {
+    datums
+        .into_iter()
+        .map(|d| {
+            MetricDatum::builder()
+                .metric_name(d.metric_name().unwrap())
+                .value(d.value().unwrap())
+                .set_unit(d.unit().cloned())
+                .set_dimensions(Some(d.dimensions().to_vec()))
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from(at))
+                .build()
+        })
+        .collect()
+}
+
+/// `stat` of `TimeSavedSeconds` of `project` over the UTC day starting `day`.
+fn time_saved_datum(ns: &str, project: &str, day: std::time::SystemTime, stat: &str) -> Vec<f64> {
+    use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, MetricStat};
+    let metric = Metric::builder()
+        .namespace(ns)
+        .metric_name("TimeSavedSeconds")
+        .dimensions(
+            Dimension::builder()
+                .name("ProjectName")
+                .value(project)
+                .build(),
+        )
+        .build();
+    let query = MetricDataQuery::builder()
+        .id("t")
+        .metric_stat(
+            MetricStat::builder()
+                .metric(metric)
+                .period(86_400)
+                .stat(stat)
+                .build(),
+        )
+        .build();
+    let out = RUNTIME
+        .block_on(
+            cloudwatch()
+                .get_metric_data()
+                .metric_data_queries(query)
+                .start_time(aws_sdk_cloudwatch::primitives::DateTime::from(day))
+                .end_time(aws_sdk_cloudwatch::primitives::DateTime::from(
+                    day + Duration::from_secs(86_400),
+                ))
+                .send(),
+        )
+        .unwrap();
+    out.metric_data_results()[0].values().to_vec()
+}
+
+#[test]
+fn stats_publish_sends_each_projects_time_saved_for_one_day_once() {
+    let ns = "it-stats-publish";
+    let now = std::time::SystemTime::now();
+    let today = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400 * 86_400;
+    let day = std::time::UNIX_EPOCH + Duration::from_secs(today - 3 * 86_400);
+    let hour = |h: u64| day + Duration::from_secs(h * 3600);
+    let day_text = cachectl_day(day);
+    let mut datums = Vec::new();
+    // The day: 4 exact hits of 1 s and a miss of 0.5 s, one save of 2 s.
+    for h in 0..4 {
+        datums.extend(stamped(
+            restore("pub-npm", "pub-web", RestoreOutcome::Hit, 1.0, 10.0),
+            hour(1 + h),
+        ));
+    }
+    datums.extend(stamped(
+        restore("pub-npm", "pub-web", RestoreOutcome::Miss, 0.5, 0.0),
+        hour(6),
+    ));
+    datums.extend(stamped(save("pub-npm", "pub-web", 2.0, 10.0), hour(6)));
+    // The days before: three timed cold installs, median 40 s.
+    for (i, s) in [30.0, 50.0, 40.0].into_iter().enumerate() {
+        let at = day - Duration::from_secs(86_400 * (2 + i as u64));
+        datums.extend(stamped(
+            vec![install("pub-npm", "pub-web", "miss", s, 0)],
+            at,
+        ));
+    }
+    // A project whose cold install is not known that day: reported, not published.
+    datums.extend(stamped(
+        restore("pub-pip", "pub-api", RestoreOutcome::Hit, 1.0, 10.0),
+        hour(2),
+    ));
+    // The day after: not that day's.
+    datums.extend(stamped(
+        restore("pub-npm", "pub-web", RestoreOutcome::Hit, 9.0, 10.0),
+        hour(25),
+    ));
+    put(ns, datums);
+
+    let publish = || {
+        let f = Fixture::bare();
+        let mut cmd = f.cachectl();
+        cmd.env("AWS_ENDPOINT_URL", bridge())
+            .env_remove("CACHECTL_NO_METRICS")
+            .args([
+                "stats",
+                "--json",
+                "--publish",
+                "--namespace",
+                ns,
+                "--day",
+                &day_text,
+            ]);
+        let run = cmd.run();
+        run.assert_code(0);
+        run.json()
+    };
+    let report = publish();
+    // 4 hits × 40 s − (4 × 1 + 0.5) s restores − 2 s save = 153.5 s.
+    assert_eq!(
+        report,
+        serde_json::json!({
+            "namespace": ns,
+            "day": day_text,
+            "projects": [
+                {"project": "pub-api", "seconds": null, "minutes": null, "caches": 1, "caches_counted": 0},
+                {"project": "pub-web", "seconds": 153.5, "minutes": 153.5 / 60.0, "caches": 1, "caches_counted": 1},
+            ],
+            "published": 1,
+        }),
+        "{report:#}"
+    );
+    assert_eq!(time_saved_datum(ns, "pub-web", day, "Maximum"), [153.5]);
+    assert!(time_saved_datum(ns, "pub-api", day, "Maximum").is_empty());
+    // Published again (a retried schedule): the day's maximum, which the dashboard reads,
+    // stays the same.
+    publish();
+    assert_eq!(time_saved_datum(ns, "pub-web", day, "SampleCount"), [2.0]);
+    assert_eq!(time_saved_datum(ns, "pub-web", day, "Maximum"), [153.5]);
+}
+
+/// `YYYY-MM-DD` of a UTC midnight.
+fn cachectl_day(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()[..10].to_owned()
+}

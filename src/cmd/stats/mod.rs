@@ -57,7 +57,7 @@ fn ratio(part: f64, whole: u64) -> Option<f64> {
 }
 
 impl Row {
-    fn new(cache: Option<String>, project: Option<String>, m: &PairMetrics) -> Row {
+    pub(super) fn new(cache: Option<String>, project: Option<String>, m: &PairMetrics) -> Row {
         let s = &m.sums;
         let mut row = Row {
             cache,
@@ -148,7 +148,12 @@ pub struct Report {
 
 const FORMULA: &str = "hit * (cold - hot) + partial * (cold - warm) - restore_seconds - save_seconds; cold, warm, hot = median InstallSeconds after a miss, a partial hit, an exact hit (0 when skipped)";
 
+mod publish;
+
 pub async fn run(g: &GlobalArgs, args: StatsArgs) -> Result<ExitStatus, Error> {
+    if args.publish {
+        return publish::run(g, &args).await;
+    }
     let report = collect(&args).await?;
     if g.json {
         output::json(&report)?;
