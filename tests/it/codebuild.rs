@@ -1147,11 +1147,14 @@ fn node_npm_buildspec_four_builds_against_moto() {
     // skipped npm ci, so nothing is under `hit`.
     let seconds = |b: &Build| b.run["seconds"].as_f64().unwrap();
     let (t1, t3, t4) = (seconds(&b1), seconds(&b3), seconds(&b4));
-    let install_stats = ["SampleCount", "Minimum", "Maximum", "Sum"];
+    // Minimum and Maximum pin each of at most two data exactly. No Sum: a sum of two times can
+    // take 17 digits, and the bridge's JSON number parsing (serde_json without
+    // `float_roundtrip`) may come back 1 ULP off for those.
+    let install_stats = ["SampleCount", "Minimum", "Maximum"];
     // Per outcome, those statistics; one period, so one value each, or none without data.
     let installs = [
-        ("miss", vec![1.0, t1, t1, t1]),
-        ("partial", vec![2.0, t3.min(t4), t3.max(t4), t3 + t4]),
+        ("miss", vec![1.0, t1, t1]),
+        ("partial", vec![2.0, t3.min(t4), t3.max(t4)]),
         ("hit", vec![]),
     ];
     let queries: Vec<(&str, &str)> = install_stats
