@@ -20,6 +20,23 @@ pub struct Recorded {
     /// not trusted): a save of that key replaces it instead of skipping an existing key.
     #[serde(default)]
     pub refused_exact: bool,
+    /// The cachectl.toml the key came from (absolute; `None` for a plain `--key` restore), and
+    /// the directory the restore ran in (templates and relative paths resolve there), so `run`
+    /// can check the key and the trees from anywhere.
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Two plain `--key` restores of this build recorded different keys or paths under this
+    /// name (their key family): the record cannot say which tree `run --cache NAME` means.
+    #[serde(default)]
+    pub ambiguous: bool,
+}
+
+impl Recorded {
+    fn same_tree(&self, other: &Recorded) -> bool {
+        self.key == other.key && self.paths == other.paths
+    }
 }
 
 /// What the last `cachectl run` of one cache in this build did.
@@ -33,17 +50,28 @@ pub struct Run {
     pub seconds: f64,
     /// The command's exit code, or `None` when a signal ended it (or it was skipped).
     pub exit_code: Option<i32>,
-    /// `InstallSeconds` went to CloudWatch, or never will (skipped, failed, metrics off):
-    /// when false, the next save publishes it.
+    /// Its `InstallSeconds` went to CloudWatch (or never will: a failed command, metrics off);
+    /// when false it waits in [`State::pending`].
     pub published: bool,
+}
+
+/// An `InstallSeconds` datum `run` could not send: the next `run` or `save` sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Install {
+    pub cache: String,
+    pub restore: Option<RestoreOutcome>,
+    pub seconds: f64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
     pub caches: BTreeMap<String, Recorded>,
-    /// `cachectl run`s, by cache name.
+    /// The last `cachectl run` of each cache, by name.
     #[serde(default)]
     pub runs: BTreeMap<String, Run>,
+    /// Install times not sent yet, oldest first.
+    #[serde(default)]
+    pub pending: Vec<Install>,
 }
 
 /// `$CACHECTL_STATE_DIR` (or the temp dir) / `cachectl-state-<build>.json`, where `<build>` is
@@ -80,15 +108,50 @@ pub fn load(path: &Path) -> State {
 
 /// Merges `updates` into the file (temp file + rename, so a reader never sees half a file),
 /// creating its directory (`CACHECTL_STATE_DIR` may name one that does not exist yet).
+///
+/// Plain `--key` restores are recorded under their key family: one that records another key
+/// or path set under a name a plain restore already used marks the record ambiguous.
 pub fn record(path: &Path, updates: BTreeMap<String, Recorded>) -> std::io::Result<()> {
-    update(path, |state| state.caches.extend(updates))
+    update(path, |state| {
+        for (name, mut rec) in updates {
+            if let Some(old) = state.caches.get(&name) {
+                let plain = rec.config.is_none() && old.config.is_none();
+                rec.ambiguous = plain && (old.ambiguous || !old.same_tree(&rec));
+            }
+            state.caches.insert(name, rec);
+        }
+    })
 }
 
-/// Merges `runs` into the file, as [`record`] does restores.
-pub fn record_runs(path: &Path, runs: BTreeMap<String, Run>) -> std::io::Result<()> {
-    update(path, |state| state.runs.extend(runs))
+/// Records `run` as the last run of `cache`, and sets the install times still to send.
+pub fn record_run(
+    path: &Path,
+    cache: &str,
+    run: Run,
+    pending: Vec<Install>,
+) -> std::io::Result<()> {
+    update(path, |state| {
+        state.runs.insert(cache.to_owned(), run);
+        state.pending = pending;
+    })
 }
 
+/// Drops the first `sent` pending install times (sent by a save), marking the last runs of
+/// their caches published.
+pub fn sent(path: &Path, sent: &[Install]) -> std::io::Result<()> {
+    update(path, |state| {
+        state.pending.retain(|p| !sent.contains(p));
+        for install in sent {
+            if let Some(run) = state.runs.get_mut(&install.cache) {
+                if run.seconds == install.seconds {
+                    run.published = true;
+                }
+            }
+        }
+    })
+}
+
+/// Loads the file, applies `change`, and writes it back whole.
 fn update(path: &Path, change: impl FnOnce(&mut State)) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -96,34 +159,46 @@ fn update(path: &Path, change: impl FnOnce(&mut State)) -> std::io::Result<()> {
     let mut state = load(path);
     change(&mut state);
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(
+    let written = std::fs::write(
         &tmp,
         serde_json::to_vec_pretty(&state).expect("state serializes"),
-    )?;
-    std::fs::rename(&tmp, path)
+    )
+    .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        // A file another user owns cannot be replaced: leave nothing behind either.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn rec(key: &str, config: Option<&str>) -> Recorded {
+        Recorded {
+            key: key.into(),
+            matched_key: Some(key.into()),
+            outcome: RestoreOutcome::Hit,
+            paths: vec!["node_modules".into()],
+            refused_exact: false,
+            config: config.map(PathBuf::from),
+            cwd: config.map(|_| PathBuf::from("/src")),
+            ambiguous: false,
+        }
+    }
+
     #[test]
     fn record_merges_and_load_tolerates_garbage() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.json");
         assert!(load(&p).caches.is_empty());
-        let rec = |k: &str| Recorded {
-            key: k.into(),
-            matched_key: Some(k.into()),
-            outcome: RestoreOutcome::Hit,
-            paths: vec!["node_modules".into()],
-            refused_exact: false,
-        };
-        record(&p, BTreeMap::from([("npm".to_owned(), rec("a"))])).unwrap();
-        record(&p, BTreeMap::from([("pip".to_owned(), rec("b"))])).unwrap();
+        let toml = Some("/src/cachectl.toml");
+        record(&p, BTreeMap::from([("npm".to_owned(), rec("a", toml))])).unwrap();
+        record(&p, BTreeMap::from([("pip".to_owned(), rec("b", toml))])).unwrap();
         let s = load(&p);
         assert_eq!(s.caches.len(), 2);
-        assert_eq!(s.caches["npm"], rec("a"));
+        assert_eq!(s.caches["npm"], rec("a", toml));
         let run = Run {
             restore: Some(RestoreOutcome::Miss),
             ran: true,
@@ -131,12 +206,41 @@ mod tests {
             exit_code: Some(0),
             published: false,
         };
-        record_runs(&p, BTreeMap::from([("npm".to_owned(), run.clone())])).unwrap();
+        let pending = vec![Install {
+            cache: "npm".into(),
+            restore: Some(RestoreOutcome::Miss),
+            seconds: 41.5,
+        }];
+        record_run(&p, "npm", run.clone(), pending.clone()).unwrap();
         let s = load(&p);
         assert_eq!((s.caches.len(), &s.runs["npm"]), (2, &run));
+        assert_eq!(s.pending, pending);
+        sent(&p, &pending).unwrap();
+        let s = load(&p);
+        assert!(s.pending.is_empty());
+        assert!(s.runs["npm"].published);
         std::fs::write(&p, r#"{"caches": {}}"#).unwrap();
         assert!(load(&p).runs.is_empty(), "a file from before runs loads");
         std::fs::write(&p, "not json").unwrap();
         assert!(load(&p).caches.is_empty());
+    }
+
+    #[test]
+    fn plain_restores_of_other_trees_under_one_name_are_ambiguous() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.json");
+        let put = |r: Recorded| {
+            record(&p, BTreeMap::from([("npm-linux".to_owned(), r)])).unwrap();
+            load(&p).caches["npm-linux"].ambiguous
+        };
+        assert!(!put(rec("npm-linux-a", None)), "first");
+        assert!(!put(rec("npm-linux-a", None)), "the same tree again");
+        assert!(put(rec("npm-linux-b", None)), "another key, same family");
+        assert!(put(rec("npm-linux-a", None)), "stays ambiguous");
+        let toml = Some("/src/cachectl.toml");
+        assert!(
+            !put(rec("npm-linux-c", toml)),
+            "a configured cache is named by the file"
+        );
     }
 }

@@ -122,6 +122,8 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
         output::diagnostic(&line);
     }
     if !args.lookup_only {
+        let config_file = super::jobs::config_path(g.config.as_deref(), &cwd);
+        let config_file = std::path::absolute(&config_file).unwrap_or(config_file);
         let records = plan
             .jobs
             .iter()
@@ -133,6 +135,9 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
                     outcome: r.outcome,
                     paths: job.paths.paths().to_vec(),
                     refused_exact: r.refused_exact,
+                    config: (!job.explicit).then(|| config_file.clone()),
+                    cwd: Some(cwd.clone()),
+                    ambiguous: false,
                 };
                 (job.name.clone(), rec)
             })

@@ -1,17 +1,17 @@
 //! `cachectl run --cache NAME -- COMMAND...`: skip the install step a cache replaces when this
-//! build's restore of it was an exact hit, else run it ([`crate::subprocess`]) and time it;
-//! record the time in the restore → save state and publish it as `InstallSeconds`, which
-//! `stats` turns into time saved. cachectl's own trouble (state, configuration, metrics) never
-//! changes what the command does or how the build ends: in doubt, the command runs.
+//! build's restore of it was an exact hit that still holds, else run it
+//! ([`crate::subprocess`]) and time it; record the time in the restore → save state and publish
+//! it as `InstallSeconds`, which `stats` turns into time saved. cachectl's own trouble (state,
+//! configuration, metrics) never changes how the build ends: in doubt, the command runs.
 
 use super::{jobs, Error, ExitStatus};
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::config::{self, MetricsConfig};
+use crate::key::PathSet;
 use crate::outcome::RestoreOutcome;
 use crate::subprocess::{self, Ended};
 use crate::{metrics, output, state};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The `--json` object (the last line of stdout, after the command's own output).
@@ -25,105 +25,123 @@ struct RunReport {
     reason: String,
     /// Wall-clock seconds of the command (0 when skipped).
     seconds: f64,
-    /// The command's exit code; null when skipped or killed by a signal.
+    /// The command's exit code (126, 127: it could not start); null when skipped or killed.
     exit_code: Option<i32>,
     /// The signal that killed it.
     signal: Option<i32>,
 }
 
-/// What cachectl.toml says about the cache now.
-enum Configured {
-    /// No cachectl.toml.
-    NoFile,
-    /// The cache's key and paths, resolved now.
-    Cache { key: String, paths: Vec<String> },
-    /// cachectl.toml has no such cache.
-    Unknown { path: PathBuf, known: Vec<String> },
-    /// cachectl.toml does not load or the cache does not resolve.
-    Broken(Error),
+/// Whether the restored trees still are what an exact hit promised, checked now.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Check {
+    /// The cache's key and paths resolved again from the restore's cachectl.toml and directory
+    /// (`None` for a plain `--key` restore: nothing to resolve), or why that failed.
+    current: Option<Result<(String, Vec<String>), String>>,
+    /// A cache path the restore placed that is gone.
+    missing: Option<String>,
 }
 
-/// Run or skip, and why (one line).
+/// Run or skip, why (one line), and the restore outcome the install counts under.
 #[derive(Debug, PartialEq, Eq)]
-enum Decision {
-    Skip(String),
-    Run(String),
+struct Decision {
+    run: bool,
+    reason: String,
+    /// `InstallSeconds`' RestoreOutcome: what the command found, which is not the restore's
+    /// outcome when the restored tree no longer fits.
+    start: Option<RestoreOutcome>,
+}
+
+impl Decision {
+    fn run(reason: String, start: Option<RestoreOutcome>) -> Decision {
+        Decision {
+            run: true,
+            reason,
+            start,
+        }
+    }
 }
 
 pub async fn run(g: &GlobalArgs, args: RunArgs) -> Result<ExitStatus, Error> {
-    let (cwd, _) = super::anchors();
-    let (name, config) = (args.cache.clone(), g.config.clone());
+    let (cwd, home) = super::anchors();
     let state_path = state::path(&cwd);
-    let (configured, metrics_config, recorded) = super::blocking({
-        let state_path = state_path.clone();
+    let (recorded, pending, check, metrics_config) = super::blocking({
+        let (name, config, state_path) = (args.cache.clone(), g.config.clone(), state_path.clone());
         move || {
-            let (configured, metrics) = configured(&name, config.as_deref(), &cwd);
-            let recorded = state::load(&state_path).caches.remove(&name);
-            (configured, metrics, recorded)
+            let mut state = state::load(&state_path);
+            let recorded = state.caches.remove(&name);
+            let check = recorded
+                .as_ref()
+                .filter(|r| r.outcome == RestoreOutcome::Hit)
+                .map(|r| check(&name, r, &cwd, home.as_deref()))
+                .unwrap_or_default();
+            let config_file = recorded
+                .as_ref()
+                .and_then(|r| r.config.clone())
+                .unwrap_or_else(|| jobs::config_path(config.as_deref(), &cwd));
+            let metrics = metrics_config(&name, &config_file, recorded.is_some());
+            (recorded, state.pending, check, metrics)
         }
     })
     .await;
     let shown = shown(&args.command);
-    match &configured {
-        Configured::Broken(e) => output::warn_error(
-            &format!("run {}: cannot read the cache's configuration", args.cache),
-            e,
-        ),
-        Configured::Unknown { path, known } if recorded.is_none() => output::warn(
-            &format!("run {}", args.cache),
-            &format!(
-                "no cache `{}` in {} and no restore of it recorded in this build",
-                args.cache,
-                path.display()
-            ),
-            Some(&format!("configured caches: {}", known.join(", "))),
-        ),
-        _ => {}
-    }
-    let current = match &configured {
-        Configured::Cache { key, paths } => Some((key.as_str(), paths.as_slice())),
-        _ => None,
-    };
-    let decision = decide(&args.cache, recorded.as_ref(), current, args.always);
+    let decision = decide(&args.cache, recorded.as_ref(), &check, args.always);
     let restore = recorded.as_ref().map(|r| r.outcome);
-    let reason = match decision {
-        Decision::Skip(reason) => {
-            output::say(&format!("run: skipping `{shown}`: {reason}"));
-            let run = state::Run {
-                restore,
-                ran: false,
-                seconds: 0.0,
-                exit_code: None,
-                published: true,
-            };
-            record(&state_path, &args.cache, run).await;
-            if g.json {
-                output::json(&RunReport {
-                    cache: args.cache.clone(),
-                    restore,
-                    ran: false,
-                    reason,
-                    seconds: 0.0,
-                    exit_code: None,
-                    signal: None,
-                })?;
-            }
-            return Ok(ExitStatus::Success);
-        }
-        Decision::Run(reason) => reason,
-    };
-    output::say(&format!("run: {reason}: running `{shown}`"));
     // The CloudWatch lookup overlaps the command, so publishing at the end is one request.
     let metrics = super::start_metrics(&args.metrics, metrics_config.as_ref());
+    let report = |ran, reason: String, seconds, exit_code, signal| RunReport {
+        cache: args.cache.clone(),
+        restore,
+        ran,
+        reason,
+        seconds,
+        exit_code,
+        signal,
+    };
+    if !decision.run {
+        output::say(&format!("run: skipping `{shown}`: {}", decision.reason));
+        // A skipped install is one of 0 seconds: the hot installs `stats` reads.
+        let install = state::Install {
+            cache: args.cache.clone(),
+            restore: decision.start,
+            seconds: 0.0,
+        };
+        let run = state::Run {
+            restore: decision.start,
+            ran: false,
+            seconds: 0.0,
+            exit_code: None,
+            published: false,
+        };
+        finish(
+            &state_path,
+            &args.cache,
+            run,
+            pending,
+            Some(install),
+            metrics,
+        )
+        .await;
+        if g.json {
+            output::json(&report(false, decision.reason, 0.0, None, None))?;
+        }
+        return Ok(ExitStatus::Success);
+    }
+    output::say(&format!("run: {}: running `{shown}`", decision.reason));
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let (ended, seconds) = match subprocess::run(program, rest).await {
         Ok(done) => done,
         Err(e) => {
+            let hint = crate::error::Hint::hint(&e);
             output::error_line(
                 &format!("run: {}", crate::error::chain(&e)),
-                crate::error::Hint::hint(&e).as_deref(),
+                hint.as_deref(),
             );
-            return Ok(ExitStatus::Command(e.shell_code()));
+            let code = e.shell_code();
+            if g.json {
+                let why = crate::error::chain(&e);
+                output::json(&report(false, why, 0.0, Some(i32::from(code)), None))?;
+            }
+            return Ok(ExitStatus::Command(code));
         }
     };
     let (exit_code, signal) = match ended {
@@ -137,123 +155,205 @@ pub async fn run(g: &GlobalArgs, args: RunArgs) -> Result<ExitStatus, Error> {
     output::say(&format!("run: `{shown}` took {seconds:.1} s ({how})"));
     // Only a command that succeeded measured an install; a failed one says nothing about what
     // the cache saves.
-    let published = if ended == Ended::Exited(0) {
-        let event = metrics::Event::Install {
-            cache: args.cache.clone(),
-            restore,
-            seconds,
-        };
-        super::finish_metrics(metrics, &[event]).await
-    } else {
-        true
-    };
+    let install = (ended == Ended::Exited(0)).then(|| state::Install {
+        cache: args.cache.clone(),
+        restore: decision.start,
+        seconds,
+    });
     let run = state::Run {
-        restore,
+        restore: decision.start,
         ran: true,
         seconds,
         exit_code,
-        published,
+        published: install.is_none(),
     };
-    record(&state_path, &args.cache, run).await;
+    let stopped = tokio::select! {
+        () = finish(&state_path, &args.cache, run, pending, install, metrics) => None,
+        // Publishing waits up to 2 s for CloudWatch: a stop meanwhile ends cachectl, as it
+        // would any other command.
+        code = crate::signal::interrupted() => Some(code),
+    };
+    if let Some(code) = stopped {
+        return Ok(ExitStatus::Command(code));
+    }
     if g.json {
-        output::json(&RunReport {
-            cache: args.cache.clone(),
-            restore,
-            ran: true,
-            reason,
-            seconds,
-            exit_code,
-            signal,
-        })?;
+        // The command's output may not end with a newline: the report is a line of its own.
+        output::print("\n")?;
+        output::json(&report(true, decision.reason, seconds, exit_code, signal))?;
     }
     subprocess::end_like(ended);
     Ok(ExitStatus::Command(ended.shell_code()))
 }
 
-/// Whether to run the command, from this build's restore of the cache (`recorded`) and the
-/// cache's key and paths as they resolve now (`current`, when cachectl.toml configures it).
+/// Whether to run the command, from this build's restore of the cache (`recorded`) and what
+/// [`check`] found now.
 fn decide(
     cache: &str,
     recorded: Option<&state::Recorded>,
-    current: Option<(&str, &[String])>,
+    check: &Check,
     always: bool,
 ) -> Decision {
     let Some(rec) = recorded else {
-        return Decision::Run(format!(
-            "no restore of cache {cache} is recorded in this build"
-        ));
+        return Decision::run(
+            format!("no restore of cache {cache} is recorded in this build"),
+            None,
+        );
     };
     let matched = rec.matched_key.as_deref().unwrap_or("?");
     match rec.outcome {
         RestoreOutcome::Hit => {
-            if let Some((key, paths)) = current {
-                if key != rec.key {
-                    return Decision::Run(format!(
-                        "cache {cache}'s key changed since its restore ({} then, {key} now: a file in the key changed)",
-                        rec.key
-                    ));
+            let partial = Some(RestoreOutcome::Partial);
+            if rec.ambiguous {
+                return Decision::run(
+                    format!("plain --key restores of this build recorded different keys or paths as cache {cache} (their key family), so which tree is meant is not known"),
+                    partial,
+                );
+            }
+            match &check.current {
+                Some(Err(why)) => {
+                    return Decision::run(
+                        format!("cache {cache}'s key cannot be checked now ({why})"),
+                        Some(RestoreOutcome::Hit),
+                    )
                 }
-                if paths != rec.paths.as_slice() {
-                    return Decision::Run(format!(
-                        "cache {cache}'s paths changed since its restore"
-                    ));
+                Some(Ok((key, _))) if *key != rec.key => {
+                    return Decision::run(
+                        format!(
+                            "cache {cache}'s key changed since its restore ({} then, {key} now: a file in the key changed)",
+                            rec.key
+                        ),
+                        partial,
+                    )
                 }
+                Some(Ok((_, paths))) if *paths != rec.paths => {
+                    return Decision::run(
+                        format!("cache {cache}'s paths changed since its restore"),
+                        partial,
+                    )
+                }
+                _ => {}
+            }
+            if let Some(path) = &check.missing {
+                return Decision::run(
+                    format!("{path} of cache {cache} is gone since its restore"),
+                    Some(RestoreOutcome::Miss),
+                );
             }
             if always {
-                Decision::Run(format!("exact hit on cache {cache} ({matched}), --always"))
+                Decision::run(
+                    format!("exact hit on cache {cache} ({matched}), --always"),
+                    Some(RestoreOutcome::Hit),
+                )
             } else {
-                Decision::Skip(format!("cache {cache} restored its exact key ({matched})"))
+                Decision {
+                    run: false,
+                    reason: format!("cache {cache} restored its exact key ({matched})"),
+                    start: Some(RestoreOutcome::Hit),
+                }
             }
         }
-        RestoreOutcome::Partial => Decision::Run(format!(
-            "partial hit on cache {cache} (restored {matched}, not {})",
-            rec.key
-        )),
-        RestoreOutcome::Miss => Decision::Run(format!("cache {cache} missed ({})", rec.key)),
-        RestoreOutcome::Error => Decision::Run(format!(
-            "the restore of cache {cache} failed, nothing was restored"
-        )),
+        RestoreOutcome::Partial => Decision::run(
+            format!(
+                "partial hit on cache {cache} (restored {matched}, not {})",
+                rec.key
+            ),
+            Some(RestoreOutcome::Partial),
+        ),
+        RestoreOutcome::Miss => Decision::run(
+            format!("cache {cache} missed ({})", rec.key),
+            Some(RestoreOutcome::Miss),
+        ),
+        RestoreOutcome::Error => Decision::run(
+            format!("the restore of cache {cache} failed, nothing was restored"),
+            Some(RestoreOutcome::Error),
+        ),
     }
 }
 
-/// The cache as cachectl.toml has it now, and its `[metrics]` settings.
-fn configured(
-    name: &str,
-    config: Option<&Path>,
-    cwd: &Path,
-) -> (Configured, Option<MetricsConfig>) {
-    let path = jobs::config_path(config, cwd);
-    if !path.exists() {
-        return (Configured::NoFile, None);
-    }
-    let cfg = match config::load(&path) {
-        Ok(cfg) => cfg,
-        Err(e) => return (Configured::Broken(e.into()), None),
-    };
-    let metrics = Some(cfg.metrics.clone());
-    if !cfg.caches.iter().any(|c| c.name == name) {
-        let known = cfg.caches.iter().map(|c| c.name.clone()).collect();
-        return (Configured::Unknown { path, known }, metrics);
-    }
-    let configured = match jobs::plan(None, &[], &[], Some(&path), &[name.to_owned()], cwd) {
-        Ok(plan) => match plan.jobs.into_iter().next() {
-            Some(job) => Configured::Cache {
-                key: job.key.to_string(),
-                paths: job.paths.paths().to_vec(),
+/// Resolves the cache's key again from the cachectl.toml and directory of its restore, and
+/// looks for the paths it placed.
+fn check(name: &str, rec: &state::Recorded, cwd: &Path, home: Option<&Path>) -> Check {
+    let at = rec.cwd.as_deref().unwrap_or(cwd);
+    let current = rec.config.as_ref().map(|config| {
+        let plan = jobs::plan(None, &[], &[], Some(config), &[name.to_owned()], at);
+        match plan {
+            Ok(plan) => match plan.jobs.into_iter().next() {
+                Some(job) => Ok((job.key.to_string(), job.paths.paths().to_vec())),
+                None => Err(format!("{} has no cache {name}", config.display())),
             },
-            None => Configured::NoFile,
-        },
-        Err(e) => Configured::Broken(e),
-    };
-    (configured, metrics)
+            Err(e) => Err(crate::error::chain(&e)),
+        }
+    });
+    let missing = PathSet::new(&rec.paths)
+        .and_then(|set| set.resolve(at, home))
+        .map(|dests| {
+            dests
+                .iter()
+                .zip(&rec.paths)
+                .find(|(dest, _)| std::fs::symlink_metadata(dest).is_err())
+                .map(|(_, path)| path.clone())
+        })
+        .unwrap_or_else(|_| rec.paths.first().cloned());
+    Check { current, missing }
 }
 
-/// Records the run in the state file; a failure is a warning (the command already ran).
-async fn record(path: &Path, cache: &str, run: state::Run) {
+/// The `[metrics]` settings of `config_file`, warning when it does not load or does not
+/// configure the cache (unless a restore of it was recorded: a plain `--key` cache).
+fn metrics_config(name: &str, config_file: &Path, restored: bool) -> Option<MetricsConfig> {
+    if !config_file.exists() {
+        return None;
+    }
+    match config::load(config_file) {
+        Ok(cfg) => {
+            if !restored && !cfg.caches.iter().any(|c| c.name == name) {
+                let known: Vec<&str> = cfg.caches.iter().map(|c| c.name.as_str()).collect();
+                output::warn(
+                    &format!("run {name}"),
+                    &format!(
+                        "no cache `{name}` in {} and no restore of it recorded in this build",
+                        config_file.display()
+                    ),
+                    Some(&format!("configured caches: {}", known.join(", "))),
+                );
+            }
+            Some(cfg.metrics)
+        }
+        Err(e) => {
+            output::warn_error(
+                &format!("run {name}: cannot read {}", config_file.display()),
+                &Error::from(e),
+            );
+            None
+        }
+    }
+}
+
+/// Publishes `install` with the install times earlier runs could not send, then records the
+/// run and what is still unsent. Never fails: a state that cannot be written is a warning.
+async fn finish(
+    path: &Path,
+    cache: &str,
+    mut run: state::Run,
+    mut pending: Vec<state::Install>,
+    install: Option<state::Install>,
+    metrics: metrics::Metrics,
+) {
+    pending.extend(install.clone());
+    let events: Vec<metrics::Event> = pending
+        .iter()
+        .map(|p| metrics::Event::Install {
+            cache: p.cache.clone(),
+            restore: p.restore,
+            seconds: p.seconds,
+        })
+        .collect();
+    if super::finish_metrics(metrics, &events).await {
+        pending.clear();
+        run.published = true;
+    }
     let written = super::blocking({
-        let path = path.to_path_buf();
-        let runs = BTreeMap::from([(cache.to_owned(), run)]);
-        move || state::record_runs(&path, runs)
+        let (path, cache) = (PathBuf::from(path), cache.to_owned());
+        move || state::record_run(&path, &cache, run, pending)
     })
     .await;
     if let Err(e) = written {
@@ -265,13 +365,21 @@ async fn record(path: &Path, cache: &str, run: state::Run) {
     }
 }
 
-/// The command as a log line shows it: arguments joined by spaces, cut at 80 characters.
+/// The command as a log line shows it, quoted so it can be pasted into a shell; cut at 80
+/// characters.
 fn shown(command: &[std::ffi::OsString]) -> String {
-    let joined = command
-        .iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let quote = |a: &std::ffi::OsString| {
+        let a = a.to_string_lossy();
+        let plain = !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c));
+        if plain {
+            a.into_owned()
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    let joined = command.iter().map(quote).collect::<Vec<_>>().join(" ");
     if joined.chars().count() > 80 {
         let cut: String = joined.chars().take(77).collect();
         format!("{cut}...")
@@ -291,89 +399,71 @@ mod tests {
             outcome,
             paths: vec!["node_modules".into()],
             refused_exact: false,
+            config: Some("/src/cachectl.toml".into()),
+            cwd: Some("/src".into()),
+            ambiguous: false,
+        }
+    }
+
+    fn now(key: &str, paths: &[&str]) -> Check {
+        Check {
+            current: Some(Ok((
+                key.to_owned(),
+                paths.iter().map(|p| (*p).to_owned()).collect(),
+            ))),
+            missing: None,
         }
     }
 
     #[test]
-    fn runs_unless_the_restore_was_an_exact_hit_for_the_key_of_now() {
-        let paths = vec!["node_modules".to_owned()];
-        let other_paths = vec!["node_modules".to_owned(), "~/.npm".to_owned()];
-        let hit = rec(RestoreOutcome::Hit, "npm-a", Some("npm-a"));
+    fn runs_unless_the_restore_was_an_exact_hit_that_still_holds() {
+        use RestoreOutcome::{Error, Hit, Miss, Partial};
+        let hit = rec(Hit, "npm-a", Some("npm-a"));
+        let ambiguous = state::Recorded {
+            ambiguous: true,
+            config: None,
+            ..hit.clone()
+        };
+        let nm = &["node_modules"][..];
+        let gone = Check {
+            missing: Some("node_modules".into()),
+            ..now("npm-a", nm)
+        };
+        let unresolvable = Check {
+            current: Some(Err("deps.lock: no such file".into())),
+            missing: None,
+        };
         type Case<'a> = (
             &'a str,
             Option<state::Recorded>,
-            Option<(&'a str, &'a [String])>,
+            Check,
             bool,
-            Decision,
+            Option<&'a str>,
+            &'a str,
+            Option<RestoreOutcome>,
         );
         let cases: Vec<Case> = vec![
-            (
-                "exact hit",
-                Some(hit.clone()),
-                Some(("npm-a", &paths)),
-                false,
-                Decision::Skip("cache npm restored its exact key (npm-a)".into()),
-            ),
-            (
-                "exact hit of a plain --key restore",
-                Some(hit.clone()),
-                None,
-                false,
-                Decision::Skip("cache npm restored its exact key (npm-a)".into()),
-            ),
-            (
-                "exact hit, --always",
-                Some(hit.clone()),
-                Some(("npm-a", &paths)),
-                true,
-                Decision::Run("exact hit on cache npm (npm-a), --always".into()),
-            ),
-            (
-                "lockfile changed after the restore",
-                Some(hit.clone()),
-                Some(("npm-b", &paths)),
-                false,
-                Decision::Run("cache npm's key changed since its restore (npm-a then, npm-b now: a file in the key changed)".into()),
-            ),
-            (
-                "paths changed after the restore",
-                Some(hit.clone()),
-                Some(("npm-a", &other_paths)),
-                false,
-                Decision::Run("cache npm's paths changed since its restore".into()),
-            ),
-            (
-                "partial",
-                Some(rec(RestoreOutcome::Partial, "npm-b", Some("npm-a"))),
-                Some(("npm-b", &paths)),
-                false,
-                Decision::Run("partial hit on cache npm (restored npm-a, not npm-b)".into()),
-            ),
-            (
-                "miss",
-                Some(rec(RestoreOutcome::Miss, "npm-b", None)),
-                Some(("npm-b", &paths)),
-                false,
-                Decision::Run("cache npm missed (npm-b)".into()),
-            ),
-            (
-                "store error",
-                Some(rec(RestoreOutcome::Error, "npm-b", None)),
-                Some(("npm-b", &paths)),
-                false,
-                Decision::Run("the restore of cache npm failed, nothing was restored".into()),
-            ),
-            (
-                "no restore",
-                None,
-                Some(("npm-b", &paths)),
-                false,
-                Decision::Run("no restore of cache npm is recorded in this build".into()),
-            ),
+            ("exact hit", Some(hit.clone()), now("npm-a", nm), false, None, "cache npm restored its exact key (npm-a)", Some(Hit)),
+            ("exact hit of a plain --key restore", Some(hit.clone()), Check::default(), false, None, "cache npm restored its exact key (npm-a)", Some(Hit)),
+            ("exact hit, --always", Some(hit.clone()), now("npm-a", nm), true, Some("run"), "exact hit on cache npm (npm-a), --always", Some(Hit)),
+            ("lockfile changed after the restore", Some(hit.clone()), now("npm-b", nm), false, Some("run"), "cache npm's key changed since its restore (npm-a then, npm-b now: a file in the key changed)", Some(Partial)),
+            ("paths changed after the restore", Some(hit.clone()), now("npm-a", &["node_modules", "~/.npm"]), false, Some("run"), "cache npm's paths changed since its restore", Some(Partial)),
+            ("key cannot be resolved now", Some(hit.clone()), unresolvable, false, Some("run"), "cache npm's key cannot be checked now (deps.lock: no such file)", Some(Hit)),
+            ("restored tree deleted since", Some(hit.clone()), gone, false, Some("run"), "node_modules of cache npm is gone since its restore", Some(Miss)),
+            ("two plain restores under one name", Some(ambiguous), Check::default(), false, Some("run"), "plain --key restores of this build recorded different keys or paths as cache npm (their key family), so which tree is meant is not known", Some(Partial)),
+            ("partial", Some(rec(Partial, "npm-b", Some("npm-a"))), Check::default(), false, Some("run"), "partial hit on cache npm (restored npm-a, not npm-b)", Some(Partial)),
+            ("miss", Some(rec(Miss, "npm-b", None)), Check::default(), false, Some("run"), "cache npm missed (npm-b)", Some(Miss)),
+            ("store error", Some(rec(Error, "npm-b", None)), Check::default(), false, Some("run"), "the restore of cache npm failed, nothing was restored", Some(Error)),
+            ("no restore", None, Check::default(), false, Some("run"), "no restore of cache npm is recorded in this build", None),
         ];
-        for (name, recorded, current, always, want) in cases {
+        for (name, recorded, check, always, run, reason, start) in cases {
+            let want = Decision {
+                run: run.is_some(),
+                reason: reason.into(),
+                start,
+            };
             assert_eq!(
-                decide("npm", recorded.as_ref(), current, always),
+                decide("npm", recorded.as_ref(), &check, always),
                 want,
                 "case {name}"
             );
@@ -381,9 +471,13 @@ mod tests {
     }
 
     #[test]
-    fn long_commands_are_cut_for_the_log() {
-        let long: Vec<std::ffi::OsString> = vec!["x".repeat(100).into()];
-        assert_eq!(shown(&long).chars().count(), 80);
-        assert_eq!(shown(&["npm".into(), "ci".into()]), "npm ci");
+    fn commands_are_shown_quoted_and_cut() {
+        let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(shown(&args(&["npm", "ci"])), "npm ci");
+        assert_eq!(
+            shown(&args(&["sh", "-c", "mkdir -p x && echo 'hi'", ""])),
+            r"sh -c 'mkdir -p x && echo '\''hi'\''' ''"
+        );
+        assert_eq!(shown(&args(&[&"x".repeat(100)])).chars().count(), 80);
     }
 }

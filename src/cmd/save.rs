@@ -15,7 +15,6 @@ use crate::store::{EntryMeta, Store};
 use crate::transfer::{self, SaveRequest, SaveResult};
 use crate::units::{human_bytes, rate, thousands};
 use crate::{metrics, output, state, timings};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -80,30 +79,15 @@ pub async fn run(g: &GlobalArgs, args: SaveArgs) -> Result<ExitStatus, Error> {
         })
         .collect();
     // Install times `cachectl run` could not publish (CloudWatch unreachable then) go now.
-    let pending: BTreeMap<String, state::Run> = recorded
-        .runs
-        .iter()
-        .filter(|(_, run)| !run.published && run.ran && run.exit_code == Some(0))
-        .map(|(name, run)| (name.clone(), run.clone()))
-        .collect();
-    events.extend(pending.iter().map(|(name, run)| metrics::Event::Install {
-        cache: name.clone(),
-        restore: run.restore,
-        seconds: run.seconds,
+    let pending = recorded.pending.clone();
+    events.extend(pending.iter().map(|p| metrics::Event::Install {
+        cache: p.cache.clone(),
+        restore: p.restore,
+        seconds: p.seconds,
     }));
     if super::finish_metrics(metrics, &events).await && !pending.is_empty() {
-        let runs = pending
-            .into_iter()
-            .map(|(name, run)| {
-                let published = state::Run {
-                    published: true,
-                    ..run
-                };
-                (name, published)
-            })
-            .collect();
         let path = state::path(&super::anchors().0);
-        let _ = super::blocking(move || state::record_runs(&path, runs)).await;
+        let _ = super::blocking(move || state::sent(&path, &pending)).await;
     }
     if g.json {
         let worst = SaveOutcome::worst(reports.iter().map(|r| r.outcome));

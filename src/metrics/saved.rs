@@ -9,9 +9,9 @@
 //! saved = hits × (cold − hot) + partials × (cold − warm) − restore seconds − save seconds
 //! ```
 //!
-//! where `hot` is the median install on exact hits (0 when `run` skipped them; measured when
-//! `--always` ran the step anyway). Medians need [`MIN_SAMPLES`] timed installs; with fewer the
-//! estimate says so instead of guessing.
+//! where `hot` is the median install on exact hits: `run` publishes a skipped install as 0
+//! seconds, and times one that `--always` ran anyway. Medians need [`MIN_SAMPLES`] timed
+//! installs; with fewer the estimate says so instead of guessing.
 
 use serde::Serialize;
 
@@ -75,7 +75,7 @@ pub struct Installs {
     pub cold: Distribution,
     /// After a partial hit.
     pub warm: Distribution,
-    /// After an exact hit (`run --always`).
+    /// After an exact hit: 0 when `run` skipped the step, timed with `--always`.
     pub hot: Distribution,
 }
 
@@ -130,7 +130,21 @@ pub fn estimate(cache: &str, activity: &Activity, installs: &Installs) -> TimeSa
             ..TimeSaved::default()
         };
     };
-    let hot = installs.hot.median_seconds.unwrap_or(0.0);
+    let hot = if activity.hits == 0 {
+        0.0
+    } else if let Some(hot) = installs.hot.known_median() {
+        hot
+    } else {
+        notes.push(format!(
+            "too few exact hits timed to know what they cost: {} timed, {MIN_SAMPLES} needed",
+            installs.hot.installs
+        ));
+        return TimeSaved {
+            cost_seconds: cost,
+            notes,
+            ..TimeSaved::default()
+        };
+    };
     let exact = activity.hits as f64 * (cold - hot);
     let partial = if activity.partials == 0 {
         Some(0.0)
@@ -281,7 +295,8 @@ mod tests {
         let i = installs(
             &[(30.0, 1), (40.0, 1), (50.0, 1)],
             &[(10.0, 1), (12.0, 1), (14.0, 1)],
-            &[],
+            // Every exact hit skipped the step: 0 s each.
+            &[(0.0, 10)],
         );
         let t = estimate("npm", &activity, &i);
         // 10 × (40 − 0) + 3 × (40 − 12) − (25 + 15) = 400 + 84 − 40
@@ -317,7 +332,7 @@ mod tests {
             restore_seconds: 10.0,
             ..Activity::default()
         };
-        let t = estimate("npm", &activity, &installs(&[(40.0, 2)], &[], &[]));
+        let t = estimate("npm", &activity, &installs(&[(40.0, 2)], &[], &[(0.0, 20)]));
         assert_eq!((t.seconds, t.minutes, t.share), (None, None, None));
         assert_eq!(t.cost_seconds, 10.0);
         assert_eq!(
@@ -333,6 +348,26 @@ mod tests {
     }
 
     #[test]
+    fn exact_hits_without_three_timed_are_said_not_guessed() {
+        let activity = Activity {
+            hits: 8,
+            restores: 9,
+            ..Activity::default()
+        };
+        // An `--always` step whose hot installs went unpublished: one is not enough.
+        let t = estimate(
+            "target",
+            &activity,
+            &installs(&[(100.0, 3)], &[], &[(90.0, 1)]),
+        );
+        assert_eq!(t.seconds, None);
+        assert_eq!(
+            t.notes,
+            ["too few exact hits timed to know what they cost: 1 timed, 3 needed"]
+        );
+    }
+
+    #[test]
     fn partial_hits_without_a_known_warm_install_count_as_nothing() {
         let activity = Activity {
             hits: 2,
@@ -340,7 +375,11 @@ mod tests {
             restores: 10,
             ..Activity::default()
         };
-        let t = estimate("npm", &activity, &installs(&[(60.0, 3)], &[(5.0, 1)], &[]));
+        let t = estimate(
+            "npm",
+            &activity,
+            &installs(&[(60.0, 3)], &[(5.0, 1)], &[(0.0, 2), (1.0, 1)]),
+        );
         assert_eq!(t.partial_hits_seconds, None);
         assert_eq!(t.seconds, Some(120.0));
         assert_eq!(

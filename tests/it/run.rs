@@ -108,7 +108,7 @@ fn run_skips_the_command_after_an_exact_hit() {
         .to_owned();
     assert_eq!(
         run.stderr,
-        format!("run: skipping `sh -c touch command-ran; exit 9`: cache deps restored its exact key ({key})\n"),
+        format!("run: skipping `sh -c 'touch command-ran; exit 9'`: cache deps restored its exact key ({key})\n"),
         "one line saying why\n{}",
         run.context()
     );
@@ -391,4 +391,179 @@ fn run_needs_the_command_after_a_double_dash() {
         .cachectl(1, &["run", "--cache", "deps", "npm", "ci"])
         .run();
     run.assert_code(2);
+}
+
+#[test]
+fn run_from_a_subdirectory_still_checks_the_key() {
+    let repo = Repo::new();
+    repo.warm();
+    // The lockfile changed after the exact hit; `run` runs in a subdirectory with no
+    // cachectl.toml of its own: the restore's file and directory decide the key.
+    write(&repo.src.join("deps.lock"), "v9\n");
+    let sub = repo.src.join("frontend");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mut cmd = repo.cachectl(
+        2,
+        &[
+            "run",
+            "--json",
+            "--cache",
+            "deps",
+            "--",
+            "touch",
+            "ran-in-sub",
+        ],
+    );
+    cmd.cwd(&sub);
+    let run = cmd.run();
+    run.assert_code(0);
+    assert!(sub.join("ran-in-sub").exists(), "{}", run.context());
+    assert!(
+        report(&run)["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cache deps's key changed since its restore"),
+        "{}",
+        run.context()
+    );
+    // The same check, from a subdirectory, with the lockfile as it was: skipped.
+    write(&repo.src.join("deps.lock"), "v1\n");
+    let mut cmd = repo.cachectl(
+        2,
+        &["run", "--cache", "deps", "--", "touch", "skipped-in-sub"],
+    );
+    cmd.cwd(&sub);
+    cmd.run().assert_code(0);
+    assert!(!sub.join("skipped-in-sub").exists());
+}
+
+#[test]
+fn run_runs_the_command_when_the_hit_cannot_be_checked_or_its_tree_is_gone() {
+    let repo = Repo::new();
+    repo.warm();
+    // The lockfile the key hashes is gone: the key cannot be resolved, so install.
+    std::fs::rename(repo.src.join("deps.lock"), repo.src.join("deps.lock.bak")).unwrap();
+    let run = repo.run_sh(2, &[], "touch command-ran");
+    run.assert_code(0);
+    assert!(marker(&repo.src).exists(), "{}", run.context());
+    assert!(
+        report(&run)["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cache deps's key cannot be checked now ("),
+        "{}",
+        run.context()
+    );
+    std::fs::rename(repo.src.join("deps.lock.bak"), repo.src.join("deps.lock")).unwrap();
+    // The restored tree was deleted after the hit.
+    std::fs::remove_file(marker(&repo.src)).unwrap();
+    std::fs::remove_dir_all(repo.src.join("deps")).unwrap();
+    let run = repo.run_sh(2, &[], "touch command-ran");
+    run.assert_code(0);
+    assert!(marker(&repo.src).exists(), "{}", run.context());
+    assert_eq!(
+        report(&run)["reason"],
+        "deps of cache deps is gone since its restore",
+        "{}",
+        run.context()
+    );
+    // What the install started from, for InstallSeconds: nothing.
+    assert_eq!(repo.state(2)["runs"]["deps"]["restore"], "miss");
+}
+
+#[test]
+fn run_after_a_changed_key_counts_as_a_warm_install() {
+    let repo = Repo::new();
+    repo.warm();
+    write(&repo.src.join("deps.lock"), "v3\n");
+    repo.run_sh(2, &[], "true").assert_code(0);
+    assert_eq!(repo.state(2)["runs"]["deps"]["restore"], "partial");
+}
+
+#[test]
+fn run_after_two_plain_restores_of_one_key_family_runs_the_command() {
+    let repo = Repo::new();
+    let f = &repo.f;
+    // Two trees, two keys of the family `web-npm`: one hits, one misses.
+    let fe = repo.src.join("fe");
+    std::fs::create_dir_all(fe.join("node_modules")).unwrap();
+    write(&fe.join("node_modules/x"), "fe");
+    let mut save = f.save("web-npm-aaaa1111", &repo.src);
+    save.paths(["fe/node_modules"]);
+    save.run().assert_code(0);
+    // The miss first: the hit recorded last must not make `run` skip (`be/` got nothing).
+    for (key, path, outcome) in [
+        ("web-npm-bbbb2222", "be/node_modules", "miss"),
+        ("web-npm-aaaa1111", "fe/node_modules", "hit"),
+    ] {
+        let mut restore = f.restore(key, &repo.src);
+        restore
+            .env("CACHECTL_STATE_DIR", &repo.state)
+            .env("CODEBUILD_BUILD_ID", "run-test:build-1")
+            .paths([path]);
+        let run = restore.run();
+        assert_eq!(run.json()["outcome"], outcome, "{}", run.context());
+    }
+    let state = repo.state(1);
+    assert_eq!(state["caches"]["web-npm"]["ambiguous"], true, "{state:#}");
+    let run = repo
+        .cachectl(
+            1,
+            &[
+                "run",
+                "--json",
+                "--cache",
+                "web-npm",
+                "--",
+                "touch",
+                "command-ran",
+            ],
+        )
+        .run();
+    run.assert_code(0);
+    assert!(marker(&repo.src).exists(), "{}", run.context());
+}
+
+#[test]
+fn run_json_report_is_a_line_of_its_own() {
+    let repo = Repo::new();
+    let run = repo
+        .cachectl(
+            1,
+            &[
+                "run",
+                "--json",
+                "--cache",
+                "deps",
+                "--",
+                "printf",
+                "no-newline",
+            ],
+        )
+        .run();
+    run.assert_code(0);
+    let mut lines = run.stdout.lines();
+    assert_eq!(lines.next(), Some("no-newline"), "{}", run.context());
+    assert_eq!(report(&run)["ran"], true);
+    // A command that cannot start still gets its report.
+    let run = repo
+        .cachectl(
+            1,
+            &[
+                "run",
+                "--json",
+                "--cache",
+                "deps",
+                "--",
+                "no-such-command-here",
+            ],
+        )
+        .run();
+    run.assert_code(127);
+    let r = report(&run);
+    assert_eq!(
+        (&r["ran"], &r["exit_code"]),
+        (&Value::Bool(false), &Value::from(127)),
+        "{r}"
+    );
 }

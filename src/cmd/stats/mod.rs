@@ -447,7 +447,7 @@ mod tests {
         npm.installs = query::Installs {
             miss: vec![(30.0, 1), (40.0, 1), (50.0, 1)],
             partial: vec![(10.0, 1), (12.0, 1), (14.0, 1)],
-            hit: vec![],
+            hit: vec![(0.0, 10)],
         };
         let mut cargo = sums([4.0, 0.0, 2.0, 0.0, 8.0, 0.0, 4.0, 2.0, 0.0]);
         cargo.installs.miss = vec![(300.0, 2)];
@@ -476,10 +476,10 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "CACHE  PROJECT             COLD S           WARM S  HOT S  SAVED MIN  SHARE",
-                "npm    web        40.0 / 50.0 (3)  12.0 / 14.0 (3)      -        7.4    69%",
-                "cargo  api      300.0 / 300.0 (2)                -      -          ?      -",
-                "total                                                            7.4    69%",
+                "CACHE  PROJECT             COLD S           WARM S           HOT S  SAVED MIN  SHARE",
+                "npm    web        40.0 / 50.0 (3)  12.0 / 14.0 (3)  0.0 / 0.0 (10)        7.4    69%",
+                "cargo  api      300.0 / 300.0 (2)                -               -          ?      -",
+                "total                                                                     7.4    69%",
                 "",
                 "COLD, WARM and HOT S are median / p90 seconds (installs timed) of `cachectl run` after a miss, a partial hit and an exact hit.",
                 "Time saved = hits × (cold − hot) + partial hits × (cold − warm) − restore − save seconds; SHARE is of restores × cold.",

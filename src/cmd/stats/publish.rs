@@ -48,7 +48,9 @@ struct Report {
 }
 
 pub(super) async fn run(g: &GlobalArgs, args: &StatsArgs) -> Result<ExitStatus, Error> {
-    let start = args.day.unwrap_or_else(|| yesterday(SystemTime::now()));
+    let now = SystemTime::now();
+    let start = args.day.unwrap_or_else(|| yesterday(now));
+    check_day(start, now)?;
     let end = start + DAY;
     let baseline = end - DAY * BASELINE_DAYS;
     let ns = &args.namespace;
@@ -89,6 +91,28 @@ pub(super) async fn run(g: &GlobalArgs, args: &StatsArgs) -> Result<ExitStatus, 
         output::print(&render(&report))?;
     }
     Ok(ExitStatus::Success)
+}
+
+/// CloudWatch takes datums stamped up to two weeks back (and a day still going would be
+/// published before all of it is known).
+///
+/// Errors: [`Error::Usage`] for a day that has not ended or is more than 13 days back.
+fn check_day(start: SystemTime, now: SystemTime) -> Result<(), Error> {
+    let day = &rfc3339(start)[..10];
+    let hint = Some("leave --day out for yesterday (UTC)".to_owned());
+    if start + DAY > now {
+        return Err(Error::Usage {
+            message: format!("--day {day}: the day has not ended yet (UTC)"),
+            hint,
+        });
+    }
+    if start + DAY * 14 < now {
+        return Err(Error::Usage {
+            message: format!("--day {day}: CloudWatch takes data at most two weeks old"),
+            hint,
+        });
+    }
+    Ok(())
 }
 
 /// The UTC day before the one `now` is in, as the time it starts.
@@ -178,6 +202,22 @@ mod tests {
     use crate::metrics::query::{Installs, Sums};
 
     #[test]
+    fn days_that_can_be_published() {
+        let at = |s: &str| crate::units::parse_rfc3339(s).unwrap();
+        let now = at("2026-11-30T13:45:00Z");
+        let cases = [
+            ("yesterday", "2026-11-29T00:00:00Z", true),
+            ("13 days back", "2026-11-17T00:00:00Z", true),
+            ("too old for CloudWatch", "2026-11-15T00:00:00Z", false),
+            ("today, not over", "2026-11-30T00:00:00Z", false),
+            ("tomorrow", "2026-12-01T00:00:00Z", false),
+        ];
+        for (name, day, ok) in cases {
+            assert_eq!(check_day(at(day), now).is_ok(), ok, "case {name}");
+        }
+    }
+
+    #[test]
     fn yesterday_is_the_utc_day_before() {
         let at = |s: &str| crate::units::parse_rfc3339(s).unwrap();
         let cases = [
@@ -216,8 +256,10 @@ mod tests {
 
     #[test]
     fn per_project_sums_the_known_caches_with_baseline_medians() {
+        // Three cold installs of `s` seconds, and three skipped on exact hits.
         let cold = |s: f64| Installs {
             miss: vec![(s, 3)],
+            hit: vec![(0.0, 3)],
             ..Installs::default()
         };
         // hit, partial, miss, error, restore s, bytes down, save s, saves, bytes up
