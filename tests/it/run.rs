@@ -95,6 +95,13 @@ fn marker(src: &Path) -> PathBuf {
     src.join("command-ran")
 }
 
+/// The command ran (it touched the marker), and the report's reason starts with `why`.
+fn assert_ran_because(repo: &Repo, run: &crate::support::Run, why: &str) {
+    assert!(marker(&repo.src).exists(), "{}", run.context());
+    let reason = report(run)["reason"].as_str().unwrap().to_owned();
+    assert!(reason.starts_with(why), "{reason}\n{}", run.context());
+}
+
 #[test]
 fn run_skips_the_command_after_an_exact_hit() {
     let repo = Repo::new();
@@ -187,15 +194,7 @@ fn run_runs_the_command_when_the_key_changed_after_the_restore() {
     write(&repo.src.join("deps.lock"), "v3\n");
     let run = repo.run_sh(2, &[], "touch command-ran");
     run.assert_code(0);
-    assert!(marker(&repo.src).exists(), "{}", run.context());
-    assert!(
-        report(&run)["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("cache deps's key changed since its restore"),
-        "{}",
-        run.context()
-    );
+    assert_ran_because(&repo, &run, "cache deps's key changed since its restore");
 }
 
 #[test]
@@ -445,15 +444,7 @@ fn run_runs_the_command_when_the_hit_cannot_be_checked_or_its_tree_is_gone() {
     std::fs::rename(repo.src.join("deps.lock"), repo.src.join("deps.lock.bak")).unwrap();
     let run = repo.run_sh(2, &[], "touch command-ran");
     run.assert_code(0);
-    assert!(marker(&repo.src).exists(), "{}", run.context());
-    assert!(
-        report(&run)["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("cache deps's key cannot be checked now ("),
-        "{}",
-        run.context()
-    );
+    assert_ran_because(&repo, &run, "cache deps's key cannot be checked now (");
     std::fs::rename(repo.src.join("deps.lock.bak"), repo.src.join("deps.lock")).unwrap();
     // The restored tree was deleted after the hit.
     std::fs::remove_file(marker(&repo.src)).unwrap();
