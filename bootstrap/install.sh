@@ -26,12 +26,14 @@
 # (atomic: a half-written or unverified binary never has the name `cachectl`).
 #
 # The cache layer must never break a build. On any failure it prints one line starting
-# `cachectl install: WARNING:` and exits 0. If no working cachectl is on PATH afterwards, it also
-# writes a stand-in <dir>/cachectl that prints a warning and exits 0, so the later
-# `cachectl restore` / `cachectl save` lines of the buildspec do nothing instead of failing with
-# "command not found"; only `cachectl run ... -- COMMAND` runs COMMAND (as after a miss), since
-# skipping an install step would break the build. With CACHECTL_STRICT=1 it prints
-# `cachectl install: ERROR:` and exits 1 instead, writing no stand-in.
+# `cachectl install: WARNING:` and exits 0. A cachectl already on PATH is kept if it knows
+# `cachectl run` (older ones reject it, exit 2, failing the build). Otherwise it also writes a
+# stand-in `cachectl` that prints a warning and exits 0, so the later `cachectl restore` /
+# `cachectl save` lines of the buildspec do nothing instead of failing with "command not found";
+# only `cachectl [global options] run ... -- COMMAND` runs COMMAND (as after a miss), since
+# skipping an install step would break the build. The stand-in goes to <dir>, or over an older
+# cachectl where that one is (a stand-in behind it on PATH would never run). With
+# CACHECTL_STRICT=1 it prints `cachectl install: ERROR:` and exits 1 instead, writing no stand-in.
 set -u
 
 me="cachectl install"
@@ -69,25 +71,44 @@ version_of() {
   fi
 }
 
-# A fresh temp file in $dir (same filesystem as $dest, so the final mv is a rename).
+# mk_tmp NAME [DIR]: a fresh temp file in DIR, default $dir (the same filesystem as the file it
+# will become, so the final mv is a rename).
 mk_tmp() {
-  mktemp "$dir/.cachectl-install.XXXXXX" 2>/dev/null && return 0
-  f="$dir/.cachectl-install.$$.$1"
+  tdir=${2:-$dir}
+  mktemp "$tdir/.cachectl-install.XXXXXX" 2>/dev/null && return 0
+  f="$tdir/.cachectl-install.$$.$1"
   (true >"$f") 2>/dev/null && printf '%s\n' "$f"
 }
 
-# The stand-in: warns on stderr, prints nothing on stdout (so `--json` readers see no outcome), exits
-# 0; `run ... -- COMMAND` execs COMMAND, so its output and exit status are the command's.
+# Whether the cachectl at $1 has `cachectl run`, which the buildspecs call: older releases answer
+# it with clap's "unrecognized subcommand" (exit 2), which would fail the build.
+knows_run() {
+  "$1" run --help >/dev/null 2>&1 </dev/null
+}
+
+# write_shim DIR: the stand-in DIR/cachectl. It warns on stderr, prints nothing on stdout (so
+# `--json` readers see no outcome), exits 0; `run ... -- COMMAND` execs COMMAND, so its output
+# and exit status are the command's.
 write_shim() {
-  mkdir -p "$dir" 2>/dev/null || return 1
-  shim=$(mk_tmp shim) || return 1
-  if cat >"$shim" <<'EOF' && chmod 755 "$shim" && mv -f "$shim" "$dest"; then
+  mkdir -p "$1" 2>/dev/null || return 1
+  shim=$(mk_tmp shim "$1") || return 1
+  if cat >"$shim" <<'EOF' && chmod 755 "$shim" && mv -f "$shim" "$1/cachectl"; then
 #!/bin/sh
 # cachectl-install-shim: written by cachectl's bootstrap/install.sh because the real cachectl
-# could not be installed. It only warns and exits 0, so the build goes on without caching, but
+# could not be installed (and no cachectl on PATH had `run`). It only warns and exits 0, so the build goes on without caching, but
 # `cachectl run ... -- COMMAND` runs COMMAND (as after a miss): skipping it would break the build.
 # Run install.sh again (or delete this file) once the cache layer is back.
-if [ "${1:-}" = run ]; then
+#
+# Global options may come before the subcommand (`cachectl --json run`, `-q run`,
+# `--store URL run`), so `run` anywhere before the first `--` makes this a run. A flag value or
+# path that is the word `run` (`--config run`) is taken for it too, and then fails for want of
+# a `--`: accepted, to keep this short, as cachectl's values are URLs, paths and cache names.
+is_run=
+for a in "$@"; do
+  [ "$a" = -- ] && break
+  [ "$a" = run ] && is_run=1
+done
+if [ -n "$is_run" ]; then
   while [ $# -gt 0 ]; do a=$1; shift; [ "$a" = -- ] && break; done
   if [ $# -eq 0 ]; then
     printf 'cachectl: error: "cachectl run" needs a command after --\n' >&2
@@ -114,9 +135,30 @@ fail() {
   have=
   if [ -n "$found" ]; then have=$(version_of "$found"); fi
   case $have in
-    'cachectl '*) what="keeping the $have already at $found" ;;
+    'cachectl '*)
+      if knows_run "$found"; then
+        what="keeping the $have already at $found"
+      else
+        # Replace it where it is: a stand-in in $dir would be shadowed by it if its directory
+        # comes first on PATH. Only if that directory is read-only does the stand-in go to $dir.
+        for at in "$(dirname "$found")" "$dir"; do
+          write_shim "$at" && break
+          at=
+        done
+        old="the $have at $found has no \`run\` (too old; the cachectl run steps would fail with it)"
+        # A new shell, as later phases run: this one may have hashed the old cachectl's path.
+        now=$(sh -c 'command -v cachectl' 2>/dev/null) || now=
+        if [ -z "$at" ]; then
+          what="$old, and no stand-in could be written to $(dirname "$found") or $dir, so they will fail"
+        elif [ "$(version_of "$now")" = "$have" ]; then
+          what="$old; a stand-in was written to $at/cachectl, but $found comes first on PATH, so they will still fail: put $at before $(dirname "$found") on PATH"
+        else
+          what="$old, so a stand-in $at/cachectl that prints a warning replaces it on PATH: the cachectl commands of later phases do nothing (cachectl run still runs its command)"
+        fi
+      fi
+      ;;
     *)
-      if write_shim; then
+      if write_shim "$dir"; then
         what="no cachectl is installed, only a stand-in $dest that prints a warning, so the cachectl commands of later phases do nothing (cachectl run still runs its command)"
       else
         what="could not write a stand-in to $dest either, so later cachectl commands will fail with 'command not found'"

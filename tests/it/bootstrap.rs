@@ -3,7 +3,7 @@
 //! install.sh runs for real under `/bin/sh`, in a sandbox on tmpfs, against sources laid out like
 //! the cache bucket: `file://` URLs, a fake `aws` that copies from a directory, and once the real
 //! aws CLI against moto. Fake `uname`s pick the architecture. The fake "binaries" are shell
-//! scripts that answer `--version` like cachectl.
+//! scripts that answer `--version` like cachectl; one plays a cachectl from before `run`.
 //!
 //! The buildspecs are parsed by PyYAML (and their embedded cachectl.toml by Python's tomllib) in
 //! the tests' venv, checked for the phases and commands they need, their commands checked with
@@ -280,11 +280,16 @@ fn assert_stand_in(sandbox: &Sandbox) {
     }
 }
 
-/// The stand-in's `cachectl run [options] -- COMMAND...` runs COMMAND, with its arguments as
-/// given, its stdout, and its exit status: skipping an install step would break the build.
-/// Without a command it is a usage error (2), as for the real cachectl.
+/// The stand-in's `cachectl [global options] run [options] -- COMMAND...` runs COMMAND, with its
+/// arguments as given, its stdout, and its exit status: skipping an install step would break the
+/// build. Global options may come before `run` (`--json`, `-q`, `--store URL`, `--config FILE`),
+/// as cachectl accepts them there. Without a command it is a usage error (2), as for the real
+/// cachectl. Any other command only warns, with nothing on stdout, and exits 0.
 fn assert_stand_in_runs_commands(sandbox: &Sandbox, what: &str) {
-    let cases: [(&str, &[&str], Option<i32>, &str); 4] = [
+    let ran = sandbox.path("tmp/stand-in-ran");
+    let _ = fs::remove_file(&ran);
+    let ran_arg = ran.to_str().unwrap();
+    let cases: [(&str, &[&str], Option<i32>, &str); 10] = [
         (
             "exit status",
             &[
@@ -307,7 +312,50 @@ fn assert_stand_in_runs_commands(sandbox: &Sandbox, what: &str) {
             Some(0),
             "[a b][][--]",
         ),
+        (
+            "--json before run",
+            &["--json", "run", "--cache", "x", "--", "sh", "-c", "exit 42"],
+            Some(42),
+            "",
+        ),
+        (
+            "-q before run",
+            &["-q", "run", "--cache", "x", "--", "printf", "a b"],
+            Some(0),
+            "a b",
+        ),
+        (
+            "--store URL before run",
+            &[
+                "--store", "s3://b/p", "run", "--cache", "x", "--", "touch", ran_arg,
+            ],
+            Some(0),
+            "",
+        ),
+        (
+            "--config FILE before run",
+            &[
+                "--config",
+                "ci/cachectl.toml",
+                "run",
+                "--cache",
+                "x",
+                "--",
+                "sh",
+                "-c",
+                "exit 3",
+            ],
+            Some(3),
+            "",
+        ),
+        ("restore --json", &["restore", "--json"], Some(0), ""),
         ("no command", &["run", "--cache", "npm"], Some(2), ""),
+        (
+            "no command after --json",
+            &["--json", "run", "--cache", "npm"],
+            Some(2),
+            "",
+        ),
         (
             "empty command",
             &["run", "--cache", "npm", "--"],
@@ -332,6 +380,10 @@ fn assert_stand_in_runs_commands(sandbox: &Sandbox, what: &str) {
             run.context()
         );
     }
+    assert!(
+        ran.is_file(),
+        "{what}: `cachectl --store s3://b/p run --cache x -- touch FILE` did not run touch"
+    );
 }
 
 fn inode_and_mtime(path: &Path) -> (u64, i64, i64) {
@@ -1006,9 +1058,13 @@ fn buildspec_install_steps_never_fail_the_build() {
             assert!(r.stderr.contains("WARNING"), "{name}\n{}", r.context());
         }
         assert_stand_in_runs_commands(&s, &format!("{name}'s stand-in"));
-        // ...unless a cachectl is already on PATH.
+        // ...unless a cachectl that has `run` is on PATH (one without it: see
+        // buildspec_fallbacks_replace_a_cachectl_without_run_by_their_stand_in).
+        write_script(&s.installed(), &fake_binary("x86_64", VERSION));
         let kept = fs::read(s.installed()).unwrap();
-        run_step(&s, "0", "no install.sh, cachectl on PATH").assert_code(0);
+        let again = run_step(&s, "0", "no install.sh, cachectl on PATH");
+        again.assert_code(0);
+        assert!(!again.stdout.contains("too old"), "{}", again.context());
         assert_eq!(fs::read(s.installed()).unwrap(), kept);
 
         // Strict: the step fails, whether install.sh is missing or fails itself.
@@ -1135,36 +1191,257 @@ fn install_steps_go_through_cachectl_run() {
     assert_eq!(runs, want, "the buildspecs' `cachectl run` steps");
 }
 
+/// A buildspec's install step when the bucket has no install.sh, so its own fallback runs;
+/// `env` goes on top (a PATH of its own, say).
+fn install_step_without_install_sh(s: &Sandbox, name: &str, env: &[(&str, &str)]) -> Command {
+    let spec = &buildspec::all()[name];
+    s.fake_aws();
+    let bin = s.path("bin").display().to_string();
+    let mut all = vec![
+        ("CACHE_BUCKET", "cachectl-it-empty"),
+        ("CACHECTL_STRICT", "0"),
+        ("CACHECTL_INSTALL_DIR", bin.as_str()),
+    ];
+    all.extend_from_slice(env);
+    s.sh(&["-c", &localize(&install_step(spec), s)], &all)
+}
+
 /// With the buildspec's own stand-in (the bucket is empty), every `cachectl run` step runs its
-/// command, as a build with no cache must.
+/// command, as a build with no cache must, also with global options before `run`.
 #[test]
 fn the_stand_in_runs_every_cachectl_run_step() {
     for (name, command, call) in RUN_STEPS {
-        let spec = &buildspec::all()[*name];
         let s = Sandbox::new();
-        s.fake_aws();
-        let bin = s.path("bin").display().to_string();
-        let env = [
-            ("CACHE_BUCKET", "cachectl-it-empty"),
-            ("CACHECTL_STRICT", "0"),
-            ("CACHECTL_INSTALL_DIR", bin.as_str()),
-        ];
-        let mut install = s.sh(&["-c", &localize(&install_step(spec), &s)], &env);
+        let mut install = install_step_without_install_sh(&s, name, &[]);
         exec(&mut install, format!("{name} install step (no install.sh)")).assert_code(0);
         fake_build_tools(&s);
-        let mut cmd = s.sh(&["-c", command], &[]);
-        let run = exec(&mut cmd, format!("{name}: {command}"));
-        run.assert_code(0);
-        assert!(
-            run.stderr.contains("cachectl: WARNING: not installed"),
-            "{name}: the stand-in warns\n{}",
-            run.context()
+        for options in ["", "--json ", "-q --store s3://cachectl-it/ci "] {
+            let command = command.replacen("cachectl run", &format!("cachectl {options}run"), 1);
+            let _ = fs::remove_file(s.path("tmp/calls.log"));
+            let mut cmd = s.sh(&["-c", &command], &[]);
+            let run = exec(&mut cmd, format!("{name}: {command}"));
+            run.assert_code(0);
+            assert!(
+                run.stderr.contains("cachectl: WARNING: not installed"),
+                "{name}: the stand-in warns\n{}",
+                run.context()
+            );
+            let calls = fs::read_to_string(s.path("tmp/calls.log")).unwrap_or_default();
+            assert!(
+                calls.lines().any(|l| l == *call),
+                "{name}: `{command}` with the stand-in must run `{call}`; calls:\n{calls}"
+            );
+        }
+    }
+}
+
+/// A cachectl from before `run`: it knows `--version`, and answers `run` as clap does an unknown
+/// subcommand (exit 2), which would fail the build's `cachectl run` steps.
+const OLD_CACHECTL: &str =
+    "#!/bin/sh\ncase \"${1:-}\" in\n  --version) echo \"cachectl 0.0.1\" ;;\n  \
+     run) echo \"error: unrecognized subcommand 'run'\" >&2; exit 2 ;;\n  \
+     *) echo \"old cachectl $*\" ;;\nesac\n";
+
+/// `cachectl run --cache x -- sh -c 'exit 7'` as a later phase runs it: found through PATH
+/// (the sandbox's, or `path`).
+fn run_exit_7(s: &Sandbox, path: Option<&str>) -> Run {
+    let line = "cachectl run --cache x -- sh -c 'exit 7'";
+    let env: Vec<(&str, &str)> = path.map(|p| ("PATH", p)).into_iter().collect();
+    exec(&mut s.sh(&["-c", line], &env), line.to_owned())
+}
+
+/// Where an old cachectl may be: the install directory, or a directory before it on PATH (as
+/// `fake/` is). Either way the stand-in is written over it, so PATH finds the stand-in.
+const OLD_PLACES: &[&str] = &["bin/cachectl", "fake/cachectl"];
+
+#[test]
+fn install_sh_replaces_a_cachectl_without_run_by_the_stand_in() {
+    for place in OLD_PLACES {
+        let s = Sandbox::new();
+        s.fake_uname("x86_64");
+        let old = s.path(place);
+        write_script(&old, OLD_CACHECTL);
+        let line = warning_line(
+            &s.install(&[("CACHECTL_DOWNLOAD_URL", "file:///nonexistent/cachectl-it")]),
         );
-        let calls = fs::read_to_string(s.path("tmp/calls.log")).unwrap_or_default();
-        assert!(
-            calls.lines().any(|l| l == *call),
-            "{name}: `{command}` with the stand-in must run `{call}`; calls:\n{calls}"
+        let said = format!(
+            "the cachectl 0.0.1 at {} has no `run` (too old; the cachectl run steps would fail \
+             with it), so a stand-in {} that prints a warning replaces it on PATH",
+            old.display(),
+            old.display()
         );
+        assert!(line.contains(&said), "{place}: {line}");
+        let text = fs::read_to_string(&old).unwrap();
+        assert!(text.contains("cachectl-install-shim"), "{place}: {text}");
+        let run = run_exit_7(&s, None);
+        assert_eq!(run.code, Some(7), "{place}\n{}", run.context());
+        assert!(run.stderr.contains("not installed"), "{}", run.context());
+        let want: &[&str] = if *place == "bin/cachectl" {
+            &["cachectl"]
+        } else {
+            &[]
+        };
+        assert_eq!(list_dir(&s.path("bin")), want, "{place}");
+    }
+}
+
+#[test]
+fn buildspec_fallbacks_replace_a_cachectl_without_run_by_their_stand_in() {
+    for name in EXPECTED_SPECS {
+        for place in OLD_PLACES {
+            let s = Sandbox::new();
+            let old = s.path(place);
+            write_script(&old, OLD_CACHECTL);
+            let mut step = install_step_without_install_sh(&s, name, &[]);
+            let run = exec(
+                &mut step,
+                format!("{name} install step, old cachectl in {place}"),
+            );
+            run.assert_code(0);
+            let said = format!(
+                "cachectl install: WARNING: {} has no `cachectl run` (too old); the stand-in \
+                 goes to {}\n",
+                old.display(),
+                old.display()
+            );
+            assert!(
+                run.stdout.contains(&said),
+                "{name}, {place}\n{}",
+                run.context()
+            );
+            let run = run_exit_7(&s, None);
+            assert_eq!(run.code, Some(7), "{name}, {place}\n{}", run.context());
+            assert!(run.stderr.contains("not installed"), "{}", run.context());
+        }
+    }
+}
+
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// `cmd` (its program, arguments, environment and directory) as `nobody` when we are root, so
+/// that a directory root owns is read-only to it, as to a build that does not run as root.
+fn unprivileged(cmd: &Command) -> Command {
+    let mut out = if is_root() {
+        let mut setpriv = Command::new("setpriv");
+        setpriv
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(cmd.get_program());
+        setpriv
+    } else {
+        Command::new(cmd.get_program())
+    };
+    out.args(cmd.get_args()).env_clear();
+    for (name, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            out.env(name, value);
+        }
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        out.current_dir(dir);
+    }
+    out
+}
+
+/// A sandbox with an old cachectl in `ro/`, a directory the install cannot write (run as
+/// `nobody` if we are root; mode 0555 otherwise), and `bin/` and `tmp/` writable by it.
+fn sandbox_with_a_read_only_old_cachectl() -> Sandbox {
+    let s = Sandbox::new();
+    s.fake_uname("x86_64");
+    let ro = s.path("ro");
+    fs::create_dir_all(&ro).unwrap();
+    write_script(&ro.join("cachectl"), OLD_CACHECTL);
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    if is_root() {
+        for dir in ["bin", "tmp"] {
+            std::os::unix::fs::chown(s.path(dir), Some(65534), Some(65534)).unwrap();
+        }
+    } else {
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    s
+}
+
+/// PATH with `bin/` and `ro/` in the given order.
+fn path_with(s: &Sandbox, first: &str, second: &str) -> String {
+    format!(
+        "{}:{}:{}:/usr/bin:/bin",
+        s.path("fake").display(),
+        s.path(first).display(),
+        s.path(second).display()
+    )
+}
+
+/// When the old cachectl's directory is read-only, the stand-in goes to the install dir: found
+/// first if that comes first on PATH; if not, the warning says the run steps will still fail,
+/// and how to fix it, instead of claiming a stand-in that never runs.
+#[test]
+fn an_old_cachectl_in_a_read_only_directory_is_shadowed_by_the_stand_in_or_reported() {
+    let dead = "file:///nonexistent/cachectl-it";
+    // (PATH order, `cachectl run ... exit 7` exits, install.sh says)
+    for (first, second, code, says) in [
+        (
+            "bin",
+            "ro",
+            7,
+            "a stand-in {bin}/cachectl that prints a warning replaces it on PATH",
+        ),
+        (
+            "ro",
+            "bin",
+            2,
+            "a stand-in was written to {bin}/cachectl, but {ro}/cachectl comes first on PATH, \
+             so they will still fail: put {bin} before {ro} on PATH",
+        ),
+    ] {
+        let s = sandbox_with_a_read_only_old_cachectl();
+        let path = path_with(&s, first, second);
+        let bin = s.path("bin").display().to_string();
+        let ro = s.path("ro").display().to_string();
+        let says = says.replace("{bin}", &bin).replace("{ro}", &ro);
+        let script = install_sh();
+        let cmd = s.sh(
+            &[script.to_str().unwrap()],
+            &[
+                ("PATH", path.as_str()),
+                ("CACHECTL_INSTALL_DIR", bin.as_str()),
+                ("CACHECTL_DOWNLOAD_URL", dead),
+            ],
+        );
+        let line = warning_line(&exec(
+            &mut unprivileged(&cmd),
+            format!("install.sh, {first} first"),
+        ));
+        assert!(line.contains(&says), "{first} first: {line}");
+        assert_eq!(
+            fs::read_to_string(s.path("ro/cachectl")).unwrap(),
+            OLD_CACHECTL
+        );
+        assert_eq!(
+            run_exit_7(&s, Some(&path)).code,
+            Some(code),
+            "{first} first"
+        );
+
+        for name in EXPECTED_SPECS {
+            fs::remove_file(s.path("bin/cachectl")).unwrap();
+            let cmd = install_step_without_install_sh(&s, name, &[("PATH", path.as_str())]);
+            let run = exec(&mut unprivileged(&cmd), format!("{name}, {first} first"));
+            run.assert_code(0);
+            let said = format!(
+                "cachectl install: WARNING: {ro}/cachectl has no `cachectl run` (too old); the \
+                 stand-in goes to {bin}/cachectl, but {ro}/cachectl comes first if {ro} precedes \
+                 {bin} on PATH\n"
+            );
+            assert!(run.stdout.contains(&said), "{name}\n{}", run.context());
+            assert_eq!(
+                run_exit_7(&s, Some(&path)).code,
+                Some(code),
+                "{name}, {first} first"
+            );
+        }
     }
 }
 
