@@ -31,6 +31,10 @@ pub struct Recorded {
     /// name (their key family): the record cannot say which tree `run --cache NAME` means.
     #[serde(default)]
     pub ambiguous: bool,
+    /// The paths that existed right after a hit or partial hit placed the entry (an entry
+    /// holds only those that existed when it was saved); `None` otherwise.
+    #[serde(default)]
+    pub placed: Option<Vec<String>>,
 }
 
 impl Recorded {
@@ -185,6 +189,7 @@ mod tests {
             config: config.map(PathBuf::from),
             cwd: config.map(|_| PathBuf::from("/src")),
             ambiguous: false,
+            placed: None,
         }
     }
 

@@ -138,14 +138,29 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
                     config: (!job.explicit).then(|| config_file.clone()),
                     cwd: Some(cwd.clone()),
                     ambiguous: false,
+                    placed: None,
                 };
-                (job.name.clone(), rec)
+                (job.name.clone(), (rec, job.paths.clone()))
             })
-            .collect();
+            .collect::<Vec<_>>();
         let path = state::path(&cwd);
         let written = super::blocking({
-            let path = path.clone();
-            move || state::record(&path, records)
+            let (path, cwd) = (path.clone(), cwd.clone());
+            move || {
+                // What each restore placed: an entry holds only the paths that existed when it
+                // was saved, and `run` checks that those are still there.
+                let home = super::anchors().1;
+                let records = records
+                    .into_iter()
+                    .map(|(name, (mut rec, paths))| {
+                        if matches!(rec.outcome, RestoreOutcome::Hit | RestoreOutcome::Partial) {
+                            rec.placed = Some(present(&paths, &cwd, home.as_deref()));
+                        }
+                        (name, rec)
+                    })
+                    .collect();
+                state::record(&path, records)
+            }
         })
         .await;
         if let Err(e) = written {
@@ -183,6 +198,23 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
             ExitStatus::Success
         },
     )
+}
+
+/// The paths of `paths` that exist now.
+fn present(
+    paths: &crate::key::PathSet,
+    cwd: &std::path::Path,
+    home: Option<&std::path::Path>,
+) -> Vec<String> {
+    let Ok(dests) = paths.resolve(cwd, home) else {
+        return Vec::new();
+    };
+    dests
+        .iter()
+        .zip(paths.paths())
+        .filter(|(dest, _)| std::fs::symlink_metadata(dest).is_ok())
+        .map(|(_, path)| path.clone())
+        .collect()
 }
 
 /// Where a restore looks and what it accepts.

@@ -284,16 +284,18 @@ fn check(name: &str, rec: &state::Recorded, cwd: &Path, home: Option<&Path>) -> 
             Err(e) => Err(crate::error::chain(&e)),
         }
     });
-    let missing = PathSet::new(&rec.paths)
+    // Only what the restore placed: a path the entry never held is not missing.
+    let placed = rec.placed.clone().unwrap_or_default();
+    let missing = PathSet::new(&placed)
         .and_then(|set| set.resolve(at, home))
         .map(|dests| {
             dests
                 .iter()
-                .zip(&rec.paths)
+                .zip(&placed)
                 .find(|(dest, _)| std::fs::symlink_metadata(dest).is_err())
                 .map(|(_, path)| path.clone())
         })
-        .unwrap_or_else(|_| rec.paths.first().cloned());
+        .unwrap_or_else(|_| placed.first().cloned());
     Check { current, missing }
 }
 
@@ -402,6 +404,7 @@ mod tests {
             config: Some("/src/cachectl.toml".into()),
             cwd: Some("/src".into()),
             ambiguous: false,
+            placed: Some(vec!["node_modules".into()]),
         }
     }
 

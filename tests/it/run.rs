@@ -558,3 +558,22 @@ fn run_json_report_is_a_line_of_its_own() {
         "{r}"
     );
 }
+
+#[test]
+fn run_skips_when_a_path_the_entry_never_held_is_absent() {
+    let repo = Repo::new();
+    // `extra` never exists: entries hold `deps` only, and an exact hit still skips.
+    write(
+        &repo.src.join("cachectl.toml"),
+        "[cache.deps]\nkey = \"deps-{{ hashFiles 'deps.lock' }}\"\npaths = [\"deps\", \"extra\"]\n",
+    );
+    repo.warm();
+    let run = repo.run_sh(2, &[], "touch command-ran");
+    run.assert_code(0);
+    assert!(!marker(&repo.src).exists(), "{}", run.context());
+    assert_eq!(report(&run)["ran"], false, "{}", run.context());
+    assert_eq!(
+        repo.state(2)["caches"]["deps"]["placed"],
+        serde_json::json!(["deps"])
+    );
+}
