@@ -31,10 +31,45 @@ pub struct Recorded {
     /// name (their key family): the record cannot say which tree `run --cache NAME` means.
     #[serde(default)]
     pub ambiguous: bool,
-    /// The paths that existed right after a hit or partial hit placed the entry (an entry
-    /// holds only those that existed when it was saved); `None` otherwise.
+    /// What a hit or partial hit placed: the paths that existed right after it (an entry
+    /// holds only those that existed when it was saved), as they were; `None` otherwise.
     #[serde(default)]
-    pub placed: Option<Vec<String>>,
+    pub placed: Option<Vec<Placed>>,
+}
+
+/// One path a restore placed, as it was right after: a tree deleted and made again, emptied
+/// at its top, or replaced by a file or a link, no longer matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    /// The normalized path (`node_modules`, `~/.npm`).
+    pub path: String,
+    dev: u64,
+    ino: u64,
+    /// File type and permission bits.
+    mode: u32,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl Placed {
+    /// `path` (normalized) as `dest` is now; `None` when nothing is there.
+    pub fn of(path: &str, dest: &Path) -> Option<Placed> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(dest).ok()?;
+        Some(Placed {
+            path: path.to_owned(),
+            dev: m.dev(),
+            ino: m.ino(),
+            mode: m.mode(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        })
+    }
+
+    /// Whether `dest` is still what was placed.
+    pub fn still_at(&self, dest: &Path) -> bool {
+        Placed::of(&self.path, dest).as_ref() == Some(self)
+    }
 }
 
 impl Recorded {
@@ -113,35 +148,45 @@ pub fn load(path: &Path) -> State {
 /// Merges `updates` into the file (temp file + rename, so a reader never sees half a file),
 /// creating its directory (`CACHECTL_STATE_DIR` may name one that does not exist yet).
 ///
-/// Plain `--key` restores are recorded under their key family: one that records another key
-/// or path set under a name a plain restore already used marks the record ambiguous.
+/// A name already recorded by a restore from another cachectl.toml or directory (a monorepo's
+/// packages sharing one file), or by a plain `--key` restore of another key or path set (one
+/// key family), marks the record ambiguous: which tree the name means is not known.
 pub fn record(path: &Path, updates: BTreeMap<String, Recorded>) -> std::io::Result<()> {
     update(path, |state| {
         for (name, mut rec) in updates {
             if let Some(old) = state.caches.get(&name) {
-                let plain = rec.config.is_none() && old.config.is_none();
-                rec.ambiguous = plain && (old.ambiguous || !old.same_tree(&rec));
+                let elsewhere = old.config != rec.config || old.cwd != rec.cwd;
+                let plain = rec.config.is_none();
+                rec.ambiguous = old.ambiguous || elsewhere || (plain && !old.same_tree(&rec));
             }
             state.caches.insert(name, rec);
         }
     })
 }
 
-/// Records `run` as the last run of `cache`, and sets the install times still to send.
+impl Recorded {
+    /// The record a restore made for this cachectl.toml (`None`: a plain `--key`) and working
+    /// directory, if it is not ambiguous: what a save or run of that cache there may go by.
+    pub fn for_here(&self, config: Option<&Path>, cwd: &Path) -> bool {
+        !self.ambiguous && self.config.as_deref() == config && self.cwd.as_deref() == Some(cwd)
+    }
+}
+
+/// Records `run` as the last run of `cache`, and `install` (if any) as still to send.
 pub fn record_run(
     path: &Path,
     cache: &str,
     run: Run,
-    pending: Vec<Install>,
+    install: Option<Install>,
 ) -> std::io::Result<()> {
     update(path, |state| {
         state.runs.insert(cache.to_owned(), run);
-        state.pending = pending;
+        state.pending.extend(install);
     })
 }
 
-/// Drops the first `sent` pending install times (sent by a save), marking the last runs of
-/// their caches published.
+/// Drops the `sent` install times from the pending ones (a run or save published them),
+/// marking the last runs they came from published.
 pub fn sent(path: &Path, sent: &[Install]) -> std::io::Result<()> {
     update(path, |state| {
         state.pending.retain(|p| !sent.contains(p));
@@ -155,11 +200,20 @@ pub fn sent(path: &Path, sent: &[Install]) -> std::io::Result<()> {
     })
 }
 
-/// Loads the file, applies `change`, and writes it back whole.
+/// Loads the file, applies `change`, and writes it back whole, holding `<file>.lock` so
+/// commands running at once (two `run`s in parallel) do not drop each other's changes.
 fn update(path: &Path, change: impl FnOnce(&mut State)) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    // Unlocked when the file closes. A lock file that cannot be opened (another user's) only
+    // costs the protection, not the write.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("lock"))
+        .and_then(|f| f.lock().map(|()| f));
     let mut state = load(path);
     change(&mut state);
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -172,6 +226,7 @@ fn update(path: &Path, change: impl FnOnce(&mut State)) -> std::io::Result<()> {
         // A file another user owns cannot be replaced: leave nothing behind either.
         let _ = std::fs::remove_file(&tmp);
     }
+    drop(lock);
     written
 }
 
@@ -216,7 +271,7 @@ mod tests {
             restore: Some(RestoreOutcome::Miss),
             seconds: 41.5,
         }];
-        record_run(&p, "npm", run.clone(), pending.clone()).unwrap();
+        record_run(&p, "npm", run.clone(), pending.first().cloned()).unwrap();
         let s = load(&p);
         assert_eq!((s.caches.len(), &s.runs["npm"]), (2, &run));
         assert_eq!(s.pending, pending);
@@ -242,10 +297,5 @@ mod tests {
         assert!(!put(rec("npm-linux-a", None)), "the same tree again");
         assert!(put(rec("npm-linux-b", None)), "another key, same family");
         assert!(put(rec("npm-linux-a", None)), "stays ambiguous");
-        let toml = Some("/src/cachectl.toml");
-        assert!(
-            !put(rec("npm-linux-c", toml)),
-            "a configured cache is named by the file"
-        );
     }
 }

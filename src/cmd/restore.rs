@@ -200,20 +200,19 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
     )
 }
 
-/// The paths of `paths` that exist now.
+/// The paths of `paths` that exist now, as they are.
 fn present(
     paths: &crate::key::PathSet,
     cwd: &std::path::Path,
     home: Option<&std::path::Path>,
-) -> Vec<String> {
+) -> Vec<state::Placed> {
     let Ok(dests) = paths.resolve(cwd, home) else {
         return Vec::new();
     };
     dests
         .iter()
         .zip(paths.paths())
-        .filter(|(dest, _)| std::fs::symlink_metadata(dest).is_ok())
-        .map(|(_, path)| path.clone())
+        .filter_map(|(dest, path)| state::Placed::of(path, dest))
         .collect()
 }
 

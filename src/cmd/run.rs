@@ -205,7 +205,7 @@ fn decide(
             let partial = Some(RestoreOutcome::Partial);
             if rec.ambiguous {
                 return Decision::run(
-                    format!("plain --key restores of this build recorded different keys or paths as cache {cache} (their key family), so which tree is meant is not known"),
+                    format!("restores of this build recorded cache {cache} from other places, files or keys, so which tree is meant is not known"),
                     partial,
                 );
             }
@@ -235,7 +235,7 @@ fn decide(
             }
             if let Some(path) = &check.missing {
                 return Decision::run(
-                    format!("{path} of cache {cache} is gone since its restore"),
+                    format!("{path} of cache {cache} is gone or changed since its restore"),
                     Some(RestoreOutcome::Miss),
                 );
             }
@@ -284,18 +284,18 @@ fn check(name: &str, rec: &state::Recorded, cwd: &Path, home: Option<&Path>) -> 
             Err(e) => Err(crate::error::chain(&e)),
         }
     });
-    // Only what the restore placed: a path the entry never held is not missing.
+    // Only what the restore placed (a path the entry never held is not missing), and as it
+    // placed it: made again, emptied at its top or replaced, it is not the restored tree.
     let placed = rec.placed.clone().unwrap_or_default();
-    let missing = PathSet::new(&placed)
-        .and_then(|set| set.resolve(at, home))
-        .map(|dests| {
-            dests
-                .iter()
-                .zip(&placed)
-                .find(|(dest, _)| std::fs::symlink_metadata(dest).is_err())
-                .map(|(_, path)| path.clone())
-        })
-        .unwrap_or_else(|_| placed.first().cloned());
+    let names: Vec<&str> = placed.iter().map(|p| p.path.as_str()).collect();
+    let missing = match PathSet::new(&names).and_then(|set| set.resolve(at, home)) {
+        Ok(dests) => placed
+            .iter()
+            .zip(&dests)
+            .find(|(p, dest)| !p.still_at(dest))
+            .map(|(p, _)| p.path.clone()),
+        Err(_) => placed.first().map(|p| p.path.clone()),
+    };
     Check { current, missing }
 }
 
@@ -330,32 +330,22 @@ fn metrics_config(name: &str, config_file: &Path, restored: bool) -> Option<Metr
     }
 }
 
-/// Publishes `install` with the install times earlier runs could not send, then records the
-/// run and what is still unsent. Never fails: a state that cannot be written is a warning.
+/// Records the run, with `install` pending, then publishes it with the install times earlier
+/// runs could not send and drops what went from the pending ones. Recorded first, so a stop
+/// while publishing leaves the time for the next run or save. Never fails: a state that cannot
+/// be written is a warning.
 async fn finish(
     path: &Path,
     cache: &str,
-    mut run: state::Run,
-    mut pending: Vec<state::Install>,
+    run: state::Run,
+    pending: Vec<state::Install>,
     install: Option<state::Install>,
     metrics: metrics::Metrics,
 ) {
-    pending.extend(install.clone());
-    let events: Vec<metrics::Event> = pending
-        .iter()
-        .map(|p| metrics::Event::Install {
-            cache: p.cache.clone(),
-            restore: p.restore,
-            seconds: p.seconds,
-        })
-        .collect();
-    if super::finish_metrics(metrics, &events).await {
-        pending.clear();
-        run.published = true;
-    }
+    let path = PathBuf::from(path);
     let written = super::blocking({
-        let (path, cache) = (PathBuf::from(path), cache.to_owned());
-        move || state::record_run(&path, &cache, run, pending)
+        let (path, cache, install) = (path.clone(), cache.to_owned(), install.clone());
+        move || state::record_run(&path, &cache, run, install)
     })
     .await;
     if let Err(e) = written {
@@ -364,6 +354,19 @@ async fn finish(
             &format!("cannot record the run in {}: {e}", path.display()),
             None,
         );
+    }
+    let mut sending = pending;
+    sending.extend(install);
+    let events: Vec<metrics::Event> = sending
+        .iter()
+        .map(|p| metrics::Event::Install {
+            cache: p.cache.clone(),
+            restore: p.restore,
+            seconds: p.seconds,
+        })
+        .collect();
+    if super::finish_metrics(metrics, &events).await && !sending.is_empty() {
+        let _ = super::blocking(move || state::sent(&path, &sending)).await;
     }
 }
 
@@ -404,7 +407,7 @@ mod tests {
             config: Some("/src/cachectl.toml".into()),
             cwd: Some("/src".into()),
             ambiguous: false,
-            placed: Some(vec!["node_modules".into()]),
+            placed: None,
         }
     }
 
@@ -452,8 +455,8 @@ mod tests {
             ("lockfile changed after the restore", Some(hit.clone()), now("npm-b", nm), false, Some("run"), "cache npm's key changed since its restore (npm-a then, npm-b now: a file in the key changed)", Some(Partial)),
             ("paths changed after the restore", Some(hit.clone()), now("npm-a", &["node_modules", "~/.npm"]), false, Some("run"), "cache npm's paths changed since its restore", Some(Partial)),
             ("key cannot be resolved now", Some(hit.clone()), unresolvable, false, Some("run"), "cache npm's key cannot be checked now (deps.lock: no such file)", Some(Hit)),
-            ("restored tree deleted since", Some(hit.clone()), gone, false, Some("run"), "node_modules of cache npm is gone since its restore", Some(Miss)),
-            ("two plain restores under one name", Some(ambiguous), Check::default(), false, Some("run"), "plain --key restores of this build recorded different keys or paths as cache npm (their key family), so which tree is meant is not known", Some(Partial)),
+            ("restored tree deleted since", Some(hit.clone()), gone, false, Some("run"), "node_modules of cache npm is gone or changed since its restore", Some(Miss)),
+            ("two restores under one name", Some(ambiguous), Check::default(), false, Some("run"), "restores of this build recorded cache npm from other places, files or keys, so which tree is meant is not known", Some(Partial)),
             ("partial", Some(rec(Partial, "npm-b", Some("npm-a"))), Check::default(), false, Some("run"), "partial hit on cache npm (restored npm-a, not npm-b)", Some(Partial)),
             ("miss", Some(rec(Miss, "npm-b", None)), Check::default(), false, Some("run"), "cache npm missed (npm-b)", Some(Miss)),
             ("store error", Some(rec(Error, "npm-b", None)), Check::default(), false, Some("run"), "the restore of cache npm failed, nothing was restored", Some(Error)),

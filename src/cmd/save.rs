@@ -44,8 +44,16 @@ pub async fn run(g: &GlobalArgs, args: SaveArgs) -> Result<ExitStatus, Error> {
     };
     let reports = match super::open_store(g.store.as_deref()).await {
         Ok(store) => {
+            // Only a restore of this cache from this cachectl.toml and directory: another
+            // package's restore of a cache of the same name recorded another key.
+            let (cwd, _) = super::anchors();
+            let config_file = super::jobs::config_path(g.config.as_deref(), &cwd);
+            let config_file = std::path::absolute(&config_file).unwrap_or(config_file);
             let runs = plan.jobs.iter().map(|job| {
-                let restored = recorded.caches.get(&job.name);
+                let restored = recorded
+                    .caches
+                    .get(&job.name)
+                    .filter(|r| r.for_here(Some(&config_file), &cwd));
                 save_one(Arc::clone(&store), job, restored, &trust, &args)
             });
             futures_util::future::join_all(runs).await

@@ -454,7 +454,7 @@ fn run_runs_the_command_when_the_hit_cannot_be_checked_or_its_tree_is_gone() {
     assert!(marker(&repo.src).exists(), "{}", run.context());
     assert_eq!(
         report(&run)["reason"],
-        "deps of cache deps is gone since its restore",
+        "deps of cache deps is gone or changed since its restore",
         "{}",
         run.context()
     );
@@ -572,8 +572,125 @@ fn run_skips_when_a_path_the_entry_never_held_is_absent() {
     run.assert_code(0);
     assert!(!marker(&repo.src).exists(), "{}", run.context());
     assert_eq!(report(&run)["ran"], false, "{}", run.context());
-    assert_eq!(
-        repo.state(2)["caches"]["deps"]["placed"],
-        serde_json::json!(["deps"])
+    let placed = &repo.state(2)["caches"]["deps"]["placed"];
+    let paths: Vec<&str> = placed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["deps"], "{placed}");
+}
+
+#[test]
+fn run_runs_the_command_when_the_restored_tree_was_replaced() {
+    // Wiped and made again empty, replaced by a file, by a dangling link: each is still "there"
+    // but is not the tree the restore placed.
+    type Replace = fn(&Path);
+    let cases: [(&str, Replace); 3] = [
+        ("made again, empty", |d| std::fs::create_dir(d).unwrap()),
+        ("a file", |d| write(d, "not a tree")),
+        ("a dangling link", |d| {
+            std::os::unix::fs::symlink("/nonexistent", d).unwrap()
+        }),
+    ];
+    for (name, replace) in cases {
+        let repo = Repo::new();
+        repo.warm();
+        let deps = repo.src.join("deps");
+        std::fs::remove_dir_all(&deps).unwrap();
+        replace(&deps);
+        let run = repo.run_sh(2, &[], "touch command-ran");
+        run.assert_code(0);
+        assert!(marker(&repo.src).exists(), "case {name}\n{}", run.context());
+    }
+    // Emptied at its top (an entry removed): changed too.
+    let repo = Repo::new();
+    repo.warm();
+    std::fs::remove_file(repo.src.join("deps/installed")).unwrap();
+    let run = repo.run_sh(2, &[], "touch command-ran");
+    assert_ran_because(
+        &repo,
+        &run,
+        "deps of cache deps is gone or changed since its restore",
     );
+}
+
+#[test]
+fn packages_sharing_one_cachectl_toml_never_take_each_others_restore() {
+    // A monorepo: one cachectl.toml, each package restores and installs in its own directory.
+    let repo = Repo::new();
+    let toml = repo.src.join("cachectl.toml");
+    let (fe, be) = (repo.src.join("fe"), repo.src.join("be"));
+    for (dir, lock) in [(&fe, "fe\n"), (&be, "be\n")] {
+        std::fs::create_dir_all(dir).unwrap();
+        write(&dir.join("deps.lock"), lock);
+    }
+    let in_dir = |dir: &Path, build: u32, args: &[&str]| {
+        let mut cmd = repo.cachectl(build, &["--config", toml.to_str().unwrap()]);
+        cmd.cwd(dir).args(args);
+        cmd.run()
+    };
+    // Build 1 saves fe's tree.
+    std::fs::create_dir_all(fe.join("deps")).unwrap();
+    write(&fe.join("deps/fe-tree"), "fe");
+    in_dir(&fe, 1, &["save"]).assert_code(0);
+    // Build 2: be misses, then fe hits (the last restore recorded is fe's).
+    in_dir(&be, 2, &["restore"]).assert_code(0);
+    in_dir(&fe, 2, &["restore"]).assert_code(0);
+    let run = in_dir(
+        &be,
+        2,
+        &["run", "--json", "--cache", "deps", "--", "touch", "be-ran"],
+    );
+    run.assert_code(0);
+    assert!(
+        be.join("be-ran").exists(),
+        "be's install must run\n{}",
+        run.context()
+    );
+    // And be's save uploads be's tree under be's key, not under fe's.
+    std::fs::create_dir_all(be.join("deps")).unwrap();
+    write(&be.join("deps/be-tree"), "be");
+    let save = in_dir(&be, 2, &["save", "--json"]);
+    save.assert_code(0);
+    let saved = save.json();
+    let be_key = {
+        let mut keys = repo.cachectl(2, &["--config", toml.to_str().unwrap(), "keys"]);
+        keys.cwd(&be);
+        let out = keys.run();
+        out.stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("key").map(|k| k.trim().to_owned()))
+            .unwrap()
+    };
+    assert_eq!(saved["key"], be_key.as_str(), "{saved}");
+    assert_eq!(saved["outcome"], "saved", "{saved}");
+}
+
+#[test]
+fn parallel_runs_keep_each_others_unsent_install_times() {
+    let repo = Repo::new();
+    // Metrics on, CloudWatch unreachable: both install times wait in the state file.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let start = |cache: &str, sleep: &str| {
+        let mut cmd = repo.cachectl(1, &["run", "--cache", cache, "--", "sleep", sleep]);
+        cmd.env_remove("CACHECTL_NO_METRICS")
+            .env("AWS_ENDPOINT_URL_CLOUDWATCH", &dead);
+        cmd.spawn()
+    };
+    let (a, b) = (start("deps", "0.5"), start("other", "0.5"));
+    a.wait().assert_code(0);
+    b.wait().assert_code(0);
+    let mut pending: Vec<String> = repo.state(1)["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["cache"].as_str().unwrap().to_owned())
+        .collect();
+    pending.sort();
+    assert_eq!(pending, ["deps", "other"]);
 }
