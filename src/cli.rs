@@ -62,6 +62,19 @@ pub enum Command {
     RemoveTrash(RemoveTrashArgs),
 }
 
+/// A flag's environment variable, as clap's boolish values: `1`/`0`, `true`/`false`,
+/// `yes`/`no`, `on`/`off`, `t`/`f`, `y`/`n`, any case; empty (a buildspec passing an unset
+/// variable through) is off.
+fn env_flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "0" | "false" | "no" | "off" | "f" | "n" => Ok(false),
+        "1" | "true" | "yes" | "on" | "t" | "y" => Ok(true),
+        _ => Err(format!(
+            "`{s}` is not one of 1, 0, true, false, yes, no, on, off"
+        )),
+    }
+}
+
 impl Command {
     /// Whether the command handles SIGINT/SIGTERM itself (`run` passes them on to its child)
     /// instead of `main` stopping it.
@@ -157,7 +170,7 @@ pub struct TransferArgs {
     pub lookup_timeout: Duration,
 
     /// Exit non-zero when the store fails (default: warn, report outcome `error`, exit 0)
-    #[arg(long, env = env::STRICT, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = env::STRICT, value_parser = env_flag)]
     pub strict: bool,
 
     /// The build's trust scope: `trusted`, or an untrusted scope's name (`pr-42`); by default
@@ -172,7 +185,7 @@ pub struct TransferArgs {
 #[derive(Debug, Args)]
 pub struct MetricsArgs {
     /// Do not publish metrics to CloudWatch (restore outcomes and timings, prune results)
-    #[arg(long, env = env::NO_METRICS, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = env::NO_METRICS, value_parser = env_flag)]
     pub no_metrics: bool,
 
     /// CloudWatch namespace for metrics [default: `namespace` in cachectl.toml, else Cachectl]
@@ -332,7 +345,7 @@ pub struct PruneArgs {
     pub min_age: Option<Duration>,
 
     /// Print what would be deleted and why; delete nothing
-    #[arg(long, env = env::PRUNE_DRY_RUN, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = env::PRUNE_DRY_RUN, value_parser = env_flag)]
     pub dry_run: bool,
 
     /// Judge ages as if it were this time (RFC 3339), to preview a policy
@@ -484,6 +497,24 @@ fn bucket_name(s: &str) -> Result<String, String> {
     match crate::config::provision::bucket_name_problem(s) {
         None => Ok(s.to_owned()),
         Some(p) => Err(format!("a bucket name {p}")),
+    }
+}
+
+#[cfg(test)]
+mod env_flag_tests {
+    #[test]
+    fn empty_flag_variables_are_off() {
+        for (text, want) in [
+            ("", Some(false)),
+            ("  ", Some(false)),
+            ("0", Some(false)),
+            ("TRUE", Some(true)),
+            ("yes", Some(true)),
+            ("off", Some(false)),
+            ("bogus", None),
+        ] {
+            assert_eq!(super::env_flag(text).ok(), want, "{text:?}");
+        }
     }
 }
 

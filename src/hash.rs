@@ -126,11 +126,19 @@ impl Patterns {
             } else {
                 cwd.join(&base)
             };
-            for entry in walkdir::WalkDir::new(&start).follow_links(false) {
+            // Trees a restore is swapping in or a background removal is deleting are
+            // cachectl's, not the build's: walking them would race their removal.
+            let walk = walkdir::WalkDir::new(&start)
+                .follow_links(false)
+                .into_iter()
+                .filter_entry(|e| e.depth() == 0 || !in_flight(e.file_name()));
+            for entry in walk {
                 let entry = match entry {
                     Ok(e) => e,
                     // A literal base that does not exist simply matches nothing.
                     Err(e) if e.depth() == 0 && is_not_found(&e) => break,
+                    // Deleted while walked (another process's temp files): it is not there.
+                    Err(e) if is_not_found(&e) => continue,
                     Err(e) => {
                         let path = e.path().unwrap_or(&start).to_path_buf();
                         return Err(Error::Io {
@@ -167,6 +175,17 @@ impl Patterns {
         }
         Ok(found)
     }
+}
+
+/// A restore's staging tree or the trash of a replaced one (`archive::place`).
+fn in_flight(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    [
+        crate::archive::place::STAGING_PREFIX,
+        crate::archive::place::TRASH_PREFIX,
+    ]
+    .iter()
+    .any(|p| name.starts_with(p.as_bytes()))
 }
 
 fn is_not_found(e: &walkdir::Error) -> bool {
@@ -280,6 +299,26 @@ mod tests {
                 .collect();
             assert_eq!(got, *want, "case {name}");
         }
+    }
+
+    #[test]
+    fn trees_cachectl_is_swapping_or_removing_are_not_hashed() {
+        let t = tree(&[
+            ("package-lock.json", "{}"),
+            (
+                ".cachectl-trash-12-0/node_modules/x/package-lock.json",
+                "old",
+            ),
+            (".cachectl-staging-12-0/package-lock.json", "new"),
+        ]);
+        let set = Patterns::new(&["**/package-lock.json"]).unwrap();
+        assert_eq!(
+            set.matches(t.path())
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["package-lock.json"]
+        );
     }
 
     #[test]

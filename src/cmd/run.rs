@@ -39,6 +39,9 @@ struct Check {
     current: Option<Result<(String, Vec<String>), String>>,
     /// A cache path the restore placed that is gone.
     missing: Option<String>,
+    /// Why the restore was not for this run: made in another directory (not this one or one
+    /// above it), or from another cachectl.toml than `--config` names.
+    elsewhere: Option<String>,
 }
 
 /// Run or skip, why (one line), and the restore outcome the install counts under.
@@ -72,7 +75,16 @@ pub async fn run(g: &GlobalArgs, args: RunArgs) -> Result<ExitStatus, Error> {
             let check = recorded
                 .as_ref()
                 .filter(|r| r.outcome == RestoreOutcome::Hit)
-                .map(|r| check(&name, r, &cwd, home.as_deref()))
+                .map(|r| {
+                    let config = config.as_deref().map(|c| {
+                        let c = jobs::config_path(Some(c), &cwd);
+                        std::path::absolute(&c).unwrap_or(c)
+                    });
+                    Check {
+                        elsewhere: elsewhere(r, &cwd, config.as_deref()),
+                        ..check(&name, r, &cwd, home.as_deref())
+                    }
+                })
                 .unwrap_or_default();
             let config_file = recorded
                 .as_ref()
@@ -203,6 +215,9 @@ fn decide(
     match rec.outcome {
         RestoreOutcome::Hit => {
             let partial = Some(RestoreOutcome::Partial);
+            if let Some(why) = &check.elsewhere {
+                return Decision::run(format!("cache {cache} {why}"), None);
+            }
             if rec.ambiguous {
                 return Decision::run(
                     format!("restores of this build recorded cache {cache} from other places, files or keys, so which tree is meant is not known"),
@@ -296,7 +311,32 @@ fn check(name: &str, rec: &state::Recorded, cwd: &Path, home: Option<&Path>) -> 
             .map(|(p, _)| p.path.clone()),
         Err(_) => placed.first().map(|p| p.path.clone()),
     };
-    Check { current, missing }
+    Check {
+        current,
+        missing,
+        elsewhere: None,
+    }
+}
+
+/// Why the restore recorded in `rec` is not one this run, in `cwd` with `--config` `config`,
+/// may go by: a restore in a sibling package's directory restored that package's tree.
+fn elsewhere(rec: &state::Recorded, cwd: &Path, config: Option<&Path>) -> Option<String> {
+    if let Some(at) = rec.cwd.as_deref() {
+        if !cwd.starts_with(at) {
+            return Some(format!(
+                "was restored in {}, not here or above",
+                at.display()
+            ));
+        }
+    }
+    match (config, rec.config.as_deref()) {
+        (Some(here), Some(there)) if here != there => Some(format!(
+            "was restored from {}, not {}",
+            there.display(),
+            here.display()
+        )),
+        _ => None,
+    }
 }
 
 /// The `[metrics]` settings of `config_file`, warning when it does not load or does not
@@ -418,6 +458,7 @@ mod tests {
                 paths.iter().map(|p| (*p).to_owned()).collect(),
             ))),
             missing: None,
+            elsewhere: None,
         }
     }
 
@@ -438,6 +479,7 @@ mod tests {
         let unresolvable = Check {
             current: Some(Err("deps.lock: no such file".into())),
             missing: None,
+            elsewhere: None,
         };
         type Case<'a> = (
             &'a str,
@@ -461,6 +503,7 @@ mod tests {
             ("miss", Some(rec(Miss, "npm-b", None)), Check::default(), false, Some("run"), "cache npm missed (npm-b)", Some(Miss)),
             ("store error", Some(rec(Error, "npm-b", None)), Check::default(), false, Some("run"), "the restore of cache npm failed, nothing was restored", Some(Error)),
             ("no restore", None, Check::default(), false, Some("run"), "no restore of cache npm is recorded in this build", None),
+            ("restored in a sibling directory", Some(hit.clone()), Check { elsewhere: Some("was restored in /src/fe, not here or above".into()), ..now("npm-a", nm) }, false, Some("run"), "cache npm was restored in /src/fe, not here or above", None),
         ];
         for (name, recorded, check, always, run, reason, start) in cases {
             let want = Decision {
@@ -474,6 +517,30 @@ mod tests {
                 "case {name}"
             );
         }
+    }
+
+    #[test]
+    fn restores_count_here_and_below_and_from_the_same_file() {
+        let rec = rec(RestoreOutcome::Hit, "npm-a", Some("npm-a"));
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(elsewhere(&rec, &p("/src"), None), None);
+        assert_eq!(elsewhere(&rec, &p("/src/sub/dir"), None), None);
+        assert_eq!(
+            elsewhere(&rec, &p("/srcx"), None).as_deref(),
+            Some("was restored in /src, not here or above")
+        );
+        assert_eq!(
+            elsewhere(&rec, &p("/"), None).as_deref(),
+            Some("was restored in /src, not here or above")
+        );
+        assert_eq!(
+            elsewhere(&rec, &p("/src"), Some(&p("/src/cachectl.toml"))),
+            None
+        );
+        assert_eq!(
+            elsewhere(&rec, &p("/src"), Some(&p("/src/ci.toml"))).as_deref(),
+            Some("was restored from /src/cachectl.toml, not /src/ci.toml")
+        );
     }
 
     #[test]

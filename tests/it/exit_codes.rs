@@ -36,6 +36,32 @@ fn exit_0_on_a_miss() {
 }
 
 #[test]
+fn empty_flag_variables_are_off_not_usage_errors() {
+    // A buildspec passing unset variables through sets them empty.
+    let f = Fixture::new(StoreKind::Local, "empty-flags");
+    let cwd = f.dir("cwd");
+    for var in ["CACHECTL_NO_METRICS", "CACHECTL_STRICT"] {
+        f.restore("never-saved", &cwd)
+            .paths(["deps"])
+            .env(var, "")
+            .run()
+            .expect(0, "miss");
+    }
+    let run = f
+        .cachectl()
+        .env("CACHECTL_PRUNE_DRY_RUN", "")
+        .args(["prune", "--store", &f.store, "--max-age", "1d"])
+        .run();
+    run.assert_code(0);
+    let run = f
+        .restore("never-saved", &cwd)
+        .paths(["deps"])
+        .env("CACHECTL_STRICT", "maybe")
+        .run();
+    run.assert_code(2);
+}
+
+#[test]
 fn exit_1_on_fail_on_miss() {
     let f = Fixture::new(StoreKind::Local, "exit-1-miss");
     let cwd = f.dir("cwd");

@@ -54,11 +54,18 @@ fn a_state_dir_that_does_not_exist_is_created(f: Fixture) {
         .run();
     restore.expect(0, "hit");
     assert!(!restore.stderr.contains("warning"), "{}", restore.context());
-    let files: Vec<_> = std::fs::read_dir(&state_dir)
+    let mut files: Vec<_> = std::fs::read_dir(&state_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(files.len(), 1, "one state file: {files:?}");
+    files.sort();
+    // The state file and the lock its updates hold, nothing else (no temp file left).
+    let extensions: Vec<_> = files
+        .iter()
+        .map(|f| f.extension().unwrap().to_str().unwrap())
+        .collect();
+    assert_eq!(extensions, ["json", "lock"], "{files:?}");
+    assert_eq!(files[0].with_extension("lock"), files[1], "{files:?}");
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
     assert_eq!(state["caches"]["state-k"]["outcome"], "hit");

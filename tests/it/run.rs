@@ -666,6 +666,21 @@ fn packages_sharing_one_cachectl_toml_never_take_each_others_restore() {
     };
     assert_eq!(saved["key"], be_key.as_str(), "{saved}");
     assert_eq!(saved["outcome"], "saved", "{saved}");
+    // Build 3: only fe restores (a hit); be's install, in a sibling directory, still runs.
+    std::fs::remove_file(be.join("be-ran")).unwrap();
+    in_dir(&fe, 3, &["restore"]).assert_code(0);
+    let run = in_dir(
+        &be,
+        3,
+        &["run", "--json", "--cache", "deps", "--", "touch", "be-ran"],
+    );
+    run.assert_code(0);
+    assert!(be.join("be-ran").exists(), "{}", run.context());
+    let reason = report(&run)["reason"].as_str().unwrap().to_owned();
+    assert!(
+        reason.starts_with("cache deps was restored in "),
+        "{reason}"
+    );
 }
 
 #[test]
