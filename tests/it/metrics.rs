@@ -798,12 +798,15 @@ fn run_publishes_install_seconds_that_stats_reads_back() {
     let ns = "it-run-install-seconds";
     let cache = "run-published";
     let (f, src) = run_project(cache);
+    let step = |build: &str, args: &[&str], code: i32| {
+        in_build(&f, &src, build, ns, bridge())
+            .args(args)
+            .run()
+            .assert_code(code);
+    };
     // Build 1: a miss, the install runs (0.3 s) and publishes; a failing command publishes
     // nothing (its time is not an install's).
-    in_build(&f, &src, "b1", ns, bridge())
-        .args(["restore"])
-        .run()
-        .assert_code(0);
+    step("b1", &["restore"], 0);
     let run = in_build(&f, &src, "b1", ns, bridge())
         .args([
             "run",
@@ -817,33 +820,27 @@ fn run_publishes_install_seconds_that_stats_reads_back() {
         .run();
     run.assert_code(0);
     assert!(!run.stderr.contains("warning"), "{}", run.context());
-    in_build(&f, &src, "b1", ns, bridge())
-        .args(["run", "--cache", cache, "--", "sh", "-c", "exit 3"])
-        .run()
-        .assert_code(3);
-    in_build(&f, &src, "b1", ns, bridge())
-        .args(["save"])
-        .run()
-        .assert_code(0);
+    step(
+        "b1",
+        &["run", "--cache", cache, "--", "sh", "-c", "exit 3"],
+        3,
+    );
+    step("b1", &["save"], 0);
     // Build 2: an exact hit, `--always` runs the step anyway: a hot install.
-    in_build(&f, &src, "b2", ns, bridge())
-        .args(["restore"])
-        .run()
-        .assert_code(0);
-    in_build(&f, &src, "b2", ns, bridge())
-        .args(["run", "--cache", cache, "--always", "--", "sleep", "0.1"])
-        .run()
-        .assert_code(0);
+    step("b2", &["restore"], 0);
+    step(
+        "b2",
+        &["run", "--cache", cache, "--always", "--", "sleep", "0.1"],
+        0,
+    );
 
     // Build 3: an exact hit, the step skipped: a hot install of 0 s.
-    in_build(&f, &src, "b3", ns, bridge())
-        .args(["restore"])
-        .run()
-        .assert_code(0);
-    in_build(&f, &src, "b3", ns, bridge())
-        .args(["run", "--cache", cache, "--", "sh", "-c", "exit 99"])
-        .run()
-        .assert_code(0);
+    step("b3", &["restore"], 0);
+    step(
+        "b3",
+        &["run", "--cache", cache, "--", "sh", "-c", "exit 99"],
+        0,
+    );
 
     let report = stats_json(ns, &["--cache", cache]);
     let row = row(&report, cache);
