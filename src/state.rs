@@ -27,8 +27,9 @@ pub struct Recorded {
     pub config: Option<PathBuf>,
     #[serde(default)]
     pub cwd: Option<PathBuf>,
-    /// Two plain `--key` restores of this build recorded different keys or paths under this
-    /// name (their key family): the record cannot say which tree `run --cache NAME` means.
+    /// Restores of this build recorded this name from different places (another directory or
+    /// cachectl.toml, or a plain `--key` of another key or paths in the same family): the
+    /// record cannot say which tree `run --cache NAME` or a save means (see [`record`]).
     #[serde(default)]
     pub ambiguous: bool,
     /// What a hit or partial hit placed: the paths that existed right after it (an entry
@@ -69,12 +70,6 @@ impl Placed {
     /// Whether `dest` is still what was placed.
     pub fn still_at(&self, dest: &Path) -> bool {
         Placed::of(&self.path, dest).as_ref() == Some(self)
-    }
-}
-
-impl Recorded {
-    fn same_tree(&self, other: &Recorded) -> bool {
-        self.key == other.key && self.paths == other.paths
     }
 }
 
@@ -165,6 +160,10 @@ pub fn record(path: &Path, updates: BTreeMap<String, Recorded>) -> std::io::Resu
 }
 
 impl Recorded {
+    fn same_tree(&self, other: &Recorded) -> bool {
+        self.key == other.key && self.paths == other.paths
+    }
+
     /// The record a restore made for this cachectl.toml (`None`: a plain `--key`) and working
     /// directory, if it is not ambiguous: what a save or run of that cache there may go by.
     pub fn for_here(&self, config: Option<&Path>, cwd: &Path) -> bool {

@@ -159,6 +159,13 @@ pub fn config_path(config: Option<&Path>, cwd: &Path) -> PathBuf {
     config.map_or_else(|| cwd.join("cachectl.toml"), Path::to_path_buf)
 }
 
+/// [`config_path`] made absolute: how the restore → save state names the file a restore's
+/// keys came from.
+pub fn config_file(config: Option<&Path>, cwd: &Path) -> PathBuf {
+    let path = config_path(config, cwd);
+    std::path::absolute(&path).unwrap_or(path)
+}
+
 /// The caches to act on: the one given by `--key` and `--path`, else those configured in
 /// `config` (all, or the `caches` named by `--cache`) with their templates resolved. Reads
 /// the file and hashes lockfiles: call it off the async workers ([`super::blocking`]).

@@ -122,8 +122,7 @@ pub async fn run(g: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Error>
         output::diagnostic(&line);
     }
     if !args.lookup_only {
-        let config_file = super::jobs::config_path(g.config.as_deref(), &cwd);
-        let config_file = std::path::absolute(&config_file).unwrap_or(config_file);
+        let config_file = super::jobs::config_file(g.config.as_deref(), &cwd);
         let records = plan
             .jobs
             .iter()

@@ -76,10 +76,7 @@ pub async fn run(g: &GlobalArgs, args: RunArgs) -> Result<ExitStatus, Error> {
                 .as_ref()
                 .filter(|r| r.outcome == RestoreOutcome::Hit)
                 .map(|r| {
-                    let config = config.as_deref().map(|c| {
-                        let c = jobs::config_path(Some(c), &cwd);
-                        std::path::absolute(&c).unwrap_or(c)
-                    });
+                    let config = config.as_deref().map(|c| jobs::config_file(Some(c), &cwd));
                     Check {
                         elsewhere: elsewhere(r, &cwd, config.as_deref()),
                         ..check(&name, r, &cwd, home.as_deref())

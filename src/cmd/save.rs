@@ -47,8 +47,7 @@ pub async fn run(g: &GlobalArgs, args: SaveArgs) -> Result<ExitStatus, Error> {
             // Only a restore of this cache from this cachectl.toml and directory: another
             // package's restore of a cache of the same name recorded another key.
             let (cwd, _) = super::anchors();
-            let config_file = super::jobs::config_path(g.config.as_deref(), &cwd);
-            let config_file = std::path::absolute(&config_file).unwrap_or(config_file);
+            let config_file = super::jobs::config_file(g.config.as_deref(), &cwd);
             let runs = plan.jobs.iter().map(|job| {
                 let restored = recorded
                     .caches

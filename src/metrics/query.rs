@@ -58,7 +58,7 @@ const QUERIES: [(&str, &str, Field); 9] = [
     (metrics::BYTES_UPLOADED, "Sum", Field::BytesUploaded),
 ];
 
-/// The `RestoreOutcome` values `InstallSeconds` is read for, in [`Installs`] order.
+/// The `RestoreOutcome` values `InstallSeconds` is read for, in [`InstallSamples`] order.
 const INSTALL_OUTCOMES: [&str; 3] = [
     metrics::INSTALL_HIT,
     metrics::INSTALL_PARTIAL,
@@ -71,13 +71,13 @@ const SAMPLE_STATS: [&str; 2] = ["Average", "SampleCount"];
 /// `InstallSeconds` of one (cache, project) by restore outcome: `(seconds, count)` per period
 /// with data, `count` installs that averaged `seconds`, in time order.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Installs {
+pub struct InstallSamples {
     pub hit: Vec<(f64, u64)>,
     pub partial: Vec<(f64, u64)>,
     pub miss: Vec<(f64, u64)>,
 }
 
-impl Installs {
+impl InstallSamples {
     fn by_outcome(&mut self, outcome: usize) -> Option<&mut Vec<(f64, u64)>> {
         match outcome {
             0 => Some(&mut self.hit),
@@ -149,7 +149,7 @@ impl Window {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PairMetrics {
     pub sums: Sums,
-    pub installs: Installs,
+    pub installs: InstallSamples,
 }
 
 /// Every (cache, project) pair with cachectl metrics in `namespace` (narrowed to `cache` and

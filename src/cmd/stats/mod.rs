@@ -366,7 +366,7 @@ mod tests {
     fn sums(values: [f64; 9]) -> PairMetrics {
         PairMetrics {
             sums: query::Sums(values),
-            installs: query::Installs::default(),
+            installs: query::InstallSamples::default(),
         }
     }
 
@@ -444,7 +444,7 @@ mod tests {
     #[test]
     fn time_saved_table() {
         let mut npm = sums([10.0, 3.0, 3.0, 0.0, 25.0, 0.0, 15.0, 6.0, 0.0]);
-        npm.installs = query::Installs {
+        npm.installs = query::InstallSamples {
             miss: vec![(30.0, 1), (40.0, 1), (50.0, 1)],
             partial: vec![(10.0, 1), (12.0, 1), (14.0, 1)],
             hit: vec![(0.0, 10)],

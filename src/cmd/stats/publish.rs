@@ -129,7 +129,7 @@ fn per_project(
     day: &[((String, String), PairMetrics)],
     baseline: &[((String, String), PairMetrics)],
 ) -> Vec<ProjectSaved> {
-    let installs: BTreeMap<&(String, String), &query::Installs> = baseline
+    let installs: BTreeMap<&(String, String), &query::InstallSamples> = baseline
         .iter()
         .map(|(pair, m)| (pair, &m.installs))
         .collect();
@@ -199,7 +199,7 @@ fn render(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::query::{Installs, Sums};
+    use crate::metrics::query::{InstallSamples, Sums};
 
     #[test]
     fn days_that_can_be_published() {
@@ -243,7 +243,7 @@ mod tests {
         cache: &str,
         project: &str,
         sums: [f64; 9],
-        installs: Installs,
+        installs: InstallSamples,
     ) -> ((String, String), PairMetrics) {
         (
             (cache.to_owned(), project.to_owned()),
@@ -257,10 +257,10 @@ mod tests {
     #[test]
     fn per_project_sums_the_known_caches_with_baseline_medians() {
         // Three cold installs of `s` seconds, and three skipped on exact hits.
-        let cold = |s: f64| Installs {
+        let cold = |s: f64| InstallSamples {
             miss: vec![(s, 3)],
             hit: vec![(0.0, 3)],
-            ..Installs::default()
+            ..InstallSamples::default()
         };
         // hit, partial, miss, error, restore s, bytes down, save s, saves, bytes up
         let day = vec![
@@ -269,24 +269,24 @@ mod tests {
                 "npm",
                 "web",
                 [5.0, 0.0, 0.0, 0.0, 10.0, 0.0, 0.0, 0.0, 0.0],
-                Installs::default(),
+                InstallSamples::default(),
             ),
             // 2 hits × 100 s − 4 s − 6 s = 190 s
             pair(
                 "cargo",
                 "web",
                 [2.0, 0.0, 0.0, 0.0, 4.0, 0.0, 6.0, 1.0, 0.0],
-                Installs::default(),
+                InstallSamples::default(),
             ),
             // No install timed: not counted.
             pair(
                 "pip",
                 "api",
                 [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
-                Installs::default(),
+                InstallSamples::default(),
             ),
             // Nothing that day.
-            pair("go", "api", [0.0; 9], Installs::default()),
+            pair("go", "api", [0.0; 9], InstallSamples::default()),
         ];
         let baseline = vec![
             pair("npm", "web", [0.0; 9], cold(40.0)),
