@@ -110,6 +110,17 @@ pub struct TimeSaved {
     pub notes: Vec<String>,
 }
 
+impl TimeSaved {
+    /// No estimate: only cachectl's own `cost` seconds, and `notes` saying what is missing.
+    fn unknown(cost: f64, notes: Vec<String>) -> TimeSaved {
+        TimeSaved {
+            cost_seconds: cost,
+            notes,
+            ..TimeSaved::default()
+        }
+    }
+}
+
 /// The estimate for one (cache, project) named `cache` (for the notes).
 pub fn estimate(cache: &str, activity: &Activity, installs: &Installs) -> TimeSaved {
     let cost = activity.restore_seconds.max(0.0) + activity.save_seconds.max(0.0);
@@ -124,11 +135,7 @@ pub fn estimate(cache: &str, activity: &Activity, installs: &Installs) -> TimeSa
                 installs.cold.installs
             )
         });
-        return TimeSaved {
-            cost_seconds: cost,
-            notes,
-            ..TimeSaved::default()
-        };
+        return TimeSaved::unknown(cost, notes);
     };
     let hot = if activity.hits == 0 {
         0.0
@@ -139,11 +146,7 @@ pub fn estimate(cache: &str, activity: &Activity, installs: &Installs) -> TimeSa
             "too few exact hits timed to know what they cost: {} timed, {MIN_SAMPLES} needed",
             installs.hot.installs
         ));
-        return TimeSaved {
-            cost_seconds: cost,
-            notes,
-            ..TimeSaved::default()
-        };
+        return TimeSaved::unknown(cost, notes);
     };
     let exact = activity.hits as f64 * (cold - hot);
     let partial = if activity.partials == 0 {
@@ -185,11 +188,7 @@ pub fn total(parts: &[(TimeSaved, f64)]) -> TimeSaved {
         ));
     }
     if known.is_empty() {
-        return TimeSaved {
-            cost_seconds: cost,
-            notes,
-            ..TimeSaved::default()
-        };
+        return TimeSaved::unknown(cost, notes);
     }
     let sum = |f: fn(&TimeSaved) -> Option<f64>| known.iter().filter_map(|(t, _)| f(t)).sum();
     let seconds: f64 = sum(|t| t.seconds);
